@@ -1,0 +1,285 @@
+//! The command line, as clap types. Values are parsed into domain types here; combinations of
+//! flags are checked in [`config`](crate::config).
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use crate::domain::{RoomId, UserId, parse_date, parse_nights};
+use crate::strategy::{Expectation, Mode};
+
+/// The default `DATABASE_URL`: the `docker-compose.yml` PostgreSQL.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/booking";
+/// The default `REDIS_URL`: the `docker-compose.yml` Redis.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+const EXAMPLES: &str = "\
+Examples:
+  booking-cli db reset
+  booking-cli stress --users 20 --mode naive      # reproduce the overbooking race
+  booking-cli stress --users 20 --mode locked     # the Redis lock lets exactly one through
+  booking-cli stress --mode locked --json | jq .booked_count
+  booking-cli book --user 6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f --room 2 --from 2024-12-24 --nights 2
+
+Exit status: 0 success (book: created; stress: the expected outcome happened), 1 runtime error
+(a server unreachable, …), 2 bad input, 3 the outcome was not the one wanted (book: 409 conflict;
+stress: the expectation did not hold).";
+
+/// Reproduce a hotel booking race on real PostgreSQL and Redis, and prove which fixes hold.
+///
+/// A booking checks availability, does slow work, increments booked_count and inserts the
+/// booking. Twenty users booking the last room at once all pass the check: `stress --mode naive`
+/// shows the hotel selling one room twenty times. `stress --mode locked` puts a Redis lock per
+/// room-night around the same transaction and lets exactly one through. Verdicts are computed
+/// from the database, never from the tool's own tallies.
+#[derive(Debug, Parser)]
+#[command(name = "booking-cli", version, after_long_help = EXAMPLES, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Show the lock story of every user (-v), and more detail (-vv). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the servers are. Values from the environment are never shown in `--help`, and
+/// passwords are masked in every message.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// PostgreSQL URL [default: postgres://postgres:***@127.0.0.1:5432/booking]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
+        hide_default_value = true,
+        hide_env_values = true,
+        global = true,
+        value_name = "URL"
+    )]
+    pub database_url: String,
+
+    /// Redis URL, used by --mode locked [default: redis://127.0.0.1:6379]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = DEFAULT_REDIS_URL,
+        hide_default_value = true,
+        hide_env_values = true,
+        global = true,
+        value_name = "URL"
+    )]
+    pub redis_url: String,
+
+    /// Put this before every lock key, so that separate runs can share one Redis
+    #[arg(
+        long,
+        env = "LOCK_KEY_PREFIX",
+        default_value = "",
+        hide_default_value = true,
+        global = true,
+        value_name = "PREFIX"
+    )]
+    pub lock_key_prefix: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the database
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Make one booking through the same code path stress uses
+    Book(BookArgs),
+    /// Race many users for one slot and check the database afterwards
+    Stress(StressArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the database if missing, drop the project's tables, migrate and seed the hotel
+    ///
+    /// Seeds rooms 1-10 over the nights 2024-12-20 to 2025-01-05 with 5 rooms each, except room 1
+    /// on 2024-12-25, which has 1 (the reference scenario). Non-interactive and idempotent.
+    Reset,
+}
+
+/// Which nights: `--from` plus `--nights` or `--to`.
+#[derive(Debug, Args)]
+pub struct StayArgs {
+    /// First night of the stay (YYYY-MM-DD)
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub from: NaiveDate,
+
+    /// Number of nights [default: 1]
+    #[arg(long, value_name = "N", value_parser = parse_nights, conflicts_with = "to")]
+    pub nights: Option<u32>,
+
+    /// Day the guest leaves (exclusive; YYYY-MM-DD), instead of --nights
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub to: Option<NaiveDate>,
+}
+
+/// How the lock of `--mode locked` is taken.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Lifetime of a lock, in milliseconds (PX)
+    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub lock_ttl_ms: u64,
+
+    /// How many times a busy lock is tried again after the first attempt
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub lock_retries: u32,
+
+    /// Pause between two attempts, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub lock_retry_delay_ms: u64,
+}
+
+/// `book`: one booking.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  booking-cli book --user 6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f --room 1 --from 2024-12-25
+  booking-cli book --user 6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f --room 3 --from 2024-12-30 --to 2025-01-02 --mode naive
+
+Exit status: 0 created (201), 3 conflict (409), 1 runtime error, 2 bad input.")]
+pub struct BookArgs {
+    /// The guest (a UUID)
+    #[arg(long, value_name = "UUID", value_parser = clap::value_parser!(UserId))]
+    pub user: UserId,
+
+    /// The room type (rooms.id)
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(RoomId))]
+    pub room: RoomId,
+
+    #[command(flatten)]
+    pub stay: StayArgs,
+
+    /// How the booking is protected
+    #[arg(long, value_enum, default_value_t = Mode::Locked)]
+    pub mode: Mode,
+
+    /// Simulated slow work between the availability check and the write, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub hold_ms: u64,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    /// Print the outcome as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stress`: many users, one slot.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  booking-cli stress --users 20 --mode naive               # exits 0 when it overbooks
+  booking-cli stress --users 20 --mode locked              # exits 0 when it stays safe
+  booking-cli stress --mode locked --inventory 3 --lock-retries 100
+  booking-cli stress --mode naive --expect safe            # exits 3: CI catches the race
+  booking-cli stress --mode locked --json
+
+Exit status: 0 the expected outcome happened, 3 it did not, 1 runtime error, 2 bad input.")]
+pub struct StressArgs {
+    /// How many concurrent users
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub users: u32,
+
+    /// How bookings are protected
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+
+    /// The room type every user books
+    #[arg(long, value_name = "ID", default_value = "1", value_parser = clap::value_parser!(RoomId))]
+    pub room: RoomId,
+
+    /// First night of the contested stay (YYYY-MM-DD)
+    #[arg(long, value_name = "DATE", default_value = "2024-12-25", value_parser = parse_date)]
+    pub from: NaiveDate,
+
+    /// Number of nights every user books [default: 1]
+    #[arg(long, value_name = "N", value_parser = parse_nights, conflicts_with = "to")]
+    pub nights: Option<u32>,
+
+    /// Day the guests leave (exclusive; YYYY-MM-DD), instead of --nights
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub to: Option<NaiveDate>,
+
+    /// Rooms available on every night of the slot; set before the run
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub inventory: u32,
+
+    /// Simulated slow work between the availability check and the write, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub hold_ms: u64,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    /// Print one JSON object on stdout instead of the tables
+    #[arg(long)]
+    pub json: bool,
+
+    /// What the run must show for exit status 0 [default: overbooking for naive, safe for locked]
+    #[arg(long, value_enum)]
+    pub expect: Option<Expectation>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn stress_defaults_are_the_reference_run() {
+        let cli = Cli::try_parse_from(["booking-cli", "stress", "--mode", "locked"]).unwrap();
+        let Command::Stress(args) = cli.command else {
+            panic!("expected stress");
+        };
+        assert_eq!(args.users, 20);
+        assert_eq!(args.room.get(), 1);
+        assert_eq!(args.from.to_string(), "2024-12-25");
+        assert_eq!(args.inventory, 1);
+        assert_eq!(args.hold_ms, 200);
+        assert_eq!(
+            (
+                args.lock.lock_ttl_ms,
+                args.lock.lock_retries,
+                args.lock.lock_retry_delay_ms
+            ),
+            (5000, 10, 50)
+        );
+    }
+
+    #[test]
+    fn nights_and_to_cannot_both_be_given() {
+        let parsed = Cli::try_parse_from([
+            "booking-cli",
+            "stress",
+            "--mode",
+            "naive",
+            "--nights",
+            "2",
+            "--to",
+            "2024-12-28",
+        ]);
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn zero_users_is_refused() {
+        assert!(
+            Cli::try_parse_from(["booking-cli", "stress", "--mode", "naive", "--users", "0"])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! Validated settings, built from the command line before any work starts.
+//!
+//! clap has already parsed every single value into a domain type; what is checked here is what
+//! depends on several flags (`--from` with `--nights` or `--to`) or must be parsed without ever
+//! being echoed (URLs that may hold a password).
+
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+
+use crate::cli::{BookArgs, ConnectionArgs, LockArgs, StressArgs};
+use crate::db;
+use crate::domain::{BookingRequest, Stay};
+use crate::error::InputError;
+use crate::lock::LockPolicy;
+use crate::strategy::Mode;
+use crate::stress::StressConfig;
+
+/// Where the servers are.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub database: PgConnectOptions,
+    /// The raw URL, for `db reset` (sqlx's create-database helpers take a URL). Never print it.
+    pub database_url: String,
+    /// The raw Redis URL. Never print it: use [`mask_url`].
+    pub redis_url: String,
+    pub lock_key_prefix: String,
+}
+
+impl Connection {
+    pub fn from_args(args: &ConnectionArgs) -> Result<Self, InputError> {
+        Ok(Self {
+            database: db::connect_options(&args.database_url)?,
+            database_url: args.database_url.clone(),
+            redis_url: args.redis_url.clone(),
+            lock_key_prefix: args.lock_key_prefix.clone(),
+        })
+    }
+
+    /// `DATABASE_URL` with its password masked, for messages.
+    pub fn database_display(&self) -> String {
+        mask_url(&self.database_url)
+    }
+
+    /// `REDIS_URL` with its password masked, for messages.
+    pub fn redis_display(&self) -> String {
+        mask_url(&self.redis_url)
+    }
+
+    /// Every secret that must never appear in output: the passwords of both URLs.
+    pub fn secrets(&self) -> Vec<String> {
+        [&self.database_url, &self.redis_url]
+            .into_iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .filter_map(|u| u.password().map(str::to_owned))
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+}
+
+/// A validated `book`.
+#[derive(Debug, Clone)]
+pub struct BookConfig {
+    pub request: BookingRequest,
+    pub mode: Mode,
+    pub hold: Duration,
+    pub lock_policy: LockPolicy,
+    pub json: bool,
+}
+
+impl BookConfig {
+    pub fn from_args(args: &BookArgs) -> Result<Self, InputError> {
+        let stay = stay(args.stay.from, args.stay.nights, args.stay.to)?;
+        Ok(Self {
+            request: BookingRequest {
+                user: args.user,
+                room: args.room,
+                stay,
+            },
+            mode: args.mode,
+            hold: Duration::from_millis(args.hold_ms),
+            lock_policy: lock_policy(&args.lock),
+            json: args.json,
+        })
+    }
+}
+
+/// A validated `stress`, and how to print it.
+#[derive(Debug, Clone)]
+pub struct StressSettings {
+    pub run: StressConfig,
+    pub json: bool,
+}
+
+impl StressSettings {
+    pub fn from_args(args: &StressArgs) -> Result<Self, InputError> {
+        // clap bounds --inventory to 1,000,000, far inside i32.
+        let inventory = i32::try_from(args.inventory).unwrap_or(i32::MAX);
+        Ok(Self {
+            run: StressConfig {
+                mode: args.mode,
+                users: args.users,
+                room: args.room,
+                stay: stay(args.from, args.nights, args.to)?,
+                inventory,
+                hold: Duration::from_millis(args.hold_ms),
+                lock_policy: lock_policy(&args.lock),
+                expect: args.expect.unwrap_or(args.mode.default_expectation()),
+            },
+            json: args.json,
+        })
+    }
+}
+
+fn stay(
+    from: chrono::NaiveDate,
+    nights: Option<u32>,
+    to: Option<chrono::NaiveDate>,
+) -> Result<Stay, InputError> {
+    Ok(match to {
+        Some(to) => Stay::between(from, to)?,
+        None => Stay::nights_from(from, nights.unwrap_or(1))?,
+    })
+}
+
+fn lock_policy(args: &LockArgs) -> LockPolicy {
+    LockPolicy {
+        ttl: Duration::from_millis(args.lock_ttl_ms),
+        retries: args.lock_retries,
+        retry_delay: Duration::from_millis(args.lock_retry_delay_ms),
+    }
+}
+
+/// The URL with its password replaced by `***`; a URL that does not parse is not shown at all.
+pub fn mask_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                // Only fails for URLs that cannot have credentials, which have no password.
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+/// Replaces every occurrence of each secret in `message` by `***`: the last line of defence
+/// for messages built from errors this tool does not control.
+pub fn scrub(message: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(message.to_owned(), |m, secret| {
+        m.replace(secret.as_str(), "***")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            mask_url("postgres://postgres:s3cret@127.0.0.1:5432/booking"),
+            "postgres://postgres:***@127.0.0.1:5432/booking"
+        );
+        assert_eq!(
+            mask_url("redis://:hunter2@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(mask_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn an_unparsable_url_is_not_echoed() {
+        assert_eq!(mask_url("postgres://u:pw@[bad"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn scrub_removes_every_occurrence() {
+        let secrets = vec!["pw1".to_owned()];
+        assert_eq!(scrub("a pw1 b pw1", &secrets), "a *** b ***");
+    }
+}

@@ -1,0 +1,47 @@
+//! The library's error types.
+//!
+//! Refusals (sold out, lock busy) are [`Outcome`](crate::domain::Outcome)s, not errors. What is
+//! left splits in two, because the exit code differs: [`InputError`] is the user's to fix (exit
+//! 2, nothing written), everything else in [`BookingError`] is the environment's (exit 1).
+
+use chrono::NaiveDate;
+
+use crate::domain::{RoomId, StayError};
+use crate::lock::LockError;
+
+/// Input that parsed but does not fit the hotel, or a setting that cannot be used. Found before
+/// anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("room {room} does not exist (--room); `booking-cli db reset` seeds rooms 1-10")]
+    UnknownRoom { room: RoomId },
+    /// A night without an inventory row is not "available": the reference implementation's
+    /// check read no row as no conflict and sold nights the hotel never offered.
+    #[error("room {room} has no inventory on {night} (--from/--nights/--to)")]
+    NoInventory { room: RoomId, night: NaiveDate },
+    #[error(transparent)]
+    Stay(#[from] StayError),
+    /// A connection URL that cannot be parsed. The message never repeats the URL itself: it
+    /// may hold a password.
+    #[error("{variable} is not a valid {what} URL: {reason}")]
+    BadUrl {
+        variable: &'static str,
+        what: &'static str,
+        reason: String,
+    },
+}
+
+/// Why a booking attempt failed (as opposed to being refused).
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The database disagrees with itself in a way no strategy should cause (say, a concurrent
+    /// `db reset` removed rows mid-booking).
+    #[error("inconsistent state: {0}")]
+    Inconsistent(String),
+}

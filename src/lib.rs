@@ -1,0 +1,35 @@
+//! # booking-cli
+//!
+//! Reproduces, on a real PostgreSQL and a real Redis, how a hotel booking flow overbooks when
+//! many users book the last room at once — and proves which fixes hold. A booking runs
+//! *check availability → slow work → increment `booked_count` → insert the booking*; `stress`
+//! releases many users into that flow at the same instant and then reads the final state back
+//! from the database to give its verdict.
+//!
+//! ## Layout
+//!
+//! - [`cli`]: the command line, as clap types (parsing only).
+//! - [`config`]: validated settings built from the command line; URL masking.
+//! - [`domain`]: rooms, users, stays and outcomes — parsed, never raw strings.
+//! - [`db`]: connecting (with time-outs) and `db reset`.
+//! - [`repo`]: the repository — the only place SQL lives.
+//! - [`lock`]: the Redis lock (`SET NX PX` + Lua compare-and-delete).
+//! - [`strategy`]: one file per way of booking, behind the [`strategy::Strategy`] trait.
+//! - [`stress`]: spawns the users behind a start barrier, collects their results, reads the
+//!   final state.
+//! - [`report`]: tables and JSON, generic over `impl Write`.
+//! - [`app`]: runs a command, adds error context, chooses the exit status.
+//! - [`error`]: the library's error types.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod lock;
+pub mod logging;
+pub mod repo;
+pub mod report;
+pub mod strategy;
+pub mod stress;

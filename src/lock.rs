@@ -1,0 +1,326 @@
+//! A Redis lock per room-night: `SET key token NX PX ttl` to take it, a Lua compare-and-delete to
+//! give it back.
+//!
+//! Why each part is there:
+//! - **`NX`** makes the take atomic: of all the users racing for a free key, Redis lets exactly
+//!   one `SET` through. There is no "check, then set" window.
+//! - **A random 128-bit token** identifies *this* holding. A token built from the time (as the
+//!   reference implementation's was) can collide between two users who acquire in the same
+//!   instant, and then one of them can release the other's lock.
+//! - **The TTL (`PX`)** bounds how long a crashed holder blocks everyone else. It is also the
+//!   lock's weakness: if the holder is still working when it expires, a second holder gets in.
+//!   The TTL must be longer than the critical section; [`Released::Expired`] and
+//!   [`Released::Stolen`] make the breach visible instead of silent.
+//! - **Release is a Lua compare-and-delete**, because `GET` then `DEL` from the client is itself a
+//!   race: between the two, the key can expire and be taken by someone else, whose lock we would
+//!   then delete. The script runs atomically inside Redis.
+//! - **Release is an explicit `async fn`**, not a `Drop`: dropping cannot await a network round
+//!   trip. A [`LockGuard`] that is dropped without release still frees itself when the TTL ends,
+//!   which is exactly the crashed-holder case the TTL exists for.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Script};
+use serde::Serialize;
+
+use crate::domain::RoomId;
+use crate::error::InputError;
+
+/// Returns 1 when the key held our token and was deleted, 0 when the key no longer exists
+/// (it expired), -1 when it exists with another holder's token (it expired and was re-taken).
+const RELEASE_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+elseif current == false then
+    return 0
+else
+    return -1
+end
+";
+
+/// How long connecting to Redis, and each command, may take before it is an error. A lock that
+/// cannot reach Redis must fail closed, quickly — never hang a booking.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// How a lock is taken: how long it lives and how patiently a busy one is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LockPolicy {
+    /// Lifetime of a taken lock (`PX`).
+    #[serde(rename = "lock_ttl_ms", serialize_with = "as_millis")]
+    pub ttl: Duration,
+    /// Attempts after the first one; `retries = 10` means at most 11 `SET NX`.
+    #[serde(rename = "lock_retries")]
+    pub retries: u32,
+    /// Pause between two attempts.
+    #[serde(rename = "lock_retry_delay_ms", serialize_with = "as_millis")]
+    pub retry_delay: Duration,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_millis())
+}
+
+/// A lock this process holds. It is released only by [`RedisLock::release`]; see the module
+/// docs for why there is no `Drop`.
+#[derive(Debug)]
+#[must_use = "a lock must be released with RedisLock::release, or it blocks others until its TTL"]
+pub struct LockGuard {
+    key: String,
+    token: String,
+    acquired_at: Instant,
+}
+
+impl LockGuard {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+/// The answer of [`RedisLock::acquire`].
+#[derive(Debug)]
+pub enum Acquired {
+    Held(LockGuard),
+    /// Someone else held the key on every attempt.
+    Busy {
+        attempts: u32,
+    },
+}
+
+/// What the compare-and-delete found at release time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The key still held our token and is now deleted.
+    Released,
+    /// The key was gone: our TTL ran out while we were still working.
+    Expired,
+    /// The key held another token: ours expired and someone else took the lock. Nothing was
+    /// deleted — their lock is intact — but for a while two holders believed they held it.
+    Stolen,
+}
+
+/// Counters over every lock operation of one [`RedisLock`], shared by all its clones, so a run
+/// can report what the lock did without threading statistics through every call.
+#[derive(Debug, Default)]
+struct Counters {
+    acquired: AtomicU64,
+    busy_attempts: AtomicU64,
+    released: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// A snapshot of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LockStats {
+    /// Locks taken.
+    pub locks_acquired: u64,
+    /// `SET NX` attempts that found the key held by someone else.
+    pub lock_busy_attempts: u64,
+    /// Releases that found our own token and deleted it.
+    pub locks_released: u64,
+    /// Releases that found the key expired or held by another token: the lock did not protect
+    /// the whole critical section.
+    pub locks_expired_before_release: u64,
+}
+
+/// A handle on the lock service. Cheap to clone: clones share one multiplexed connection (every
+/// user's commands are pipelined on it; Redis answers them in order) and one set of counters.
+#[derive(Clone)]
+pub struct RedisLock {
+    conn: MultiplexedConnection,
+    key_prefix: Arc<str>,
+    release: Arc<Script>,
+    counters: Arc<Counters>,
+}
+
+impl RedisLock {
+    /// Connects to Redis and checks that it answers. `key_prefix` goes before every key, so that
+    /// tests (or several demonstrations) can share one Redis without sharing locks.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, ConnectError> {
+        let client = redis::Client::open(url).map_err(|e| {
+            ConnectError::Input(InputError::BadUrl {
+                variable: "REDIS_URL",
+                what: "Redis",
+                reason: e.to_string(),
+            })
+        })?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(LockError::from)?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(LockError::from)?;
+        Ok(Self {
+            conn,
+            key_prefix: Arc::from(key_prefix),
+            release: Arc::new(Script::new(RELEASE_SCRIPT)),
+            counters: Arc::default(),
+        })
+    }
+
+    /// The key of one room-night: `lock:room:{room}:{YYYY-MM-DD}` after the prefix.
+    pub fn room_night_key(&self, room: RoomId, night: NaiveDate) -> String {
+        format!("{}lock:room:{room}:{night}", self.key_prefix)
+    }
+
+    /// The key prefix in use (empty by default).
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// One `SET key token NX PX ttl`: the lock if the key was free, `None` if someone holds it.
+    pub async fn try_acquire(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let token = new_token();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        // `SET … NX` answers OK when it set the key and nil when the key already existed.
+        Ok(reply.map(|_| LockGuard {
+            key: key.to_owned(),
+            token,
+            acquired_at: Instant::now(),
+        }))
+    }
+
+    /// Takes the lock, retrying a busy key `policy.retries` times, `policy.retry_delay` apart.
+    pub async fn acquire(&self, key: &str, policy: &LockPolicy) -> Result<Acquired, LockError> {
+        let attempts = policy.retries.saturating_add(1);
+        for attempt in 1..=attempts {
+            if let Some(guard) = self.try_acquire(key, policy.ttl).await? {
+                self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(key, token = %guard.token, attempt, "lock acquired");
+                return Ok(Acquired::Held(guard));
+            }
+            self.counters.busy_attempts.fetch_add(1, Ordering::Relaxed);
+            if attempt < attempts {
+                tracing::info!(key, attempt, of = attempts, "lock busy, retrying");
+                tokio::time::sleep(policy.retry_delay).await;
+            }
+        }
+        tracing::info!(key, attempts, "lock busy, giving up");
+        Ok(Acquired::Busy { attempts })
+    }
+
+    /// Gives the lock back if it is still ours, and says whether it was.
+    pub async fn release(&self, guard: LockGuard) -> Result<Released, LockError> {
+        let reply: i64 = self
+            .release
+            .key(&guard.key)
+            .arg(&guard.token)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let held_ms = guard.acquired_at.elapsed().as_millis();
+        let released = match reply {
+            1 => Released::Released,
+            0 => Released::Expired,
+            _ => Released::Stolen,
+        };
+        match released {
+            Released::Released => {
+                self.counters.released.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(key = %guard.key, token = %guard.token, held_ms, "lock released");
+            }
+            Released::Expired | Released::Stolen => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    key = %guard.key,
+                    token = %guard.token,
+                    held_ms,
+                    found = if released == Released::Expired { "no key" } else { "another holder's token" },
+                    "lock had already expired before release"
+                );
+            }
+        }
+        Ok(released)
+    }
+
+    /// What this lock handle (and its clones) did so far.
+    pub fn stats(&self) -> LockStats {
+        let c = &self.counters;
+        LockStats {
+            locks_acquired: c.acquired.load(Ordering::Relaxed),
+            lock_busy_attempts: c.busy_attempts.load(Ordering::Relaxed),
+            locks_released: c.released.load(Ordering::Relaxed),
+            locks_expired_before_release: c.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Keys under this handle's prefix that match `lock:*`: after a clean run, none.
+    pub async fn leftover_keys(&self) -> Result<Vec<String>, LockError> {
+        let pattern = format!("{}lock:*", self.key_prefix);
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Why [`RedisLock::connect`] failed: a URL the user must fix, or a server that did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+/// 128 random bits from the thread-local CSPRNG (seeded from the OS), as 32 hex digits.
+fn new_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_128_bit_hex_and_differ() {
+        let a = new_token();
+        let b = new_token();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,338 @@
+//! The repository: every SQL statement of booking-cli lives in this file, one function per
+//! operation, every value bound as a parameter.
+//!
+//! Two kinds of operation: pool-level ones on [`Repo`] (schema, seeding, preparing and reading a
+//! slot), and the steps of a booking on [`BookingTx`], a transaction a strategy drives step by
+//! step so that the *order* of the steps — the thing the strategies differ in — stays visible in
+//! the strategy's own file.
+
+use chrono::NaiveDate;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::{BookingRequest, RoomId, Stay};
+use crate::error::{BookingError, InputError};
+
+/// The project's tables, dropped by `db reset`. `_sqlx_migrations` goes too, so the migrations
+/// are applied again from scratch.
+const DROP_PROJECT_TABLES: &str =
+    "DROP TABLE IF EXISTS bookings, inventory, rooms, _sqlx_migrations";
+
+/// The hotel that `db reset` seeds.
+#[derive(Debug, Clone)]
+pub struct SeedPlan {
+    pub room_names: Vec<String>,
+    pub first_night: NaiveDate,
+    pub last_night: NaiveDate,
+    pub total_inventory: i32,
+    /// One (room, night) with its own inventory: the reference scenario's last room.
+    pub scarce: (RoomId, NaiveDate, i32),
+}
+
+/// What seeding wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedSummary {
+    pub rooms: u64,
+    pub inventory_rows: u64,
+}
+
+/// The final state of one night of a slot, read from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct NightState {
+    pub night: NaiveDate,
+    pub total_inventory: i32,
+    pub booked_count: i32,
+    /// Confirmed booking rows whose stay covers this night.
+    pub confirmed_bookings: i64,
+}
+
+impl NightState {
+    /// The night is oversold, or its counter disagrees with its rows (a lost update).
+    pub fn overbooked(&self) -> bool {
+        let total = i64::from(self.total_inventory);
+        let booked = i64::from(self.booked_count);
+        booked > total || self.confirmed_bookings > total || self.confirmed_bookings != booked
+    }
+}
+
+/// What the availability check of a booking found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// Every night of the stay has `booked_count < total_inventory`.
+    Free,
+    /// The first night that does not.
+    SoldOut { night: NaiveDate },
+}
+
+/// Pool-level operations. Cheap to clone (the pool is an `Arc`).
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pool: PgPool,
+}
+
+impl Repo {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Drops the project's tables and applies the embedded migrations; returns how many were
+    /// applied.
+    pub async fn recreate_schema(&self) -> Result<usize, sqlx::migrate::MigrateError> {
+        sqlx::query(DROP_PROJECT_TABLES).execute(&self.pool).await?;
+        let migrator = sqlx::migrate!();
+        migrator.run(&self.pool).await?;
+        Ok(migrator.iter().count())
+    }
+
+    /// Seeds rooms and their inventory (on a freshly created schema).
+    pub async fn seed(&self, plan: &SeedPlan) -> Result<SeedSummary, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let rooms = sqlx::query(
+            "INSERT INTO rooms (id, name)
+             SELECT ordinality::int, name FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ordinality)",
+        )
+        .bind(&plan.room_names)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let inventory_rows = sqlx::query(
+            "INSERT INTO inventory (room_id, date, total_inventory, booked_count)
+             SELECT r.id, d::date, $3, 0
+             FROM rooms r CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS d",
+        )
+        .bind(plan.first_night)
+        .bind(plan.last_night)
+        .bind(plan.total_inventory)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let (room, night, total) = plan.scarce;
+        sqlx::query("UPDATE inventory SET total_inventory = $3 WHERE room_id = $1 AND date = $2")
+            .bind(room.get())
+            .bind(night)
+            .bind(total)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(SeedSummary {
+            rooms,
+            inventory_rows,
+        })
+    }
+
+    /// Whether `db reset` has created the tables this tool needs.
+    pub async fn schema_ready(&self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT to_regclass('public.inventory') IS NOT NULL
+                AND to_regclass('public.bookings') IS NOT NULL
+                AND to_regclass('public.rooms') IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Checks, without writing, that the room exists and every night of the stay has an
+    /// inventory row; the first failure is the error.
+    pub async fn ensure_bookable(&self, room: RoomId, stay: &Stay) -> Result<(), BookingError> {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)")
+            .bind(room.get())
+            .fetch_one(&self.pool)
+            .await?;
+        if !exists {
+            return Err(InputError::UnknownRoom { room }.into());
+        }
+        let missing: Option<NaiveDate> = sqlx::query_scalar(
+            "SELECT d::date FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
+             WHERE NOT EXISTS (SELECT 1 FROM inventory i WHERE i.room_id = $1 AND i.date = d::date)
+             ORDER BY d LIMIT 1",
+        )
+        .bind(room.get())
+        .bind(stay.from())
+        .bind(stay.to())
+        .fetch_optional(&self.pool)
+        .await?;
+        match missing {
+            Some(night) => Err(InputError::NoInventory { room, night }.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes a slot ready for a run: every night gets `total_inventory = inventory` and
+    /// `booked_count = 0`, and the bookings that touch those nights are deleted, in one
+    /// transaction. Returns how many bookings were deleted.
+    pub async fn prepare_slot(
+        &self,
+        room: RoomId,
+        stay: &Stay,
+        inventory: i32,
+    ) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM bookings WHERE room_id = $1 AND start_date < $3 AND end_date > $2",
+        )
+        .bind(room.get())
+        .bind(stay.from())
+        .bind(stay.to())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE inventory SET total_inventory = $4, booked_count = 0
+             WHERE room_id = $1 AND date >= $2 AND date < $3",
+        )
+        .bind(room.get())
+        .bind(stay.from())
+        .bind(stay.to())
+        .bind(inventory)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Reads the state of every night of a slot: the counter and the rows, side by side.
+    pub async fn slot_state(
+        &self,
+        room: RoomId,
+        stay: &Stay,
+    ) -> Result<Vec<NightState>, sqlx::Error> {
+        let rows: Vec<(NaiveDate, i32, i32, i64)> = sqlx::query_as(
+            "SELECT i.date, i.total_inventory, i.booked_count,
+                    (SELECT count(*) FROM bookings b
+                     WHERE b.room_id = i.room_id AND b.status = 'confirmed'
+                       AND b.start_date <= i.date AND b.end_date > i.date)
+             FROM inventory i
+             WHERE i.room_id = $1 AND i.date >= $2 AND i.date < $3
+             ORDER BY i.date",
+        )
+        .bind(room.get())
+        .bind(stay.from())
+        .bind(stay.to())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(night, total_inventory, booked_count, confirmed_bookings)| NightState {
+                    night,
+                    total_inventory,
+                    booked_count,
+                    confirmed_bookings,
+                },
+            )
+            .collect())
+    }
+
+    /// How many more client connections the server accepts right now (never negative).
+    pub async fn spare_connections(&self) -> Result<u32, sqlx::Error> {
+        let spare: i64 = sqlx::query_scalar(
+            "SELECT current_setting('max_connections')::bigint
+                  - current_setting('superuser_reserved_connections')::bigint
+                  - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(spare.max(0)).unwrap_or(u32::MAX))
+    }
+
+    /// Starts the transaction of one booking (READ COMMITTED, PostgreSQL's default).
+    pub async fn begin(&self) -> Result<BookingTx, sqlx::Error> {
+        Ok(BookingTx {
+            tx: self.pool.begin().await?,
+        })
+    }
+}
+
+/// The transaction of one booking, driven step by step by a strategy. Dropping it without
+/// [`commit`](BookingTx::commit) rolls it back.
+pub struct BookingTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl BookingTx {
+    /// The availability check: reads every night of the stay. A night without an inventory row
+    /// is an input error, never "available".
+    ///
+    /// This is a plain read: nothing stops another transaction from reading the same
+    /// `booked_count` at the same time. That is the race the naive strategy demonstrates.
+    pub async fn availability(
+        &mut self,
+        room: RoomId,
+        stay: &Stay,
+    ) -> Result<Availability, BookingError> {
+        let rows: Vec<(NaiveDate, Option<i32>, Option<i32>)> = sqlx::query_as(
+            "SELECT d::date, i.total_inventory, i.booked_count
+             FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
+             LEFT JOIN inventory i ON i.room_id = $1 AND i.date = d::date
+             ORDER BY d",
+        )
+        .bind(room.get())
+        .bind(stay.from())
+        .bind(stay.to())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for (night, total, booked) in rows {
+            let (Some(total), Some(booked)) = (total, booked) else {
+                return Err(InputError::NoInventory { room, night }.into());
+            };
+            if booked >= total {
+                return Ok(Availability::SoldOut { night });
+            }
+        }
+        Ok(Availability::Free)
+    }
+
+    /// `booked_count = booked_count + 1` on every night of the stay. The increment itself is
+    /// atomic in the database; what makes the naive flow unsafe is that the *decision* to
+    /// increment was taken on a value read earlier.
+    pub async fn increment_booked(
+        &mut self,
+        room: RoomId,
+        stay: &Stay,
+    ) -> Result<(), BookingError> {
+        let updated = sqlx::query(
+            "UPDATE inventory SET booked_count = booked_count + 1
+             WHERE room_id = $1 AND date >= $2 AND date < $3",
+        )
+        .bind(room.get())
+        .bind(stay.from())
+        .bind(stay.to())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if updated != u64::from(stay.len()) {
+            // The check saw a row for every night; only a concurrent `db reset` removes rows.
+            return Err(BookingError::Inconsistent(format!(
+                "expected to update {} inventory rows of room {room}, updated {updated}",
+                stay.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Inserts the `confirmed` booking row and returns its id.
+    pub async fn insert_booking(&mut self, req: &BookingRequest) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO bookings (user_id, room_id, start_date, end_date, status)
+             VALUES ($1, $2, $3, $4, 'confirmed')
+             RETURNING id",
+        )
+        .bind(req.user.as_uuid())
+        .bind(req.room.get())
+        .bind(req.stay.from())
+        .bind(req.stay.to())
+        .fetch_one(&mut *self.tx)
+        .await
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
