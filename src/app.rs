@@ -49,6 +49,22 @@ impl Exit {
     }
 }
 
+/// The error as one line: its context and causes joined by ": ", a cause left out when the
+/// message before it already says it (sqlx and redis repeat their sources in their own
+/// messages), line breaks folded, and every secret masked.
+pub fn error_line(error: &anyhow::Error, secrets: &[String]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() || parts.last().is_some_and(|last| last.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    crate::config::scrub(&parts.join(": "), secrets)
+}
+
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let connection = Connection::from_args(&cli.connection).map_err(anyhow::Error::new)?;

@@ -7,7 +7,7 @@ use clap::error::ErrorKind;
 
 use booking_cli::app::{self, Exit};
 use booking_cli::cli::Cli;
-use booking_cli::config::{Connection, scrub};
+use booking_cli::config::Connection;
 
 fn main() -> ExitCode {
     // A missing .env is normal; one that cannot be read is worth a word.
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match runtime.block_on(app::run(cli)) {
         Ok(exit) => exit.into(),
         Err(error) => {
-            eprintln!("error: {}", scrub(&format!("{error:#}"), &secrets));
+            eprintln!("error: {}", app::error_line(&error, &secrets));
             Exit::for_error(&error).into()
         }
     }

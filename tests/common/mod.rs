@@ -1,0 +1,157 @@
+//! Test helpers: a private database per test, a private Redis key prefix per test, and races
+//! released by a barrier.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use booking_cli::db;
+use booking_cli::domain::{BookingRequest, Outcome};
+use booking_cli::error::BookingError;
+use booking_cli::lock::{LockPolicy, RedisLock};
+use booking_cli::repo::Repo;
+use booking_cli::strategy::{self, Mode, Strategy};
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::PgConnectOptions;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+/// The server the tests create their databases on (`DATABASE_URL`, set by .cargo/config.toml
+/// or scripts/services.sh); only its host, port and credentials are used.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/booking".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A database of the test's own, dropped (with FORCE, closing connections) when the value is
+/// dropped — also when the test panics.
+pub struct TestDb {
+    pub url: String,
+}
+
+impl TestDb {
+    /// A name and URL only; the database does not exist yet (for `db reset` to create it).
+    pub fn unique_url() -> Self {
+        let mut url = url::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
+        let name = format!("booking_test_{}", uuid::Uuid::new_v4().simple());
+        url.set_path(&name);
+        Self {
+            url: url.to_string(),
+        }
+    }
+
+    /// A freshly created, migrated and seeded database, and a repository on it with enough
+    /// connections for a 20-user race.
+    pub async fn seeded() -> (Self, Repo) {
+        let test_db = Self::unique_url();
+        db::reset(&test_db.url, &db::reference_hotel())
+            .await
+            .expect("db reset of the test database");
+        let options = PgConnectOptions::from_str(&test_db.url).expect("test URL parses");
+        let pool = db::pool(options, 30)
+            .await
+            .expect("pool on the test database");
+        (test_db, Repo::new(pool))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        // Drop cannot await; a thread with its own runtime can, even inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for cleanup");
+            runtime.block_on(async {
+                if sqlx::Postgres::database_exists(&url).await.unwrap_or(false) {
+                    let _ = sqlx::Postgres::force_drop_database(&url).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A lock handle whose keys live under a prefix of this test's own.
+pub async fn private_lock() -> RedisLock {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    RedisLock::connect(&redis_url(), &prefix)
+        .await
+        .expect("Redis at REDIS_URL answers")
+}
+
+pub fn policy(ttl_ms: u64, retries: u32, retry_delay_ms: u64) -> LockPolicy {
+    LockPolicy {
+        ttl: Duration::from_millis(ttl_ms),
+        retries,
+        retry_delay: Duration::from_millis(retry_delay_ms),
+    }
+}
+
+/// The reference lock policy: 5 s TTL, 10 retries 50 ms apart.
+pub fn reference_policy() -> LockPolicy {
+    policy(5000, 10, 50)
+}
+
+pub fn build(
+    mode: Mode,
+    repo: &Repo,
+    lock: Option<RedisLock>,
+    lock_policy: LockPolicy,
+    hold_ms: u64,
+) -> Arc<dyn Strategy> {
+    strategy::build(
+        mode,
+        strategy::Context {
+            repo: repo.clone(),
+            lock,
+            lock_policy,
+            hold: Duration::from_millis(hold_ms),
+        },
+    )
+    .expect("strategy builds")
+}
+
+/// Books every request concurrently, all released by one barrier; results in request order.
+pub async fn race(
+    strategy: Arc<dyn Strategy>,
+    requests: Vec<BookingRequest>,
+) -> Vec<Result<Outcome, BookingError>> {
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let mut set = JoinSet::new();
+    for (i, request) in requests.into_iter().enumerate() {
+        let strategy = Arc::clone(&strategy);
+        let barrier = Arc::clone(&barrier);
+        set.spawn(async move {
+            barrier.wait().await;
+            (i, strategy.book(&request).await)
+        });
+    }
+    let mut results: Vec<_> = set.join_all().await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A fingerprint of everything `book` or `stress` could write: (bookings, Σ booked_count,
+/// Σ total_inventory).
+pub async fn snapshot(url: &str) -> (i64, i64, i64) {
+    let options = PgConnectOptions::from_str(url).expect("URL parses");
+    let pool = sqlx::PgPool::connect_with(options).await.expect("connect");
+    let snapshot = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM bookings),
+                (SELECT coalesce(sum(booked_count), 0)::bigint FROM inventory),
+                (SELECT coalesce(sum(total_inventory), 0)::bigint FROM inventory)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("snapshot query");
+    pool.close().await;
+    snapshot
+}

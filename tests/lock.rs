@@ -1,0 +1,95 @@
+//! The Redis lock on its own, against the real Redis (each test under its own key prefix).
+
+mod common;
+
+use std::time::Duration;
+
+use booking_cli::lock::{Acquired, Released};
+use common::{policy, private_lock};
+
+#[tokio::test]
+async fn a_second_acquire_fails_while_the_lock_is_held() {
+    let lock = private_lock().await;
+    let key = format!("{}lock:room:1:2024-12-25", lock.key_prefix());
+    let first = lock
+        .try_acquire(&key, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("a free key is acquired");
+    let second = lock
+        .try_acquire(&key, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(second.is_none(), "a held key must not be acquired again");
+
+    // With retries, still busy: every attempt is counted.
+    match lock.acquire(&key, &policy(5000, 2, 10)).await.unwrap() {
+        Acquired::Busy { attempts } => assert_eq!(attempts, 3),
+        Acquired::Held(_) => panic!("acquired a held lock"),
+    }
+    assert_eq!(lock.release(first).await.unwrap(), Released::Released);
+    assert!(lock.leftover_keys().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_release_with_another_holders_token_deletes_nothing() {
+    let lock = private_lock().await;
+    let key = lock.room_night_key("1".parse().unwrap(), "2024-12-25".parse().unwrap());
+    // A takes the lock with a short TTL and is "paused" past it; B takes the free key.
+    let a = lock
+        .try_acquire(&key, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .expect("free key");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let b = lock
+        .try_acquire(&key, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the expired key is free again");
+    assert_ne!(a.token(), b.token(), "tokens are random per acquisition");
+
+    // A's release finds B's token: it must not delete B's lock.
+    assert_eq!(lock.release(a).await.unwrap(), Released::Stolen);
+    assert_eq!(
+        lock.leftover_keys().await.unwrap(),
+        vec![key.clone()],
+        "B's lock must survive A's release"
+    );
+    assert!(
+        lock.try_acquire(&key, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none(),
+        "B still holds the key"
+    );
+    assert_eq!(lock.release(b).await.unwrap(), Released::Released);
+    assert_eq!(lock.stats().locks_expired_before_release, 1);
+}
+
+#[tokio::test]
+async fn the_key_expires_after_its_ttl() {
+    let lock = private_lock().await;
+    let key = format!("{}lock:room:2:2024-12-25", lock.key_prefix());
+    let guard = lock
+        .try_acquire(&key, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .expect("free key");
+    assert_eq!(lock.leftover_keys().await.unwrap(), vec![key.clone()]);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        lock.leftover_keys().await.unwrap().is_empty(),
+        "the key outlived its TTL"
+    );
+    assert_eq!(lock.release(guard).await.unwrap(), Released::Expired);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_quick_error() {
+    // A closed port on loopback: refused at once.
+    let started = std::time::Instant::now();
+    let result = booking_cli::lock::RedisLock::connect("redis://127.0.0.1:1", "x:").await;
+    assert!(result.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
