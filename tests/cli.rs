@@ -1,0 +1,461 @@
+//! The binary end to end, as a user or CI runs it: exit statuses, stdout, stderr, and the
+//! database afterwards. Each test has its own database (created by `db reset` itself) and its
+//! own lock key prefix.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{TestDb, redis_url};
+use serde_json::Value;
+
+const USER: &str = "6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f";
+
+struct Cli {
+    db: TestDb,
+    prefix: String,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self {
+            db: TestDb::unique_url(),
+            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_booking-cli"))
+            .args(args)
+            .env("DATABASE_URL", &self.db.url)
+            .env("REDIS_URL", redis_url())
+            .env("LOCK_KEY_PREFIX", &self.prefix)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the binary runs")
+    }
+
+    fn reset(&self) {
+        let out = self.run(&["db", "reset"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "db reset: {}",
+            text(&out.stderr)
+        );
+    }
+
+    fn snapshot(&self) -> (i64, i64, i64) {
+        block_on(common::snapshot(&self.db.url))
+    }
+
+    /// (total_inventory, booked_count, confirmed rows) of room 1 on 2024-12-25, from the database.
+    fn reference_slot(&self) -> (i64, i64, i64) {
+        block_on(async {
+            let pool = sqlx::PgPool::connect(&self.db.url).await.expect("connect");
+            let row = sqlx::query_as(
+                "SELECT total_inventory::bigint, booked_count::bigint,
+                        (SELECT count(*) FROM bookings WHERE room_id = 1 AND status = 'confirmed'
+                           AND start_date <= '2024-12-25' AND end_date > '2024-12-25')
+                 FROM inventory WHERE room_id = 1 AND date = '2024-12-25'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("slot query");
+            pool.close().await;
+            row
+        })
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            text(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn db_reset_creates_the_database_then_is_idempotent() {
+    let cli = Cli::new();
+    let first = cli.run(&["db", "reset"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).starts_with("created database booking_test_"));
+    assert_eq!(text(&first.stdout).lines().count(), 1);
+    let after_first = cli.snapshot();
+
+    let second = cli.run(&["db", "reset"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    assert!(text(&second.stdout).starts_with("reset database booking_test_"));
+    assert_eq!(cli.snapshot(), after_first);
+    // 10 rooms × 17 nights × 5 rooms, less 4 on room 1's 2024-12-25.
+    assert_eq!(after_first, (0, 0, 10 * 17 * 5 - 4));
+    assert_eq!(cli.reference_slot(), (1, 0, 0));
+}
+
+#[test]
+fn book_creates_once_then_reports_the_room_sold_out() {
+    let cli = Cli::new();
+    cli.reset();
+    let args = [
+        "book",
+        "--user",
+        USER,
+        "--room",
+        "1",
+        "--from",
+        "2024-12-25",
+        "--hold-ms",
+        "0",
+    ];
+    let created = cli.run(&args);
+    assert_eq!(created.status.code(), Some(0), "{}", text(&created.stderr));
+    assert!(
+        text(&created.stdout).starts_with("201 Created: booking "),
+        "{}",
+        text(&created.stdout)
+    );
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let conflict = cli.run(&json_args);
+    assert_eq!(
+        conflict.status.code(),
+        Some(3),
+        "{}",
+        text(&conflict.stderr)
+    );
+    let body = json(&conflict);
+    assert_eq!(body["status"], 409);
+    assert_eq!(body["outcome"], "sold_out");
+    assert_eq!(body["sold_out_night"], "2024-12-25");
+    assert_eq!(cli.reference_slot(), (1, 1, 1));
+}
+
+#[test]
+fn stress_json_reproduces_the_race_and_the_fix() {
+    let cli = Cli::new();
+    cli.reset();
+
+    let naive = cli.run(&["stress", "--users", "20", "--mode", "naive", "--json"]);
+    assert_eq!(naive.status.code(), Some(0), "{}", text(&naive.stderr));
+    let body = json(&naive);
+    for field in [
+        "mode",
+        "users",
+        "inventory",
+        "created",
+        "conflicts_sold_out",
+        "conflicts_lock",
+        "errors",
+        "total_inventory",
+        "booked_count",
+        "confirmed_bookings",
+        "overbooked",
+        "elapsed_ms",
+    ] {
+        assert!(body.get(field).is_some(), "--json lacks {field}: {body}");
+    }
+    assert_eq!(body["mode"], "naive");
+    assert_eq!(body["overbooked"], true);
+    let (total, booked, rows) = cli.reference_slot();
+    assert!(
+        booked > total && rows > total,
+        "naive: database shows {total}/{booked}/{rows}"
+    );
+    assert_eq!(body["booked_count"], booked);
+
+    // No reset in between: stress prepares its slot.
+    let locked = cli.run(&["stress", "--users", "20", "--mode", "locked", "--json"]);
+    assert_eq!(locked.status.code(), Some(0), "{}", text(&locked.stderr));
+    let body = json(&locked);
+    let conflicts =
+        body["conflicts_sold_out"].as_u64().unwrap() + body["conflicts_lock"].as_u64().unwrap();
+    assert_eq!(
+        (body["created"].as_u64(), conflicts, body["errors"].as_u64()),
+        (Some(1), 19, Some(0))
+    );
+    assert_eq!(body["overbooked"], false);
+    assert_eq!(cli.reference_slot(), (1, 1, 1));
+
+    // CI's guard: naive asked to be safe fails with 3.
+    let guard = cli.run(&[
+        "stress",
+        "--users",
+        "5",
+        "--mode",
+        "naive",
+        "--expect",
+        "safe",
+        "--hold-ms",
+        "100",
+    ]);
+    assert_eq!(guard.status.code(), Some(3), "{}", text(&guard.stderr));
+    assert!(text(&guard.stdout).contains("OVERBOOKED"));
+}
+
+#[test]
+fn the_table_shows_outcomes_and_the_database_state() {
+    let cli = Cli::new();
+    cli.reset();
+    let out = cli.run(&["stress", "--users", "20", "--mode", "locked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for row in [
+        "201 Created",
+        "409 Conflict (sold out)",
+        "409 Conflict (lock not acquired)",
+        "500 Error",
+        "total_inventory",
+        "booked_count",
+        "confirmed bookings",
+        "SAFE",
+    ] {
+        assert!(stdout.contains(row), "table lacks {row}:\n{stdout}");
+    }
+    assert!(
+        text(&out.stderr).is_empty(),
+        "stderr not empty: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn every_bad_input_is_one_line_exit_2_and_writes_nothing() {
+    let cli = Cli::new();
+    cli.reset();
+    let before = cli.snapshot();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "book",
+                "--user",
+                "user_1_0",
+                "--room",
+                "1",
+                "--from",
+                "2024-12-25",
+            ],
+            "--user",
+        ),
+        (
+            &[
+                "book",
+                "--user",
+                USER,
+                "--room",
+                "99",
+                "--from",
+                "2024-12-25",
+            ],
+            "room 99 does not exist",
+        ),
+        (
+            &[
+                "book",
+                "--user",
+                USER,
+                "--room",
+                "1",
+                "--from",
+                "2024-02-30",
+            ],
+            "--from",
+        ),
+        (
+            &[
+                "book",
+                "--user",
+                USER,
+                "--room",
+                "1",
+                "--from",
+                "2024-13-01",
+            ],
+            "--from",
+        ),
+        (
+            &[
+                "book",
+                "--user",
+                USER,
+                "--room",
+                "1",
+                "--from",
+                "2024-12-25",
+                "--nights",
+                "0",
+            ],
+            "--nights",
+        ),
+        (
+            &[
+                "book",
+                "--user",
+                USER,
+                "--room",
+                "1",
+                "--from",
+                "2024-12-25",
+                "--to",
+                "2024-12-25",
+            ],
+            "--to 2024-12-25 must be after --from 2024-12-25",
+        ),
+        (
+            &[
+                "book",
+                "--user",
+                USER,
+                "--room",
+                "1",
+                "--from",
+                "2025-01-05",
+                "--nights",
+                "2",
+            ],
+            "room 1 has no inventory on 2025-01-06",
+        ),
+        (
+            &[
+                "book",
+                "--user",
+                USER,
+                "--room",
+                "1",
+                "--from",
+                "2025-01-05",
+                "--nights",
+                "2",
+                "--mode",
+                "naive",
+            ],
+            "room 1 has no inventory on 2025-01-06",
+        ),
+        (&["stress", "--mode", "naive", "--users", "0"], "--users"),
+        (
+            &["stress", "--mode", "locked", "--room", "42"],
+            "room 42 does not exist",
+        ),
+        (
+            &[
+                "stress",
+                "--mode",
+                "naive",
+                "--from",
+                "2025-01-04",
+                "--nights",
+                "3",
+            ],
+            "room 1 has no inventory on 2025-01-06",
+        ),
+        (&["stress", "--mode", "optimistic"], "--mode"),
+        (&["stress"], "--mode"),
+        (
+            &["--database-url", "not a url", "stress", "--mode", "naive"],
+            "DATABASE_URL",
+        ),
+    ];
+    for (args, fragment) in cases {
+        let out = cli.run(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: not one line: {stderr}"
+        );
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(fragment),
+            "{args:?}: expected '{fragment}' in: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: wrote to stdout");
+        assert_eq!(cli.snapshot(), before, "{args:?} changed the database");
+    }
+}
+
+#[test]
+fn unreachable_servers_fail_within_seconds_without_showing_passwords() {
+    let cli = Cli::new();
+    cli.reset();
+    let before = cli.snapshot();
+    let cases: &[&[&str]] = &[
+        // Port 1 on loopback: nothing listens, refused at once.
+        &[
+            "--database-url",
+            "postgres://postgres:Sup3rSecret@127.0.0.1:1/booking",
+            "stress",
+            "--mode",
+            "naive",
+        ],
+        &[
+            "--redis-url",
+            "redis://:Sup3rSecret@127.0.0.1:1",
+            "stress",
+            "--mode",
+            "locked",
+        ],
+        &[
+            "--redis-url",
+            "redis://:Sup3rSecret@127.0.0.1:1",
+            "book",
+            "--user",
+            USER,
+            "--room",
+            "2",
+            "--from",
+            "2024-12-25",
+        ],
+    ];
+    for args in cases {
+        let started = Instant::now();
+        let out = cli.run(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("Sup3rSecret"), "password shown: {stderr}");
+        assert!(stderr.contains(":***@"), "{args:?}: {stderr}");
+    }
+    assert_eq!(cli.snapshot(), before);
+}
+
+#[test]
+fn help_shows_examples_and_exit_codes() {
+    let cli = Cli::new();
+    for args in [&["--help"][..], &["stress", "--help"], &["book", "--help"]] {
+        let out = cli.run(args);
+        assert_eq!(out.status.code(), Some(0));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("Examples:") && stdout.contains("Exit status"),
+            "{args:?}:\n{stdout}"
+        );
+        assert!(
+            !stdout.contains("postgres:postgres@"),
+            "the default password is shown:\n{stdout}"
+        );
+    }
+}
