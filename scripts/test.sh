@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's test command (CI runs it through .ci/run): services, formatting, lints, the test
+# suite against the real PostgreSQL and Redis, then the CLI smoke run of the reference scenario.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "services"
+scripts/services.sh
+# shellcheck disable=SC1091
+source target/services.env
+export NO_COLOR=1
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked
+
+step "smoke run: db reset, stress --mode naive, stress --mode locked (each must exit 0)"
+cli=target/debug/booking-cli
+"$cli" db reset
+"$cli" stress --users 20 --mode naive
+"$cli" stress --users 20 --mode locked
+
+# The outside-in acceptance check, when the shared checks sit beside this clone.
+acceptance=../shared/acceptance/reference-run.sh
+if [ -f "$acceptance" ]; then
+    step "acceptance: $acceptance"
+    DATABASE_URL="${DATABASE_URL%/*}/booking_acceptance" bash "$acceptance" "$cli"
+fi
+
+step "all checks passed"
