@@ -217,16 +217,16 @@ impl RedisLock {
         for attempt in 1..=attempts {
             if let Some(guard) = self.try_acquire(key, policy.ttl).await? {
                 self.counters.acquired.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(key, token = %guard.token, attempt, "lock acquired");
+                tracing::info!(key = %key, token = %guard.token, attempt, "lock acquired");
                 return Ok(Acquired::Held(guard));
             }
             self.counters.busy_attempts.fetch_add(1, Ordering::Relaxed);
             if attempt < attempts {
-                tracing::info!(key, attempt, of = attempts, "lock busy, retrying");
+                tracing::info!(key = %key, attempt, of = attempts, "lock busy, retrying");
                 tokio::time::sleep(policy.retry_delay).await;
             }
         }
-        tracing::info!(key, attempts, "lock busy, giving up");
+        tracing::info!(key = %key, attempts, "lock busy, giving up");
         Ok(Acquired::Busy { attempts })
     }
 
