@@ -3,12 +3,11 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{BookArgs, Cli, Command, DbCommand, StressArgs};
+use crate::cli::{BookArgs, Cli, Command, DbCommand, StressArgs, StressMode};
 use crate::config::{BookConfig, Connection, StressSettings};
 use crate::db::{self, DbError};
 use crate::domain::Outcome;
@@ -16,8 +15,8 @@ use crate::error::{BookingError, InputError};
 use crate::lock::{ConnectError, RedisLock};
 use crate::repo::Repo;
 use crate::report;
-use crate::strategy::{self, Mode, Strategy};
-use crate::stress;
+use crate::strategy;
+use crate::stress::{self, StressConfig, StressReport};
 
 /// The documented exit statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,38 +107,45 @@ async fn book(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exit> 
     repo.ensure_bookable(config.request.room, &config.request.stay)
         .await
         .map_err(surface_booking)?;
-    let strategy = build_strategy(
-        connection,
+    let lock = connect_lock(connection, config.mode.needs_redis()).await?;
+    let strategy = strategy::build(
         config.mode,
-        &repo,
-        config.lock_policy,
-        config.hold,
-    )
-    .await?;
+        strategy::Context {
+            repo: repo.clone(),
+            lock,
+            lock_policy: config.lock_policy,
+            retry: config.retry,
+            hold: config.hold,
+        },
+    )?;
     let outcome = strategy
         .book(&config.request)
         .await
         .map_err(surface_booking)
         .context("booking failed")?;
     let mut out = std::io::stdout().lock();
-    if config.json {
-        report::write_json(&mut out, &report::BookJson::new(&config, &outcome))?;
+    let printed = if config.json {
+        report::write_json(&mut out, &report::BookJson::new(&config, &outcome))
     } else {
-        report::write_book(&mut out, &config, &outcome)?;
-    }
-    out.flush()?;
+        report::write_book(&mut out, &config, &outcome)
+    };
+    finish_output(printed.and_then(|()| out.flush()))?;
     Ok(match outcome {
         Outcome::Created { .. } => Exit::Success,
-        Outcome::SoldOut { .. } | Outcome::LockNotAcquired { .. } => Exit::Unexpected,
+        Outcome::SoldOut { .. }
+        | Outcome::LockNotAcquired { .. }
+        | Outcome::RetriesExhausted { .. } => Exit::Unexpected,
     })
 }
 
 async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyhow::Result<Exit> {
     let settings = StressSettings::from_args(args)?;
-    let run = &settings.run;
+    let Some(first) = settings.runs.first() else {
+        return Ok(Exit::Success);
+    };
     // One connection per user, so that no user waits for one, plus one for the final read —
     // but never more than the server has spare.
-    let wanted = run.users.saturating_add(1);
+    let wanted = first.users.saturating_add(1);
     let probe = connect_repo(connection, 1).await?;
     let spare = probe
         .spare_connections()
@@ -156,37 +162,77 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
         );
     }
     let repo = connect_repo(connection, size).await?;
-    let strategy = build_strategy(connection, run.mode, &repo, run.lock_policy, run.hold).await?;
+    // Connect to Redis before anything is written, so that a dead Redis writes nothing.
+    let lock = connect_lock(
+        connection,
+        settings.runs.iter().any(|r| r.mode.needs_redis()),
+    )
+    .await?;
 
-    let progress = if settings.json || verbose > 0 || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(u64::from(run.users));
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} {pos}/{len} users finished {wide_bar} {elapsed}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    };
-    let report = stress::run(&repo, strategy, run, &progress)
-        .await
-        .map_err(surface_booking)
-        .with_context(|| format!("stress run of --mode {} failed", run.mode))?;
+    let mut reports = Vec::with_capacity(settings.runs.len());
+    for run in &settings.runs {
+        let strategy = strategy::build(
+            run.mode,
+            strategy::Context {
+                repo: repo.clone(),
+                lock: lock.as_ref().map(RedisLock::with_fresh_stats),
+                lock_policy: run.lock_policy,
+                retry: run.retry,
+                hold: run.hold,
+            },
+        )?;
+        let progress = progress_bar(run, settings.json || verbose > 0);
+        let report = stress::run(&repo, strategy, run, &progress)
+            .await
+            .map_err(surface_booking)
+            .with_context(|| format!("stress run of --mode {} failed", run.mode))?;
+        reports.push(report);
+    }
     repo.pool().close().await;
 
     let mut out = std::io::stdout().lock();
-    if settings.json {
-        report::write_json(&mut out, &report::StressJson::new(&report))?;
-    } else {
-        report::write_stress(&mut out, &report)?;
-    }
-    out.flush()?;
-    Ok(if report.expectation_met() {
+    let printed = match (settings.json, reports.as_slice()) {
+        (true, [one]) if args.mode != StressMode::All => {
+            report::write_json(&mut out, &report::StressJson::new(one))
+        }
+        (true, all) => report::write_json(
+            &mut out,
+            &all.iter().map(report::StressJson::new).collect::<Vec<_>>(),
+        ),
+        (false, [one]) if args.mode != StressMode::All => report::write_stress(&mut out, one),
+        (false, all) => report::write_comparison(&mut out, all),
+    };
+    finish_output(printed.and_then(|()| out.flush()))?;
+    Ok(if reports.iter().all(StressReport::expectation_met) {
         Exit::Success
     } else {
         Exit::Unexpected
     })
+}
+
+/// A reader that stops early (`| head`) closes the pipe: that is not an error of this tool, and
+/// the exit status still reports the outcome.
+fn finish_output(written: std::io::Result<()>) -> anyhow::Result<()> {
+    match written {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other.context("failed to write to stdout")?),
+    }
+}
+
+/// A bar on stderr when a person is watching; hidden for JSON, logs, or no terminal.
+fn progress_bar(run: &StressConfig, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(u64::from(run.users));
+    let template = format!(
+        "{{spinner}} {:<12} {{pos}}/{{len}} users finished {{wide_bar}} {{elapsed}}",
+        run.mode.name()
+    );
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 async fn connect_repo(connection: &Connection, max_connections: u32) -> anyhow::Result<Repo> {
@@ -201,37 +247,24 @@ async fn connect_repo(connection: &Connection, max_connections: u32) -> anyhow::
         })
 }
 
-async fn build_strategy(
-    connection: &Connection,
-    mode: Mode,
-    repo: &Repo,
-    lock_policy: crate::lock::LockPolicy,
-    hold: std::time::Duration,
-) -> anyhow::Result<Arc<dyn Strategy>> {
-    let lock = if mode.needs_redis() {
-        let lock = RedisLock::connect(&connection.redis_url, &connection.lock_key_prefix)
-            .await
-            .map_err(|e| match e {
-                ConnectError::Input(input) => anyhow::Error::new(input),
-                ConnectError::Lock(lock) => anyhow::Error::new(lock),
-            })
-            .with_context(|| {
-                format!(
-                    "failed to connect to REDIS_URL {}",
-                    connection.redis_display()
-                )
-            })?;
-        Some(lock)
-    } else {
-        None
-    };
-    let context = strategy::Context {
-        repo: repo.clone(),
-        lock,
-        lock_policy,
-        hold,
-    };
-    Ok(strategy::build(mode, context)?)
+/// The lock service, when `needed`.
+async fn connect_lock(connection: &Connection, needed: bool) -> anyhow::Result<Option<RedisLock>> {
+    if !needed {
+        return Ok(None);
+    }
+    let lock = RedisLock::connect(&connection.redis_url, &connection.lock_key_prefix)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Input(input) => anyhow::Error::new(input),
+            ConnectError::Lock(lock) => anyhow::Error::new(lock),
+        })
+        .with_context(|| {
+            format!(
+                "failed to connect to REDIS_URL {}",
+                connection.redis_display()
+            )
+        })?;
+    Ok(Some(lock))
 }
 
 /// Puts an [`InputError`] at the top of the chain (where [`Exit::for_error`] finds it) instead

@@ -2,7 +2,8 @@
 //! flags are checked in [`config`](crate::config).
 
 use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::{RoomId, UserId, parse_date, parse_nights};
 use crate::strategy::{Expectation, Mode};
@@ -132,9 +133,52 @@ pub struct LockArgs {
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub lock_retries: u32,
 
-    /// Pause between two attempts, in milliseconds
+    /// Pause between two attempts, in milliseconds (with --lock-wait-ms: the backoff's base)
     #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub lock_retry_delay_ms: u64,
+
+    /// Wait for a busy lock until this deadline, with exponential backoff and full jitter,
+    /// instead of --lock-retries fixed retries
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub lock_wait_ms: Option<u64>,
+}
+
+/// How `--mode serializable` retries a transaction PostgreSQL aborted.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// How many times an aborted serializable transaction is run again
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub serializable_retries: u32,
+
+    /// Base of the exponential backoff (full jitter, ceiling 16 × base) between two attempts
+    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub serializable_backoff_ms: u64,
+}
+
+/// `--mode` of `stress`: one strategy, or every one in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StressMode {
+    One(Mode),
+    All,
+}
+
+impl StressMode {
+    /// The strategies to run, in order.
+    pub fn modes(self) -> Vec<Mode> {
+        match self {
+            StressMode::One(mode) => vec![mode],
+            StressMode::All => Mode::ALL.to_vec(),
+        }
+    }
+}
+
+fn stress_mode() -> impl TypedValueParser<Value = StressMode> {
+    let names = Mode::ALL.iter().map(|m| m.name()).chain(["all"]);
+    PossibleValuesParser::new(names).map(|name| {
+        Mode::from_str(&name, false)
+            .map(StressMode::One)
+            .unwrap_or(StressMode::All)
+    })
 }
 
 /// `book`: one booking.
@@ -168,6 +212,9 @@ pub struct BookArgs {
     #[command(flatten)]
     pub lock: LockArgs,
 
+    #[command(flatten)]
+    pub retry: RetryArgs,
+
     /// Print the outcome as one JSON object
     #[arg(long)]
     pub json: bool,
@@ -181,19 +228,24 @@ Examples:
   booking-cli stress --users 20 --mode locked              # exits 0 when it stays safe
   booking-cli stress --mode locked --inventory 3 --lock-retries 100
   booking-cli stress --mode naive --expect safe            # exits 3: CI catches the race
+  booking-cli stress --mode locked --inventory 5 --lock-wait-ms 5000   # no under-selling
+  booking-cli stress --mode all --inventory 3                          # every strategy, one table
+  booking-cli stress --mode row-lock --nights 3 --mixed-ranges --rooms 2
   booking-cli stress --mode locked --json
 
-Exit status: 0 the expected outcome happened, 3 it did not, 1 runtime error, 2 bad input.")]
+Exit status: 0 the expected outcome happened (with --mode all: for every strategy), 3 it did not,
+1 runtime error, 2 bad input.")]
 pub struct StressArgs {
     /// How many concurrent users
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub users: u32,
 
-    /// How bookings are protected
-    #[arg(long, value_enum)]
-    pub mode: Mode,
+    /// How bookings are protected: one strategy, or `all` of them in turn on a freshly prepared
+    /// slot each
+    #[arg(long, value_parser = stress_mode())]
+    pub mode: StressMode,
 
-    /// The room type every user books
+    /// The room type every user books (the first one, with --rooms)
     #[arg(long, value_name = "ID", default_value = "1", value_parser = clap::value_parser!(RoomId))]
     pub room: RoomId,
 
@@ -209,6 +261,15 @@ pub struct StressArgs {
     #[arg(long, value_name = "DATE", value_parser = parse_date)]
     pub to: Option<NaiveDate>,
 
+    /// Spread the users over this many rooms, from --room on (1: everyone contends)
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub rooms: u32,
+
+    /// Users book overlapping stays of --nights nights that start on different nights: user i
+    /// starts i mod --nights nights before --from (needs --nights 2 or more)
+    #[arg(long)]
+    pub mixed_ranges: bool,
+
     /// Rooms available on every night of the slot; set before the run
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub inventory: u32,
@@ -220,11 +281,15 @@ pub struct StressArgs {
     #[command(flatten)]
     pub lock: LockArgs,
 
-    /// Print one JSON object on stdout instead of the tables
+    #[command(flatten)]
+    pub retry: RetryArgs,
+
+    /// Print one JSON object on stdout instead of the tables (an array with --mode all)
     #[arg(long)]
     pub json: bool,
 
-    /// What the run must show for exit status 0 [default: overbooking for naive, safe for locked]
+    /// What the run must show for exit status 0 [default: overbooking for naive and lost-update,
+    /// safe for the others]
     #[arg(long, value_enum)]
     pub expect: Option<Expectation>,
 }
@@ -245,6 +310,7 @@ mod tests {
         let Command::Stress(args) = cli.command else {
             panic!("expected stress");
         };
+        assert_eq!(args.mode, StressMode::One(Mode::Locked));
         assert_eq!(args.users, 20);
         assert_eq!(args.room.get(), 1);
         assert_eq!(args.from.to_string(), "2024-12-25");
@@ -281,5 +347,27 @@ mod tests {
             Cli::try_parse_from(["booking-cli", "stress", "--mode", "naive", "--users", "0"])
                 .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    #[test]
+    fn every_strategy_and_all_parse_as_a_stress_mode() {
+        for mode in Mode::ALL {
+            let cli =
+                Cli::try_parse_from(["booking-cli", "stress", "--mode", mode.name()]).unwrap();
+            let Command::Stress(args) = cli.command else {
+                panic!("expected stress");
+            };
+            assert_eq!(args.mode, StressMode::One(mode));
+        }
+        let cli = Cli::try_parse_from(["booking-cli", "stress", "--mode", "all"]).unwrap();
+        let Command::Stress(args) = cli.command else {
+            panic!("expected stress");
+        };
+        assert_eq!(args.mode.modes(), Mode::ALL.to_vec());
     }
 }

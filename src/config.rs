@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::cli::{BookArgs, ConnectionArgs, LockArgs, StressArgs};
+use crate::backoff::Backoff;
+use crate::cli::{BookArgs, ConnectionArgs, LockArgs, RetryArgs, StressArgs};
 use crate::db;
 use crate::domain::{BookingRequest, Stay};
 use crate::error::InputError;
 use crate::lock::LockPolicy;
-use crate::strategy::Mode;
+use crate::strategy::{Mode, RetryPolicy};
 use crate::stress::StressConfig;
 
 /// Where the servers are.
@@ -65,6 +66,7 @@ pub struct BookConfig {
     pub mode: Mode,
     pub hold: Duration,
     pub lock_policy: LockPolicy,
+    pub retry: RetryPolicy,
     pub json: bool,
 }
 
@@ -80,15 +82,16 @@ impl BookConfig {
             mode: args.mode,
             hold: Duration::from_millis(args.hold_ms),
             lock_policy: lock_policy(&args.lock),
+            retry: retry_policy(&args.retry),
             json: args.json,
         })
     }
 }
 
-/// A validated `stress`, and how to print it.
+/// A validated `stress`, and how to print it. With `--mode all`, one run per strategy.
 #[derive(Debug, Clone)]
 pub struct StressSettings {
-    pub run: StressConfig,
+    pub runs: Vec<StressConfig>,
     pub json: bool,
 }
 
@@ -96,17 +99,32 @@ impl StressSettings {
     pub fn from_args(args: &StressArgs) -> Result<Self, InputError> {
         // clap bounds --inventory to 1,000,000, far inside i32.
         let inventory = i32::try_from(args.inventory).unwrap_or(i32::MAX);
-        Ok(Self {
-            run: StressConfig {
-                mode: args.mode,
+        let stay = stay(args.from, args.nights, args.to)?;
+        if args.mixed_ranges && stay.len() < 2 {
+            return Err(InputError::Invalid(
+                "--mixed-ranges needs a stay of 2 or more nights (--nights or --to)".to_owned(),
+            ));
+        }
+        let runs = args
+            .mode
+            .modes()
+            .into_iter()
+            .map(|mode| StressConfig {
+                mode,
                 users: args.users,
                 room: args.room,
-                stay: stay(args.from, args.nights, args.to)?,
+                rooms: args.rooms,
+                stay,
+                mixed_ranges: args.mixed_ranges,
                 inventory,
                 hold: Duration::from_millis(args.hold_ms),
                 lock_policy: lock_policy(&args.lock),
-                expect: args.expect.unwrap_or(args.mode.default_expectation()),
-            },
+                retry: retry_policy(&args.retry),
+                expect: args.expect.unwrap_or(mode.default_expectation()),
+            })
+            .collect();
+        Ok(Self {
+            runs,
             json: args.json,
         })
     }
@@ -128,6 +146,18 @@ fn lock_policy(args: &LockArgs) -> LockPolicy {
         ttl: Duration::from_millis(args.lock_ttl_ms),
         retries: args.lock_retries,
         retry_delay: Duration::from_millis(args.lock_retry_delay_ms),
+        wait: args.lock_wait_ms.map(Duration::from_millis),
+    }
+}
+
+fn retry_policy(args: &RetryArgs) -> RetryPolicy {
+    let base = Duration::from_millis(args.serializable_backoff_ms);
+    RetryPolicy {
+        retries: args.serializable_retries,
+        backoff: Backoff {
+            base,
+            cap: base.saturating_mul(16),
+        },
     }
 }
 

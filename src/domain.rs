@@ -199,6 +199,9 @@ pub enum Outcome {
     SoldOut { night: NaiveDate },
     /// `409 Conflict`: the lock on this key stayed held by someone else for every attempt.
     LockNotAcquired { key: String, attempts: u32 },
+    /// `409 Conflict`: the transaction hit a serialization failure or deadlock on every attempt
+    /// and the retry budget ran out.
+    RetriesExhausted { attempts: u32 },
 }
 
 impl Outcome {
@@ -206,7 +209,9 @@ impl Outcome {
     pub fn status(&self) -> u16 {
         match self {
             Outcome::Created { .. } => 201,
-            Outcome::SoldOut { .. } | Outcome::LockNotAcquired { .. } => 409,
+            Outcome::SoldOut { .. }
+            | Outcome::LockNotAcquired { .. }
+            | Outcome::RetriesExhausted { .. } => 409,
         }
     }
 }

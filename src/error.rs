@@ -21,6 +21,9 @@ pub enum InputError {
     NoInventory { room: RoomId, night: NaiveDate },
     #[error(transparent)]
     Stay(#[from] StayError),
+    /// A combination of flags that cannot work; the message names them.
+    #[error("{0}")]
+    Invalid(String),
     /// A connection URL that cannot be parsed. The message never repeats the URL itself: it
     /// may hold a password.
     #[error("{variable} is not a valid {what} URL: {reason}")]
@@ -30,6 +33,10 @@ pub enum InputError {
         reason: String,
     },
 }
+
+/// SQLSTATEs after which running the same transaction again may succeed: `40001`
+/// serialization_failure and `40P01` deadlock_detected.
+const RETRYABLE_SQLSTATES: [&str; 2] = ["40001", "40P01"];
 
 /// Why a booking attempt failed (as opposed to being refused).
 #[derive(Debug, thiserror::Error)]
@@ -44,4 +51,17 @@ pub enum BookingError {
     /// `db reset` removed rows mid-booking).
     #[error("inconsistent state: {0}")]
     Inconsistent(String),
+}
+
+impl BookingError {
+    /// Whether PostgreSQL aborted the transaction because of a concurrent one (serialization
+    /// failure or deadlock), so that retrying the whole transaction is the right answer.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BookingError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| RETRYABLE_SQLSTATES.contains(&code.as_ref())),
+            _ => false,
+        }
+    }
 }

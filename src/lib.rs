@@ -19,9 +19,12 @@
 //!   final state.
 //! - [`report`]: tables and JSON, generic over `impl Write`.
 //! - [`app`]: runs a command, adds error context, chooses the exit status.
+//! - [`backoff`]: exponential backoff with full jitter.
+//! - [`metrics`]: latency histograms.
 //! - [`error`]: the library's error types.
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -29,6 +32,7 @@ pub mod domain;
 pub mod error;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod repo;
 pub mod report;
 pub mod strategy;

@@ -18,8 +18,8 @@
 //!   trip. A [`LockGuard`] that is dropped without release still frees itself when the TTL ends,
 //!   which is exactly the crashed-holder case the TTL exists for.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -27,8 +27,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 use serde::Serialize;
 
+use crate::backoff::Backoff;
 use crate::domain::RoomId;
 use crate::error::InputError;
+use crate::metrics::{Latencies, Percentiles};
 
 /// Returns 1 when the key held our token and was deleted, 0 when the key no longer exists
 /// (it expired), -1 when it exists with another holder's token (it expired and was re-taken).
@@ -54,21 +56,52 @@ pub enum LockError {
 }
 
 /// How a lock is taken: how long it lives and how patiently a busy one is retried.
+///
+/// Two waiting policies:
+/// - **fixed retries** (the reference design): `retries` more attempts, `retry_delay` apart.
+///   Every waiter sleeps the same time, so they poll in lock-step, and the budget runs out
+///   while the lock is still changing hands — at inventory > 1 users are refused although
+///   rooms are left.
+/// - **a deadline** (`wait`): keep trying until `wait` has passed, pausing with exponential
+///   backoff and full jitter (base `retry_delay`, ceiling 8 × `retry_delay`), so that waiters
+///   spread out instead of colliding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LockPolicy {
     /// Lifetime of a taken lock (`PX`).
     #[serde(rename = "lock_ttl_ms", serialize_with = "as_millis")]
     pub ttl: Duration,
-    /// Attempts after the first one; `retries = 10` means at most 11 `SET NX`.
+    /// Attempts after the first one; `retries = 10` means at most 11 `SET NX`. Ignored when
+    /// `wait` is set.
     #[serde(rename = "lock_retries")]
     pub retries: u32,
-    /// Pause between two attempts.
+    /// Pause between two attempts (fixed), or the base of the backoff (deadline).
     #[serde(rename = "lock_retry_delay_ms", serialize_with = "as_millis")]
     pub retry_delay: Duration,
+    /// A deadline for taking the lock, instead of a number of retries.
+    #[serde(rename = "lock_wait_ms", serialize_with = "opt_millis")]
+    pub wait: Option<Duration>,
+}
+
+impl LockPolicy {
+    /// The backoff of the deadline policy.
+    pub fn backoff(&self) -> Backoff {
+        let base = self.retry_delay.max(Duration::from_millis(1));
+        Backoff {
+            base,
+            cap: base.saturating_mul(8),
+        }
+    }
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u128(d.as_millis())
+}
+
+fn opt_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_millis()),
+        None => s.serialize_none(),
+    }
 }
 
 /// A lock this process holds. It is released only by [`RedisLock::release`]; see the module
@@ -121,10 +154,30 @@ struct Counters {
     busy_attempts: AtomicU64,
     released: AtomicU64,
     lost: AtomicU64,
+    /// Time spent in `acquire`, successful or not. A std mutex: held for one record, never
+    /// across an await.
+    wait: Mutex<Latencies>,
+    /// Time from taking a lock to releasing it.
+    hold: Mutex<Latencies>,
+}
+
+fn record(histogram: &Mutex<Latencies>, duration: Duration) {
+    // A poisoned mutex only means another thread panicked mid-record; the data is still usable.
+    histogram
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .record(duration);
+}
+
+fn summary(histogram: &Mutex<Latencies>) -> Percentiles {
+    histogram
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .summary()
 }
 
 /// A snapshot of the counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LockStats {
     /// Locks taken.
     pub locks_acquired: u64,
@@ -135,6 +188,10 @@ pub struct LockStats {
     /// Releases that found the key expired or held by another token: the lock did not protect
     /// the whole critical section.
     pub locks_expired_before_release: u64,
+    /// Time spent waiting for locks (per acquire, including those that gave up).
+    pub lock_wait: Percentiles,
+    /// Time locks were held (per released lock).
+    pub lock_hold: Percentiles,
 }
 
 /// A handle on the lock service. Cheap to clone: clones share one multiplexed connection (every
@@ -177,6 +234,15 @@ impl RedisLock {
         })
     }
 
+    /// The same connection, with counters of its own: one per run, so that runs report
+    /// separately.
+    pub fn with_fresh_stats(&self) -> Self {
+        Self {
+            counters: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// The key of one room-night: `lock:room:{room}:{YYYY-MM-DD}` after the prefix.
     pub fn room_night_key(&self, room: RoomId, night: NaiveDate) -> String {
         format!("{}lock:room:{room}:{night}", self.key_prefix)
@@ -211,23 +277,45 @@ impl RedisLock {
         }))
     }
 
-    /// Takes the lock, retrying a busy key `policy.retries` times, `policy.retry_delay` apart.
+    /// Takes the lock, waiting for a busy key as `policy` says (see [`LockPolicy`]).
     pub async fn acquire(&self, key: &str, policy: &LockPolicy) -> Result<Acquired, LockError> {
-        let attempts = policy.retries.saturating_add(1);
-        for attempt in 1..=attempts {
+        let started = Instant::now();
+        let result = self.acquire_inner(key, policy, started).await;
+        record(&self.counters.wait, started.elapsed());
+        result
+    }
+
+    async fn acquire_inner(
+        &self,
+        key: &str,
+        policy: &LockPolicy,
+        started: Instant,
+    ) -> Result<Acquired, LockError> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
             if let Some(guard) = self.try_acquire(key, policy.ttl).await? {
                 self.counters.acquired.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(key = %key, token = %guard.token, attempt, "lock acquired");
                 return Ok(Acquired::Held(guard));
             }
             self.counters.busy_attempts.fetch_add(1, Ordering::Relaxed);
-            if attempt < attempts {
-                tracing::info!(key = %key, attempt, of = attempts, "lock busy, retrying");
-                tokio::time::sleep(policy.retry_delay).await;
-            }
+            let pause = match policy.wait {
+                None if attempt <= policy.retries => Some(policy.retry_delay),
+                None => None,
+                Some(wait) => {
+                    // Never sleep past the deadline; one last attempt happens at it.
+                    let left = wait.saturating_sub(started.elapsed());
+                    (!left.is_zero()).then(|| policy.backoff().pause(attempt).min(left))
+                }
+            };
+            let Some(pause) = pause else {
+                tracing::info!(key = %key, attempts = attempt, "lock busy, giving up");
+                return Ok(Acquired::Busy { attempts: attempt });
+            };
+            tracing::info!(key = %key, attempt, pause_ms = pause.as_millis(), "lock busy, retrying");
+            tokio::time::sleep(pause).await;
         }
-        tracing::info!(key = %key, attempts, "lock busy, giving up");
-        Ok(Acquired::Busy { attempts })
     }
 
     /// Gives the lock back if it is still ours, and says whether it was.
@@ -238,7 +326,9 @@ impl RedisLock {
             .arg(&guard.token)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let held_ms = guard.acquired_at.elapsed().as_millis();
+        let held = guard.acquired_at.elapsed();
+        record(&self.counters.hold, held);
+        let held_ms = held.as_millis();
         let released = match reply {
             1 => Released::Released,
             0 => Released::Expired,
@@ -271,6 +361,8 @@ impl RedisLock {
             lock_busy_attempts: c.busy_attempts.load(Ordering::Relaxed),
             locks_released: c.released.load(Ordering::Relaxed),
             locks_expired_before_release: c.lost.load(Ordering::Relaxed),
+            lock_wait: summary(&c.wait),
+            lock_hold: summary(&c.hold),
         }
     }
 

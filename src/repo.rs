@@ -38,6 +38,7 @@ pub struct SeedSummary {
 /// The final state of one night of a slot, read from the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct NightState {
+    pub room: RoomId,
     pub night: NaiveDate,
     pub total_inventory: i32,
     pub booked_count: i32,
@@ -46,19 +47,36 @@ pub struct NightState {
 }
 
 impl NightState {
-    /// The night is oversold, or its counter disagrees with its rows (a lost update).
-    pub fn overbooked(&self) -> bool {
+    /// More sold than the hotel has: by the counter, or by the rows.
+    pub fn oversold(&self) -> bool {
         let total = i64::from(self.total_inventory);
-        let booked = i64::from(self.booked_count);
-        booked > total || self.confirmed_bookings > total || self.confirmed_bookings != booked
+        i64::from(self.booked_count) > total || self.confirmed_bookings > total
+    }
+
+    /// The counter disagrees with the rows: an increment was lost (or one was made without
+    /// its row).
+    pub fn drifted(&self) -> bool {
+        self.confirmed_bookings != i64::from(self.booked_count)
+    }
+
+    /// The core definition of `overbooked`: oversold, or drifted.
+    pub fn overbooked(&self) -> bool {
+        self.oversold() || self.drifted()
+    }
+
+    /// Rooms left, by the rows (the truth) and by the counter, whichever is fewer.
+    pub fn free(&self) -> i64 {
+        let total = i64::from(self.total_inventory);
+        (total - self.confirmed_bookings).min(total - i64::from(self.booked_count))
     }
 }
 
 /// What the availability check of a booking found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
-    /// Every night of the stay has `booked_count < total_inventory`.
-    Free,
+    /// Every night of the stay has `booked_count < total_inventory`; the counts as read, in
+    /// date order.
+    Free { booked: Vec<(NaiveDate, i32)> },
     /// The first night that does not.
     SoldOut { night: NaiveDate },
 }
@@ -217,6 +235,7 @@ impl Repo {
             .into_iter()
             .map(
                 |(night, total_inventory, booked_count, confirmed_bookings)| NightState {
+                    room,
                     night,
                     total_inventory,
                     booked_count,
@@ -274,6 +293,7 @@ impl BookingTx {
         .bind(stay.to())
         .fetch_all(&mut *self.tx)
         .await?;
+        let mut counts = Vec::with_capacity(rows.len());
         for (night, total, booked) in rows {
             let (Some(total), Some(booked)) = (total, booked) else {
                 return Err(InputError::NoInventory { room, night }.into());
@@ -281,8 +301,9 @@ impl BookingTx {
             if booked >= total {
                 return Ok(Availability::SoldOut { night });
             }
+            counts.push((night, booked));
         }
-        Ok(Availability::Free)
+        Ok(Availability::Free { booked: counts })
     }
 
     /// `booked_count = booked_count + 1` on every night of the stay. The increment itself is
@@ -311,6 +332,103 @@ impl BookingTx {
             )));
         }
         Ok(())
+    }
+
+    /// Makes this transaction SERIALIZABLE; must be its first statement.
+    pub async fn set_serializable(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    /// `SELECT … FOR UPDATE` on every night's inventory row, in date order: from here to the
+    /// end of the transaction, every other transaction that wants these rows waits.
+    pub async fn lock_nights_for_update(
+        &mut self,
+        room: RoomId,
+        stay: &Stay,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "SELECT 1 FROM inventory
+             WHERE room_id = $1 AND date >= $2 AND date < $3
+             ORDER BY date FOR UPDATE",
+        )
+        .bind(room.get())
+        .bind(stay.from())
+        .bind(stay.to())
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+    }
+
+    /// Takes the transaction-scoped advisory lock of one room-night (released at commit or
+    /// rollback). The key is the pair (room id, days since 1970-01-01).
+    pub async fn advisory_lock_night(
+        &mut self,
+        room: RoomId,
+        night: NaiveDate,
+    ) -> Result<(), sqlx::Error> {
+        let day = i32::try_from(night.signed_duration_since(NaiveDate::default()).num_days())
+            .unwrap_or(i32::MAX);
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(room.get())
+            .bind(day)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes `booked_count = value` on one night: a blind write of a value computed from an
+    /// earlier read (the lost-update anti-pattern).
+    pub async fn set_booked(
+        &mut self,
+        room: RoomId,
+        night: NaiveDate,
+        value: i32,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE inventory SET booked_count = $3 WHERE room_id = $1 AND date = $2")
+            .bind(room.get())
+            .bind(night)
+            .bind(value)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    /// The check and the write as one statement: increments one night only if it still has a
+    /// room. PostgreSQL re-evaluates the condition on the newest row version after waiting for
+    /// a concurrent writer, so two transactions can never both take the last room. Returns
+    /// whether the night was taken; a missing inventory row is an input error.
+    pub async fn increment_if_free(
+        &mut self,
+        room: RoomId,
+        night: NaiveDate,
+    ) -> Result<bool, BookingError> {
+        let updated = sqlx::query(
+            "UPDATE inventory SET booked_count = booked_count + 1
+             WHERE room_id = $1 AND date = $2 AND booked_count < total_inventory",
+        )
+        .bind(room.get())
+        .bind(night)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(true);
+        }
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM inventory WHERE room_id = $1 AND date = $2)",
+        )
+        .bind(room.get())
+        .bind(night)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        if exists {
+            Ok(false)
+        } else {
+            Err(InputError::NoInventory { room, night }.into())
+        }
     }
 
     /// Inserts the `confirmed` booking row and returns its id.

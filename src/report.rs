@@ -10,12 +10,16 @@ use serde::Serialize;
 
 use crate::config::BookConfig;
 use crate::domain::Outcome;
-use crate::lock::LockStats;
+use crate::lock::{LockPolicy, LockStats};
+use crate::metrics::{Latencies, Percentiles};
 use crate::repo::NightState;
 use crate::strategy::{Expectation, Mode};
-use crate::stress::StressReport;
+use crate::stress::{StressReport, Verdict};
 
-fn table(header: Vec<String>) -> Table {
+/// Nights listed in the final-state table before the rest is summarised (all are in `--json`).
+const MAX_NIGHT_ROWS: usize = 24;
+
+fn table(header: Vec<&str>) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -27,22 +31,35 @@ fn table(header: Vec<String>) -> Table {
     table
 }
 
-/// The outcome table, then the final state read from the database, then the verdict line.
+fn ms(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+/// The outcome table, the final state read from the database, the figures, the verdict line.
 pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<()> {
     let c = &report.config;
+    let rooms = if c.rooms > 1 {
+        format!("rooms {}-{}", c.room, c.room.get() + c.rooms as i32 - 1)
+    } else {
+        format!("room {}", c.room)
+    };
+    let mixed = if c.mixed_ranges { ", mixed ranges" } else { "" };
     writeln!(
         out,
-        "stress --mode {}: {} users on room {}, {}, inventory {}, hold {} ms",
+        "stress --mode {}: {} users on {rooms}, {}{mixed}, inventory {}, hold {} ms",
         c.mode,
         c.users,
-        c.room,
         c.stay,
         c.inventory,
         c.hold.as_millis()
     )?;
 
     let t = &report.tally;
-    let mut outcomes = table(vec!["Outcome".into(), "Users".into()]);
+    let mut outcomes = table(vec!["Outcome", "Users"]);
     outcomes.add_row(vec!["201 Created".to_owned(), t.created.to_string()]);
     outcomes.add_row(vec![
         "409 Conflict (sold out)".to_owned(),
@@ -52,6 +69,12 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
         "409 Conflict (lock not acquired)".to_owned(),
         t.lock_not_acquired.to_string(),
     ]);
+    if c.mode == Mode::Serializable || t.retries_exhausted > 0 {
+        outcomes.add_row(vec![
+            "409 Conflict (retries exhausted)".to_owned(),
+            t.retries_exhausted.to_string(),
+        ]);
+    }
     if t.errors.is_empty() {
         outcomes.add_row(vec!["500 Error".to_owned(), "0".to_owned()]);
     }
@@ -60,32 +83,61 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
     }
     writeln!(out, "{outcomes}")?;
 
-    let mut header = vec!["Final state (read from PostgreSQL)".to_owned()];
-    header.extend(report.nights.iter().map(|n| n.night.to_string()));
-    let mut state = table(header);
-    let row = |label: &str, value: &dyn Fn(&NightState) -> String| {
-        let mut cells = vec![label.to_owned()];
-        cells.extend(report.nights.iter().map(value));
-        cells
-    };
-    state.add_row(row("total_inventory", &|n| n.total_inventory.to_string()));
-    state.add_row(row("booked_count", &|n| n.booked_count.to_string()));
-    state.add_row(row("confirmed bookings", &|n| {
-        n.confirmed_bookings.to_string()
-    }));
-    state.add_row(row("verdict", &|n| {
-        if n.overbooked() { "OVERBOOKED" } else { "SAFE" }.to_owned()
-    }));
+    let mut state = table(vec![
+        "Final state (read from PostgreSQL)",
+        "total_inventory",
+        "booked_count",
+        "confirmed bookings",
+        "state",
+    ]);
+    for night in report.nights.iter().take(MAX_NIGHT_ROWS) {
+        state.add_row(vec![
+            format!("room {}, {}", night.room, night.night),
+            night.total_inventory.to_string(),
+            night.booked_count.to_string(),
+            night.confirmed_bookings.to_string(),
+            night_state(night),
+        ]);
+    }
+    if report.nights.len() > MAX_NIGHT_ROWS {
+        state.add_row(vec![format!(
+            "… {} more nights (all in --json)",
+            report.nights.len() - MAX_NIGHT_ROWS
+        )]);
+    }
     writeln!(out, "{state}")?;
 
-    if let Some(lock) = &report.lock
-        && lock.locks_expired_before_release > 0
-    {
+    let l = report.latency.summary();
+    writeln!(
+        out,
+        "Latency per user (ms): p50 {}  p95 {}  p99 {}  max {}  —  {:.1} bookings/s",
+        ms(l.p50_ms),
+        ms(l.p95_ms),
+        ms(l.p99_ms),
+        ms(l.max_ms),
+        report.bookings_per_sec()
+    )?;
+    write_histogram(out, &report.latency, 6)?;
+    if let Some(lock) = &report.stats.lock {
+        write_lock_line(out, lock, &c.lock_policy)?;
+    }
+    if let Some(retries) = report.stats.tx_retries {
         writeln!(
             out,
-            "warning: {} lock(s) expired before their holder released them (--lock-ttl-ms {} is too short for the work)",
-            lock.locks_expired_before_release,
-            c.lock_policy.ttl.as_millis()
+            "Serializable: {retries} transaction(s) aborted by PostgreSQL and retried (budget {} per user)",
+            c.retry.retries
+        )?;
+    }
+    if report.under_sold > 0 {
+        let note = if c.under_selling_expected() {
+            " — expected of fixed lock retries; --lock-wait-ms sets a deadline instead"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "Under-selling: {} user(s) refused although every night of their stay still had a room{note}",
+            report.under_sold
         )?;
     }
     writeln!(
@@ -102,6 +154,74 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
     )
 }
 
+fn night_state(night: &NightState) -> String {
+    match (night.oversold(), night.drifted()) {
+        (false, false) => "SAFE".to_owned(),
+        (true, false) => "OVERBOOKED".to_owned(),
+        (false, true) => "LOST_UPDATE".to_owned(),
+        (true, true) => "OVERBOOKED+LOST_UPDATE".to_owned(),
+    }
+}
+
+fn write_lock_line(out: &mut impl Write, lock: &LockStats, policy: &LockPolicy) -> io::Result<()> {
+    let waiting = match policy.wait {
+        Some(wait) => format!("deadline {} ms, jittered backoff", wait.as_millis()),
+        None => format!(
+            "{} retries {} ms apart",
+            policy.retries,
+            policy.retry_delay.as_millis()
+        ),
+    };
+    writeln!(
+        out,
+        "Lock ({waiting}): {} taken, {} busy attempts; wait p50 {} / max {} ms; hold p50 {} / max {} ms",
+        lock.locks_acquired,
+        lock.lock_busy_attempts,
+        ms(lock.lock_wait.p50_ms),
+        ms(lock.lock_wait.max_ms),
+        ms(lock.lock_hold.p50_ms),
+        ms(lock.lock_hold.max_ms),
+    )?;
+    if lock.locks_expired_before_release > 0 {
+        writeln!(
+            out,
+            "warning: {} lock(s) expired before their holder released them (--lock-ttl-ms {} is too short for the work)",
+            lock.locks_expired_before_release,
+            policy.ttl.as_millis()
+        )?;
+    }
+    Ok(())
+}
+
+/// A few lines of bars: how many users finished in each latency band.
+pub fn write_histogram(out: &mut impl Write, latency: &Latencies, lines: usize) -> io::Result<()> {
+    const WIDTH: u64 = 40;
+    let bins = latency.bins(lines);
+    let peak = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    let mut lower = 0.0;
+    for (upper, count) in bins {
+        let bar = "█".repeat(((count * WIDTH).div_ceil(peak)) as usize);
+        writeln!(
+            out,
+            "  {:>7} – {:>7} ms │{bar} {count}",
+            ms(lower),
+            ms(upper)
+        )?;
+        lower = upper;
+    }
+    Ok(())
+}
+
+/// One line of block characters, one per latency band, height by count.
+fn sparkline(latency: &Latencies, bins: usize) -> String {
+    const LEVELS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let bins = latency.bins(bins);
+    let peak = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    bins.iter()
+        .map(|(_, count)| LEVELS[((count * 8).div_ceil(peak)) as usize])
+        .collect()
+}
+
 fn expectation_word(expect: Expectation) -> &'static str {
     match expect {
         Expectation::Overbooking => "overbooking",
@@ -109,73 +229,205 @@ fn expectation_word(expect: Expectation) -> &'static str {
     }
 }
 
-/// The `stress --json` document.
+/// `--mode all`: one row per strategy.
+pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::Result<()> {
+    let Some(first) = reports.first() else {
+        return Ok(());
+    };
+    let c = &first.config;
+    writeln!(
+        out,
+        "stress --mode all: {} users, {} room(s) from room {}, {}{}, inventory {}, hold {} ms",
+        c.users,
+        c.rooms,
+        c.room,
+        c.stay,
+        if c.mixed_ranges { ", mixed ranges" } else { "" },
+        c.inventory,
+        c.hold.as_millis()
+    )?;
+    let mut comparison = table(vec![
+        "Strategy",
+        "Created",
+        "Sold out",
+        "Lock busy",
+        "Retries exh.",
+        "Errors",
+        "booked_count",
+        "Confirmed",
+        "Verdict",
+        "Latency ms p50/p95/p99/max",
+        "Elapsed ms",
+        "Expected",
+    ]);
+    for column in [8, 11] {
+        if let Some(column) = comparison.column_mut(column) {
+            column.set_cell_alignment(CellAlignment::Left);
+        }
+    }
+    for r in reports {
+        let t = &r.tally;
+        let (booked, confirmed) = totals(&r.nights);
+        let l = r.latency.summary();
+        comparison.add_row(vec![
+            r.config.mode.to_string(),
+            t.created.to_string(),
+            t.sold_out.to_string(),
+            t.lock_not_acquired.to_string(),
+            t.retries_exhausted.to_string(),
+            t.error_count().to_string(),
+            booked.to_string(),
+            confirmed.to_string(),
+            r.verdict(),
+            format!(
+                "{}/{}/{}/{}",
+                ms(l.p50_ms),
+                ms(l.p95_ms),
+                ms(l.p99_ms),
+                ms(l.max_ms)
+            ),
+            r.elapsed.as_millis().to_string(),
+            format!(
+                "{} {}",
+                expectation_word(r.config.expect),
+                if r.expectation_met() {
+                    "✓"
+                } else {
+                    "✗ NOT met"
+                }
+            ),
+        ]);
+    }
+    writeln!(out, "{comparison}")?;
+    writeln!(
+        out,
+        "booked_count and Confirmed are summed over every night of the slot, read from PostgreSQL."
+    )?;
+    writeln!(out, "Latency per user, 0 → max, 24 bins:")?;
+    for r in reports {
+        writeln!(
+            out,
+            "  {:<13}{} {} ms",
+            r.config.mode.name(),
+            sparkline(&r.latency, 24),
+            ms(r.latency.summary().max_ms)
+        )?;
+    }
+    let failed: Vec<_> = reports
+        .iter()
+        .filter(|r| !r.expectation_met())
+        .map(|r| r.config.mode.name())
+        .collect();
+    if failed.is_empty() {
+        writeln!(
+            out,
+            "All {} strategies met their expectation.",
+            reports.len()
+        )
+    } else {
+        writeln!(out, "Expectation NOT met by: {}", failed.join(", "))
+    }
+}
+
+/// (Σ booked_count, Σ confirmed rows) over every night.
+fn totals(nights: &[NightState]) -> (i64, i64) {
+    nights.iter().fold((0, 0), |(b, c), n| {
+        (b + i64::from(n.booked_count), c + n.confirmed_bookings)
+    })
+}
+
+/// The `stress --json` document (one per strategy; `--mode all` prints an array of them).
 #[derive(Debug, Serialize)]
 pub struct StressJson<'a> {
     pub mode: Mode,
     pub users: u32,
     pub inventory: i32,
     pub room: i32,
+    pub rooms: u32,
     pub from: String,
     pub to: String,
+    pub mixed_ranges: bool,
     pub hold_ms: u128,
     pub created: u32,
     pub conflicts_sold_out: u32,
     pub conflicts_lock: u32,
+    pub conflicts_retries: u32,
     pub errors: u32,
     pub error_messages: &'a BTreeMap<String, u32>,
     /// The headline night: the first overbooked night of the slot, else its first night.
     pub total_inventory: i32,
     pub booked_count: i32,
     pub confirmed_bookings: i64,
+    /// The core definition: a night oversold, or its counter ≠ its rows.
     pub overbooked: bool,
-    pub verdict: &'static str,
+    /// A night oversold (counter or rows above the inventory).
+    pub oversold: bool,
+    /// A night whose confirmed rows ≠ its `booked_count`.
+    pub lost_update: bool,
+    /// Users refused although every night of their stay still had a room at the end.
+    pub under_sold: u32,
+    pub under_selling_expected: bool,
+    pub verdicts: Vec<Verdict>,
+    pub verdict: String,
     pub expected: Expectation,
     pub expectation_met: bool,
     pub elapsed_ms: u128,
+    pub bookings_per_sec: f64,
+    pub latency: Percentiles,
     pub cleared_bookings: u64,
-    /// Every night of the slot.
+    /// Every night of every room of the slot.
     pub nights: &'a [NightState],
     #[serde(flatten)]
-    pub lock_policy: Option<crate::lock::LockPolicy>,
-    /// Lock counters, for strategies that take a lock.
+    pub lock_policy: Option<LockPolicy>,
+    /// Lock counters and wait/hold times, for strategies that take a lock.
     pub lock: Option<LockStats>,
+    /// Aborted transactions retried (`serializable`).
+    pub tx_retries: Option<u64>,
+    pub serializable_retries: Option<u32>,
 }
 
 impl<'a> StressJson<'a> {
     pub fn new(report: &'a StressReport) -> Self {
         let c = &report.config;
-        let headline = report.headline_night().copied().unwrap_or(NightState {
-            night: c.stay.from(),
-            total_inventory: 0,
-            booked_count: 0,
-            confirmed_bookings: 0,
-        });
+        let headline = report.headline_night();
+        let verdicts = report.verdicts();
         Self {
             mode: c.mode,
             users: c.users,
             inventory: c.inventory,
             room: c.room.get(),
+            rooms: c.rooms,
             from: c.stay.from().to_string(),
             to: c.stay.to().to_string(),
+            mixed_ranges: c.mixed_ranges,
             hold_ms: c.hold.as_millis(),
             created: report.tally.created,
             conflicts_sold_out: report.tally.sold_out,
             conflicts_lock: report.tally.lock_not_acquired,
+            conflicts_retries: report.tally.retries_exhausted,
             errors: report.tally.error_count(),
             error_messages: &report.tally.errors,
-            total_inventory: headline.total_inventory,
-            booked_count: headline.booked_count,
-            confirmed_bookings: headline.confirmed_bookings,
+            total_inventory: headline.map_or(0, |n| n.total_inventory),
+            booked_count: headline.map_or(0, |n| n.booked_count),
+            confirmed_bookings: headline.map_or(0, |n| n.confirmed_bookings),
             overbooked: report.overbooked(),
+            oversold: verdicts.contains(&Verdict::Overbooked),
+            lost_update: verdicts.contains(&Verdict::LostUpdate),
+            under_sold: report.under_sold,
+            under_selling_expected: c.under_selling_expected(),
             verdict: report.verdict(),
+            verdicts,
             expected: c.expect,
             expectation_met: report.expectation_met(),
             elapsed_ms: report.elapsed.as_millis(),
+            bookings_per_sec: report.bookings_per_sec(),
+            latency: report.latency.summary(),
             cleared_bookings: report.cleared_bookings,
             nights: &report.nights,
             lock_policy: c.mode.needs_redis().then_some(c.lock_policy),
-            lock: report.lock,
+            lock: report.stats.lock,
+            tx_retries: report.stats.tx_retries,
+            serializable_retries: (c.mode == Mode::Serializable).then_some(c.retry.retries),
         }
     }
 }
@@ -210,6 +462,7 @@ impl BookJson {
             Outcome::LockNotAcquired { key, .. } => {
                 ("lock_not_acquired", None, None, Some(key.clone()))
             }
+            Outcome::RetriesExhausted { .. } => ("retries_exhausted", None, None, None),
         };
         Self {
             status: outcome.status(),
@@ -243,6 +496,11 @@ pub fn write_book(out: &mut impl Write, config: &BookConfig, outcome: &Outcome) 
         Outcome::LockNotAcquired { key, attempts } => writeln!(
             out,
             "409 Conflict (lock not acquired): {key} stayed held by another booking for {attempts} attempts ({})",
+            config.mode
+        ),
+        Outcome::RetriesExhausted { attempts } => writeln!(
+            out,
+            "409 Conflict (retries exhausted): PostgreSQL aborted the transaction on all {attempts} attempts ({})",
             config.mode
         ),
     }

@@ -14,29 +14,93 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::Days;
 use indicatif::ProgressBar;
+use serde::Serialize;
 use tokio::sync::{Barrier, mpsc};
 use tokio::task::JoinSet;
 
 use crate::db;
 use crate::domain::{BookingRequest, Outcome, RoomId, Stay, UserId};
-use crate::error::BookingError;
-use crate::lock::{LockPolicy, LockStats};
+use crate::error::{BookingError, InputError};
+use crate::lock::LockPolicy;
+use crate::metrics::Latencies;
 use crate::repo::{NightState, Repo};
-use crate::strategy::{Expectation, Mode, Strategy};
+use crate::strategy::{Expectation, Mode, RetryPolicy, Strategy, StrategyStats};
 
 /// A validated `stress` run.
 #[derive(Debug, Clone)]
 pub struct StressConfig {
     pub mode: Mode,
     pub users: u32,
+    /// The first room; with `rooms > 1`, users are spread over `room`, `room + 1`, ….
     pub room: RoomId,
+    pub rooms: u32,
+    /// The contested stay (`--from`, `--nights`/`--to`).
     pub stay: Stay,
+    /// Users book stays of the same length that start on different nights, all covering the
+    /// stay's first night: user `i` starts `i mod nights` nights before `--from`.
+    pub mixed_ranges: bool,
     /// `total_inventory` every night of the slot is set to before the run.
     pub inventory: i32,
     pub hold: Duration,
     pub lock_policy: LockPolicy,
+    pub retry: RetryPolicy,
     pub expect: Expectation,
+}
+
+impl StressConfig {
+    /// The rooms the users are spread over.
+    pub fn rooms(&self) -> impl Iterator<Item = RoomId> + use<> {
+        let first = self.room.get();
+        (0..self.rooms as i32).filter_map(move |k| RoomId::new(first.saturating_add(k)).ok())
+    }
+
+    /// Every night any user books: the stay, widened backwards for mixed ranges. This is what
+    /// is prepared before and read after the run.
+    pub fn region(&self) -> Result<Stay, InputError> {
+        if !self.mixed_ranges {
+            return Ok(self.stay);
+        }
+        let back = u64::from(self.stay.len() - 1);
+        let from = self
+            .stay
+            .from()
+            .checked_sub_days(Days::new(back))
+            .unwrap_or(self.stay.from());
+        Ok(Stay::between(from, self.stay.to())?)
+    }
+
+    /// The request of user `i`.
+    pub fn request(&self, i: u32) -> BookingRequest {
+        let room = RoomId::new(
+            self.room
+                .get()
+                .saturating_add((i % self.rooms.max(1)) as i32),
+        )
+        .unwrap_or(self.room);
+        let stay = if self.mixed_ranges {
+            let back = u64::from(i % self.stay.len());
+            self.stay
+                .from()
+                .checked_sub_days(Days::new(back))
+                .and_then(|from| Stay::nights_from(from, self.stay.len()).ok())
+                .unwrap_or(self.stay)
+        } else {
+            self.stay
+        };
+        BookingRequest {
+            user: UserId::random(),
+            room,
+            stay,
+        }
+    }
+
+    /// `locked` with a fixed retry budget is known to refuse users while rooms are left; every
+    /// other strategy (and `locked` with a deadline) is expected not to.
+    pub fn under_selling_expected(&self) -> bool {
+        self.mode == Mode::Locked && self.lock_policy.wait.is_none()
+    }
 }
 
 /// What the users reported. Used for the outcome table only; verdicts come from [`NightState`].
@@ -45,6 +109,7 @@ pub struct Tally {
     pub created: u32,
     pub sold_out: u32,
     pub lock_not_acquired: u32,
+    pub retries_exhausted: u32,
     /// Error message → how many users failed with it.
     pub errors: BTreeMap<String, u32>,
 }
@@ -55,6 +120,7 @@ impl Tally {
             Ok(Outcome::Created { .. }) => self.created += 1,
             Ok(Outcome::SoldOut { .. }) => self.sold_out += 1,
             Ok(Outcome::LockNotAcquired { .. }) => self.lock_not_acquired += 1,
+            Ok(Outcome::RetriesExhausted { .. }) => self.retries_exhausted += 1,
             Err(error) => self.add_error(error.to_string()),
         }
     }
@@ -68,15 +134,42 @@ impl Tally {
     }
 }
 
+/// An invariant the final database state breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// A night has `booked_count > total_inventory`, or more confirmed rows than rooms.
+    Overbooked,
+    /// A night's confirmed rows ≠ its `booked_count`: increments were lost (counter drift).
+    LostUpdate,
+    /// A user was refused although every night of their stay still had a room at the end.
+    UnderSold,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Overbooked => "OVERBOOKED",
+            Verdict::LostUpdate => "LOST_UPDATE",
+            Verdict::UnderSold => "UNDER_SOLD",
+        }
+    }
+}
+
 /// Everything a finished run knows.
 #[derive(Debug, Clone)]
 pub struct StressReport {
     pub config: StressConfig,
     pub tally: Tally,
-    /// Every night of the slot, read from the database after the last user finished.
+    /// Every night of every room of the slot, read from the database after the last user
+    /// finished.
     pub nights: Vec<NightState>,
-    /// What the lock did, for strategies that use one.
-    pub lock: Option<LockStats>,
+    /// Users refused although every night of their stay still had a room at the end.
+    pub under_sold: u32,
+    /// What the strategy counted (locks, retries).
+    pub stats: StrategyStats,
+    /// Per-user latency, from the barrier to the outcome.
+    pub latency: Latencies,
     /// From the first user's start to the last user's end.
     pub elapsed: Duration,
     /// Bookings of earlier runs that preparing the slot deleted.
@@ -84,9 +177,37 @@ pub struct StressReport {
 }
 
 impl StressReport {
-    /// Whether any night is overbooked (or its counter disagrees with its rows).
+    /// The core definition: a night is oversold or its counter disagrees with its rows.
     pub fn overbooked(&self) -> bool {
         self.nights.iter().any(NightState::overbooked)
+    }
+
+    /// Every invariant the database breaks, in a fixed order; empty means SAFE.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let mut verdicts = Vec::new();
+        if self.nights.iter().any(NightState::oversold) {
+            verdicts.push(Verdict::Overbooked);
+        }
+        if self.nights.iter().any(NightState::drifted) {
+            verdicts.push(Verdict::LostUpdate);
+        }
+        if self.under_sold > 0 {
+            verdicts.push(Verdict::UnderSold);
+        }
+        verdicts
+    }
+
+    /// `SAFE`, or the verdicts joined by `+` (e.g. `OVERBOOKED+LOST_UPDATE`).
+    pub fn verdict(&self) -> String {
+        let verdicts = self.verdicts();
+        if verdicts.is_empty() {
+            return "SAFE".to_owned();
+        }
+        verdicts
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>()
+            .join("+")
     }
 
     /// The night the one-line summary speaks of: the first overbooked one, else the first.
@@ -97,27 +218,35 @@ impl StressReport {
             .or_else(|| self.nights.first())
     }
 
-    /// `OVERBOOKED` or `SAFE`.
-    pub fn verdict(&self) -> &'static str {
-        if self.overbooked() {
-            "OVERBOOKED"
-        } else {
-            "SAFE"
-        }
-    }
-
     /// Whether the run showed what it was expected to. `safe` also requires that no user hit an
-    /// error: twenty failed users leave a consistent database, but prove nothing.
+    /// error — twenty failed users leave a consistent database, but prove nothing — and that
+    /// nobody was refused while rooms were left, unless the strategy is known to do that
+    /// ([`StressConfig::under_selling_expected`]).
     pub fn expectation_met(&self) -> bool {
         match self.config.expect {
             Expectation::Overbooking => self.overbooked(),
-            Expectation::Safe => !self.overbooked() && self.tally.error_count() == 0,
+            Expectation::Safe => {
+                !self.overbooked()
+                    && self.tally.error_count() == 0
+                    && (self.under_sold == 0 || self.config.under_selling_expected())
+            }
+        }
+    }
+
+    /// Bookings created per second of the run.
+    pub fn bookings_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            f64::from(self.tally.created) / secs
+        } else {
+            0.0
         }
     }
 }
 
 /// One user's report to the collector.
 struct UserResult {
+    request: BookingRequest,
     result: Result<Outcome, BookingError>,
     started: Instant,
     finished: Instant,
@@ -131,10 +260,14 @@ pub async fn run(
     config: &StressConfig,
     progress: &ProgressBar,
 ) -> Result<StressReport, BookingError> {
-    repo.ensure_bookable(config.room, &config.stay).await?;
-    let cleared_bookings = repo
-        .prepare_slot(config.room, &config.stay, config.inventory)
-        .await?;
+    let region = config.region()?;
+    for room in config.rooms() {
+        repo.ensure_bookable(room, &region).await?;
+    }
+    let mut cleared_bookings = 0;
+    for room in config.rooms() {
+        cleared_bookings += repo.prepare_slot(room, &region, config.inventory).await?;
+    }
     let connections = repo
         .pool()
         .options()
@@ -145,15 +278,11 @@ pub async fn run(
     let (report, mut results) = mpsc::unbounded_channel::<UserResult>();
     let start_line = Arc::new(Barrier::new(config.users as usize));
     let mut users = JoinSet::new();
-    for _ in 0..config.users {
+    for i in 0..config.users {
         let strategy = Arc::clone(&strategy);
         let start_line = Arc::clone(&start_line);
         let report = report.clone();
-        let request = BookingRequest {
-            user: UserId::random(),
-            room: config.room,
-            stay: config.stay,
-        };
+        let request = config.request(i);
         users.spawn(async move {
             start_line.wait().await;
             let started = Instant::now();
@@ -161,6 +290,7 @@ pub async fn run(
             // The collector outlives every sender; a failed send means it is gone, and so is
             // anyone to tell.
             let _ = report.send(UserResult {
+                request,
                 result,
                 started,
                 finished: Instant::now(),
@@ -170,10 +300,16 @@ pub async fn run(
     drop(report);
 
     let mut tally = Tally::default();
+    let mut latency = Latencies::new();
+    let mut refused = Vec::new();
     let mut first_start: Option<Instant> = None;
     let mut last_end: Option<Instant> = None;
     while let Some(user) = results.recv().await {
         tally.add(&user.result);
+        if matches!(&user.result, Ok(outcome) if !matches!(outcome, Outcome::Created { .. })) {
+            refused.push(user.request);
+        }
+        latency.record(user.finished.saturating_duration_since(user.started));
         first_start = Some(first_start.map_or(user.started, |t| t.min(user.started)));
         last_end = Some(last_end.map_or(user.finished, |t| t.max(user.finished)));
         progress.inc(1);
@@ -186,7 +322,11 @@ pub async fn run(
     }
     progress.finish_and_clear();
 
-    let nights = repo.slot_state(config.room, &config.stay).await?;
+    let mut nights = Vec::new();
+    for room in config.rooms() {
+        nights.extend(repo.slot_state(room, &region).await?);
+    }
+    let under_sold = count_under_sold(&refused, &nights);
     let elapsed = match (first_start, last_end) {
         (Some(start), Some(end)) => end.saturating_duration_since(start),
         _ => Duration::ZERO,
@@ -195,8 +335,28 @@ pub async fn run(
         config: config.clone(),
         tally,
         nights,
-        lock: strategy.lock_stats(),
+        under_sold,
+        stats: strategy.stats(),
+        latency,
         elapsed,
         cleared_bookings,
     })
+}
+
+/// Refused users whose every night still had a room at the end: they could have been sold.
+fn count_under_sold(refused: &[BookingRequest], nights: &[NightState]) -> u32 {
+    let free: BTreeMap<_, _> = nights
+        .iter()
+        .map(|n| ((n.room, n.night), n.free()))
+        .collect();
+    let count = refused
+        .iter()
+        .filter(|request| {
+            request
+                .stay
+                .nights()
+                .all(|night| free.get(&(request.room, night)).is_some_and(|f| *f > 0))
+        })
+        .count();
+    u32::try_from(count).unwrap_or(u32::MAX)
 }

@@ -459,3 +459,79 @@ fn help_shows_examples_and_exit_codes() {
         );
     }
 }
+
+#[test]
+fn stress_mode_all_json_has_one_entry_per_strategy_with_the_invariants() {
+    let cli = Cli::new();
+    cli.reset();
+    let out = cli.run(&["stress", "--mode", "all", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let body = json(&out);
+    let entries = body.as_array().expect("--mode all --json is an array");
+    let modes: Vec<_> = entries
+        .iter()
+        .map(|e| e["mode"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            "naive",
+            "lost-update",
+            "locked",
+            "row-lock",
+            "atomic",
+            "advisory",
+            "serializable"
+        ]
+    );
+    for entry in entries {
+        for field in [
+            "created",
+            "conflicts_sold_out",
+            "conflicts_lock",
+            "conflicts_retries",
+            "errors",
+            "booked_count",
+            "confirmed_bookings",
+            "overbooked",
+            "oversold",
+            "lost_update",
+            "under_sold",
+            "verdicts",
+            "verdict",
+            "expectation_met",
+            "latency",
+            "bookings_per_sec",
+            "elapsed_ms",
+        ] {
+            assert!(
+                entry.get(field).is_some(),
+                "{} lacks {field}",
+                entry["mode"]
+            );
+        }
+        assert_eq!(entry["expectation_met"], true, "{entry}");
+    }
+    assert_eq!(
+        entries[1]["verdicts"],
+        serde_json::json!(["OVERBOOKED", "LOST_UPDATE"])
+    );
+    assert_eq!(entries[1]["booked_count"], 1);
+    for safe in &entries[2..] {
+        assert_eq!(safe["verdict"], "SAFE", "{safe}");
+        assert_eq!(safe["created"], 1, "{safe}");
+    }
+    // The last run (serializable) left its state: one room sold, one row.
+    assert_eq!(cli.reference_slot(), (1, 1, 1));
+}
+
+#[test]
+fn mixed_ranges_need_a_stay_of_two_nights() {
+    let cli = Cli::new();
+    cli.reset();
+    let before = cli.snapshot();
+    let out = cli.run(&["stress", "--mode", "atomic", "--mixed-ranges"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--mixed-ranges needs a stay of 2 or more nights"));
+    assert_eq!(cli.snapshot(), before);
+}

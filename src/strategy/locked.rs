@@ -14,18 +14,20 @@
 //! gets in and the slot can be overbooked; release reports it ([`Released::Expired`] or
 //! [`Released::Stolen`]). Keep `--lock-ttl-ms` well above `--hold-ms`.
 //!
-//! **What it costs:** waiters poll. With a fixed retry budget, users give up while the lock
-//! changes hands, so at inventory > 1 some are refused for the lock although rooms are left.
+//! **What it costs:** waiters poll. With a fixed retry budget (`--lock-retries`), users give up
+//! while the lock changes hands, so at inventory > 1 some are refused for the lock although
+//! rooms are left: under-selling. A deadline (`--lock-wait-ms`) with jittered exponential
+//! backoff keeps them trying as long as the deadline allows.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::Strategy;
 use super::naive::check_then_book;
+use super::{Strategy, StrategyStats};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
-use crate::lock::{Acquired, LockGuard, LockPolicy, LockStats, RedisLock, Released};
+use crate::lock::{Acquired, LockGuard, LockPolicy, RedisLock, Released};
 use crate::repo::Repo;
 
 pub struct Locked {
@@ -86,7 +88,10 @@ impl Strategy for Locked {
         outcome
     }
 
-    fn lock_stats(&self) -> Option<LockStats> {
-        Some(self.lock.stats())
+    fn stats(&self) -> StrategyStats {
+        StrategyStats {
+            lock: Some(self.lock.stats()),
+            ..StrategyStats::default()
+        }
     }
 }

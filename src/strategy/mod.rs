@@ -6,8 +6,13 @@
 //! check and the write. Adding a strategy is one new file here, one [`Mode`] variant and one arm
 //! in [`build`].
 
+mod advisory;
+mod atomic;
 mod locked;
+mod lost_update;
 mod naive;
+mod row_lock;
+mod serializable;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +21,18 @@ use async_trait::async_trait;
 use clap::ValueEnum;
 use serde::Serialize;
 
+pub use advisory::Advisory;
+pub use atomic::Atomic;
 pub use locked::Locked;
+pub use lost_update::LostUpdate;
 pub use naive::Naive;
+pub use row_lock::RowLock;
+pub use serializable::{RetryPolicy, Serializable};
 
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{LockPolicy, LockStats, RedisLock};
-use crate::repo::Repo;
+use crate::repo::{BookingTx, Repo};
 
 /// One way of booking.
 #[async_trait]
@@ -31,10 +41,31 @@ pub trait Strategy: Send + Sync {
     /// On `Err`, nothing of this booking is left in the database.
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError>;
 
-    /// What the strategy's lock did so far, for strategies that take one.
-    fn lock_stats(&self) -> Option<LockStats> {
-        None
+    /// What the strategy counted so far (locks, retries), for those that count anything.
+    fn stats(&self) -> StrategyStats {
+        StrategyStats::default()
     }
+}
+
+/// Counters a strategy keeps over all its users.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StrategyStats {
+    /// What the Redis lock did (`locked`).
+    pub lock: Option<LockStats>,
+    /// Transactions aborted by PostgreSQL and run again (`serializable`).
+    pub tx_retries: Option<u64>,
+}
+
+/// Commits and logs what was decided. Committing after a refusal is harmless (the transaction
+/// only read) and keeps every strategy's ending the same.
+async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError> {
+    tx.commit().await?;
+    match &outcome {
+        Outcome::Created { booking_id } => tracing::info!(booking_id, "booking created"),
+        Outcome::SoldOut { night } => tracing::info!(%night, "sold out"),
+        Outcome::LockNotAcquired { .. } | Outcome::RetriesExhausted { .. } => {}
+    }
+    Ok(outcome)
 }
 
 /// The strategies, as named on the command line (`--mode`).
@@ -43,31 +74,55 @@ pub trait Strategy: Send + Sync {
 pub enum Mode {
     /// Check, then write, with nothing in between: overbooks under concurrency.
     Naive,
+    /// Like naive, but writes the value it read (read + 1): loses updates.
+    LostUpdate,
     /// The naive transaction inside a Redis lock on every night of the stay.
     Locked,
+    /// SELECT … FOR UPDATE on every night's row before the check.
+    RowLock,
+    /// One conditional UPDATE per night (booked_count < total_inventory), then the insert.
+    Atomic,
+    /// pg_advisory_xact_lock per room-night before the check.
+    Advisory,
+    /// The naive transaction at SERIALIZABLE, retried on serialization failure and deadlock.
+    Serializable,
 }
 
 impl Mode {
+    /// Every strategy, in the order `--mode all` runs them.
+    pub const ALL: [Mode; 7] = [
+        Mode::Naive,
+        Mode::LostUpdate,
+        Mode::Locked,
+        Mode::RowLock,
+        Mode::Atomic,
+        Mode::Advisory,
+        Mode::Serializable,
+    ];
+
     /// Whether the strategy needs Redis (so that the others never connect to it).
     pub fn needs_redis(self) -> bool {
-        match self {
-            Mode::Naive => false,
-            Mode::Locked => true,
-        }
+        self == Mode::Locked
     }
 
-    /// What a `stress` run of this strategy is expected to show when `--expect` is not given.
+    /// What a `stress` run of this strategy is expected to show when `--expect` is not given:
+    /// the two unprotected strategies show their anomaly, every other one is safe.
     pub fn default_expectation(self) -> Expectation {
         match self {
-            Mode::Naive => Expectation::Overbooking,
-            Mode::Locked => Expectation::Safe,
+            Mode::Naive | Mode::LostUpdate => Expectation::Overbooking,
+            _ => Expectation::Safe,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Mode::Naive => "naive",
+            Mode::LostUpdate => "lost-update",
             Mode::Locked => "locked",
+            Mode::RowLock => "row-lock",
+            Mode::Atomic => "atomic",
+            Mode::Advisory => "advisory",
+            Mode::Serializable => "serializable",
         }
     }
 }
@@ -82,9 +137,10 @@ impl std::fmt::Display for Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Expectation {
-    /// The database ends overbooked: the race was reproduced.
+    /// The database ends overbooked (oversold, or its counter drifted): the race was reproduced.
     Overbooking,
-    /// The database ends consistent and no user hit an error.
+    /// The database ends consistent, no user hit an error, and nobody was refused while rooms
+    /// were left (except by `locked` with a fixed retry budget, which is known to under-sell).
     Safe,
 }
 
@@ -95,6 +151,8 @@ pub struct Context {
     /// Present when the mode [needs Redis](Mode::needs_redis).
     pub lock: Option<RedisLock>,
     pub lock_policy: LockPolicy,
+    /// How `serializable` retries aborted transactions.
+    pub retry: RetryPolicy,
     /// The simulated slow work between the check and the write (`--hold-ms`).
     pub hold: Duration,
 }
@@ -108,11 +166,23 @@ pub enum BuildError {
 
 /// The strategy for `mode`.
 pub fn build(mode: Mode, ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    let Context {
+        repo,
+        lock,
+        lock_policy,
+        retry,
+        hold,
+    } = ctx;
     Ok(match mode {
-        Mode::Naive => Arc::new(Naive::new(ctx.repo, ctx.hold)),
+        Mode::Naive => Arc::new(Naive::new(repo, hold)),
+        Mode::LostUpdate => Arc::new(LostUpdate::new(repo, hold)),
         Mode::Locked => {
-            let lock = ctx.lock.ok_or(BuildError::NeedsRedis(mode))?;
-            Arc::new(Locked::new(ctx.repo, lock, ctx.lock_policy, ctx.hold))
+            let lock = lock.ok_or(BuildError::NeedsRedis(mode))?;
+            Arc::new(Locked::new(repo, lock, lock_policy, hold))
         }
+        Mode::RowLock => Arc::new(RowLock::new(repo, hold)),
+        Mode::Atomic => Arc::new(Atomic::new(repo, hold)),
+        Mode::Advisory => Arc::new(Advisory::new(repo, hold)),
+        Mode::Serializable => Arc::new(Serializable::new(repo, hold, retry)),
     })
 }

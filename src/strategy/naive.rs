@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::Strategy;
+use super::{Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
-use crate::repo::{Availability, Repo};
+use crate::repo::{Availability, BookingTx, Repo};
 
 pub struct Naive {
     repo: Repo,
@@ -36,24 +36,31 @@ impl Strategy for Naive {
     }
 }
 
-/// The unprotected transaction: check every night → hold → increment every night → insert.
-/// Other strategies wrap it in whatever protects it.
+/// The unprotected transaction: begin → [`check_hold_write`] → commit. The `locked` strategy
+/// runs exactly this inside its Redis locks.
 pub(super) async fn check_then_book(
     repo: &Repo,
     request: &BookingRequest,
     hold: Duration,
 ) -> Result<Outcome, BookingError> {
     let mut tx = repo.begin().await?;
+    let outcome = check_hold_write(&mut tx, request, hold).await?;
+    commit(tx, outcome).await
+}
+
+/// The steps every check-then-write strategy shares, inside a transaction someone else opened
+/// (and protected, or not): check every night → hold → increment every night → insert.
+pub(super) async fn check_hold_write(
+    tx: &mut BookingTx,
+    request: &BookingRequest,
+    hold: Duration,
+) -> Result<Outcome, BookingError> {
     if let Availability::SoldOut { night } = tx.availability(request.room, &request.stay).await? {
-        tx.rollback().await?;
-        tracing::info!(%night, "sold out");
         return Ok(Outcome::SoldOut { night });
     }
     // The slow work of a real booking (payment, fraud check, …): the race window.
     tokio::time::sleep(hold).await;
     tx.increment_booked(request.room, &request.stay).await?;
     let booking_id = tx.insert_booking(request).await?;
-    tx.commit().await?;
-    tracing::info!(booking_id, "booking created");
     Ok(Outcome::Created { booking_id })
 }

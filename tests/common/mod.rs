@@ -6,12 +6,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use booking_cli::backoff::Backoff;
 use booking_cli::db;
 use booking_cli::domain::{BookingRequest, Outcome};
 use booking_cli::error::BookingError;
 use booking_cli::lock::{LockPolicy, RedisLock};
 use booking_cli::repo::Repo;
-use booking_cli::strategy::{self, Mode, Strategy};
+use booking_cli::strategy::{self, Mode, RetryPolicy, Strategy};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Barrier;
@@ -92,6 +93,28 @@ pub fn policy(ttl_ms: u64, retries: u32, retry_delay_ms: u64) -> LockPolicy {
         ttl: Duration::from_millis(ttl_ms),
         retries,
         retry_delay: Duration::from_millis(retry_delay_ms),
+        wait: None,
+    }
+}
+
+/// A deadline lock policy: wait up to `wait_ms`, backoff base `base_ms`.
+pub fn deadline_policy(wait_ms: u64, base_ms: u64) -> LockPolicy {
+    LockPolicy {
+        ttl: Duration::from_secs(10),
+        retries: 0,
+        retry_delay: Duration::from_millis(base_ms),
+        wait: Some(Duration::from_millis(wait_ms)),
+    }
+}
+
+/// Serializable retries: `retries` more attempts, backoff base 20 ms.
+pub fn retry_policy(retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        retries,
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(320),
+        },
     }
 }
 
@@ -113,6 +136,7 @@ pub fn build(
             repo: repo.clone(),
             lock,
             lock_policy,
+            retry: retry_policy(20),
             hold: Duration::from_millis(hold_ms),
         },
     )

@@ -1,0 +1,105 @@
+//! Latency recording: an HDR histogram in microseconds, summarised as percentiles in
+//! milliseconds.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// A latency histogram. Records from 1 µs to one hour with 3 significant digits.
+#[derive(Debug, Clone)]
+pub struct Latencies(Histogram<u64>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latencies {
+    pub fn new() -> Self {
+        // Bounds are constants that hdrhistogram accepts (low ≥ 1, high ≥ 2·low, sigfig ≤ 5).
+        let histogram = Histogram::new_with_bounds(1, 3_600_000_000, 3)
+            .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
+        Self(histogram)
+    }
+
+    pub fn record(&mut self, duration: Duration) {
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        // `saturating_record` clamps to the highest trackable value instead of failing.
+        self.0.saturating_record(micros.max(1));
+    }
+
+    pub fn merge(&mut self, other: &Latencies) {
+        // Both have the same bounds, so adding cannot fail; a failure would only lose samples.
+        let _ = self.0.add(&other.0);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn summary(&self) -> Percentiles {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        if self.0.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: self.0.len(),
+            p50_ms: ms(self.0.value_at_quantile(0.50)),
+            p95_ms: ms(self.0.value_at_quantile(0.95)),
+            p99_ms: ms(self.0.value_at_quantile(0.99)),
+            max_ms: ms(self.0.max()),
+            mean_ms: self.0.mean() / 1000.0,
+        }
+    }
+
+    /// How many samples fall in each of `buckets` equal-width bins from 0 to the maximum, as
+    /// (upper bound in ms, count).
+    pub fn bins(&self, buckets: usize) -> Vec<(f64, u64)> {
+        if self.0.is_empty() || buckets == 0 {
+            return Vec::new();
+        }
+        let max = self.0.max().max(1);
+        let width = max.div_ceil(buckets as u64).max(1);
+        let mut bins = vec![0u64; buckets];
+        for value in self.0.iter_recorded() {
+            let index = ((value.value_iterated_to() / width) as usize).min(buckets - 1);
+            bins[index] += value.count_at_value();
+        }
+        bins.into_iter()
+            .enumerate()
+            .map(|(i, count)| (((i as u64 + 1) * width) as f64 / 1000.0, count))
+            .collect()
+    }
+}
+
+/// A latency distribution in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_recorded_values() {
+        let mut l = Latencies::new();
+        for ms in 1..=100 {
+            l.record(Duration::from_millis(ms));
+        }
+        let p = l.summary();
+        assert_eq!(p.count, 100);
+        assert!((p.p50_ms - 50.0).abs() < 0.1, "{p:?}");
+        assert!((p.max_ms - 100.0).abs() < 0.1, "{p:?}");
+        let bins = l.bins(4);
+        assert_eq!(bins.iter().map(|b| b.1).sum::<u64>(), 100);
+    }
+}

@@ -1,0 +1,53 @@
+//! `atomic`: no explicit lock — the check *is* the write. One conditional
+//! `UPDATE … SET booked_count = booked_count + 1 WHERE … AND booked_count < total_inventory` per
+//! night, all nights or none, then the insert.
+//!
+//! **What it prevents:** the race, with the fewest statements. The condition is evaluated by
+//! PostgreSQL on the row it is about to update; a concurrent updater of the same row makes it
+//! wait and then re-check the condition against the committed value (READ COMMITTED's
+//! re-evaluation of updated rows). A night that comes back with zero rows affected was full:
+//! the transaction rolls back and gives the nights it took back.
+//!
+//! **Hold:** after the updates, before the insert — inside the critical section, because the
+//! updated rows stay locked until commit.
+//!
+//! **Why no deadlock:** nights are updated one by one in ascending date order.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Strategy, commit};
+use crate::domain::{BookingRequest, Outcome};
+use crate::error::BookingError;
+use crate::repo::Repo;
+
+pub struct Atomic {
+    repo: Repo,
+    hold: Duration,
+}
+
+impl Atomic {
+    pub fn new(repo: Repo, hold: Duration) -> Self {
+        Self { repo, hold }
+    }
+}
+
+#[async_trait]
+impl Strategy for Atomic {
+    #[tracing::instrument(name = "atomic", skip_all, fields(user = %request.user))]
+    async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
+        let mut tx = self.repo.begin().await?;
+        for night in request.stay.nights() {
+            if !tx.increment_if_free(request.room, night).await? {
+                // Dropping the transaction would roll back too; saying it is clearer.
+                tx.rollback().await?;
+                tracing::info!(%night, "sold out");
+                return Ok(Outcome::SoldOut { night });
+            }
+        }
+        tokio::time::sleep(self.hold).await;
+        let booking_id = tx.insert_booking(request).await?;
+        commit(tx, Outcome::Created { booking_id }).await
+    }
+}
