@@ -13,6 +13,7 @@ use crate::db::{self, DbError};
 use crate::domain::Outcome;
 use crate::error::{BookingError, InputError};
 use crate::lock::{ConnectError, RedisLock};
+use crate::processes;
 use crate::repo::Repo;
 use crate::report;
 use crate::strategy;
@@ -143,24 +144,41 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
     let Some(first) = settings.runs.first() else {
         return Ok(Exit::Success);
     };
+    if let Some(first_user) = args.worker_first_user {
+        return worker(connection, first, first_user).await;
+    }
     // One connection per user, so that no user waits for one, plus one for the final read —
     // but never more than the server has spare.
-    let wanted = first.users.saturating_add(1);
     let probe = connect_repo(connection, 1).await?;
     let spare = probe
         .spare_connections()
         .await
         .context("failed to ask PostgreSQL how many connections it accepts")?;
     probe.pool().close().await;
-    let size = wanted.min(spare.saturating_sub(2)).max(2);
-    if size < wanted {
-        tracing::warn!(
-            wanted,
-            size,
-            "PostgreSQL accepts only {spare} more connections: {} users will wait for one",
-            wanted - size
-        );
-    }
+    let size = if first.processes > 1 {
+        // Each worker opens one connection per user plus one; the parent needs two.
+        let needed = first.users + first.processes + 2;
+        if needed > spare {
+            return Err(InputError::Invalid(format!(
+                "--users {} over --processes {} needs {needed} connections, but PostgreSQL accepts only {spare} more (max_connections)",
+                first.users, first.processes
+            ))
+            .into());
+        }
+        2
+    } else {
+        let wanted = first.users.saturating_add(1);
+        let size = wanted.min(spare.saturating_sub(2)).max(2);
+        if size < wanted {
+            tracing::warn!(
+                wanted,
+                size,
+                "PostgreSQL accepts only {spare} more connections: {} users will wait for one",
+                wanted - size
+            );
+        }
+        size
+    };
     let repo = connect_repo(connection, size).await?;
     // Connect to Redis before anything is written, so that a dead Redis writes nothing.
     let lock = connect_lock(
@@ -171,21 +189,25 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
 
     let mut reports = Vec::with_capacity(settings.runs.len());
     for run in &settings.runs {
-        let strategy = strategy::build(
-            run.mode,
-            strategy::Context {
-                repo: repo.clone(),
-                lock: lock.as_ref().map(RedisLock::with_fresh_stats),
-                lock_policy: run.lock_policy,
-                retry: run.retry,
-                hold: run.hold,
-            },
-        )?;
-        let progress = progress_bar(run, settings.json || verbose > 0);
-        let report = stress::run(&repo, strategy, run, &progress)
-            .await
-            .map_err(surface_booking)
-            .with_context(|| format!("stress run of --mode {} failed", run.mode))?;
+        let report = if run.processes > 1 {
+            run_processes(connection, &repo, run, verbose).await
+        } else {
+            let strategy = strategy::build(
+                run.mode,
+                strategy::Context {
+                    repo: repo.clone(),
+                    lock: lock.as_ref().map(RedisLock::with_fresh_stats),
+                    lock_policy: run.lock_policy,
+                    retry: run.retry,
+                    hold: run.hold,
+                },
+            )?;
+            let progress = progress_bar(run, settings.json || verbose > 0);
+            stress::run(&repo, strategy, run, &progress)
+                .await
+                .map_err(surface_booking)
+        }
+        .with_context(|| format!("stress run of --mode {} failed", run.mode))?;
         reports.push(report);
     }
     repo.pool().close().await;
@@ -208,6 +230,65 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
     } else {
         Exit::Unexpected
     })
+}
+
+/// `--processes N`: prepare here, race in N workers, judge here.
+async fn run_processes(
+    connection: &Connection,
+    repo: &Repo,
+    run: &StressConfig,
+    verbose: u8,
+) -> anyhow::Result<StressReport> {
+    let cleared = stress::prepare(repo, run).await.map_err(surface_booking)?;
+    let (race, rows) = processes::run_workers(connection, run, verbose).await?;
+    let mut report = stress::judge(repo, run, race, cleared)
+        .await
+        .map_err(surface_booking)?;
+    report.processes = rows;
+    Ok(report)
+}
+
+/// One worker process of `--processes`: connect, park the users at the barrier, say `ready`,
+/// start on the parent's `go`, and report the share as one JSON line.
+async fn worker(
+    connection: &Connection,
+    run: &StressConfig,
+    first_user: u32,
+) -> anyhow::Result<Exit> {
+    let repo = connect_repo(connection, run.users.saturating_add(1)).await?;
+    let lock = connect_lock(connection, run.mode.needs_redis()).await?;
+    let strategy = strategy::build(
+        run.mode,
+        strategy::Context {
+            repo: repo.clone(),
+            lock,
+            lock_policy: run.lock_policy,
+            retry: run.retry,
+            hold: run.hold,
+        },
+    )?;
+    crate::db::warm_up(repo.pool(), run.users)
+        .await
+        .context("failed to open the worker's connections")?;
+    let mut out = std::io::stdout();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    let go = async {
+        // Any line — or the parent closing the pipe — starts the race; a parent that died has
+        // already killed this worker (kill_on_drop).
+        let mut line = String::new();
+        let _ = tokio::io::AsyncBufReadExt::read_line(
+            &mut tokio::io::BufReader::new(tokio::io::stdin()),
+            &mut line,
+        )
+        .await;
+    };
+    let race = stress::race(strategy, run, first_user, go, &ProgressBar::hidden()).await;
+    repo.pool().close().await;
+    serde_json::to_writer(&mut out, &processes::WorkerReport::from_race(&race))?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(Exit::Success)
 }
 
 /// A reader that stops early (`| head`) closes the pipe: that is not an error of this tool, and

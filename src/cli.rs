@@ -284,12 +284,21 @@ pub struct StressArgs {
     #[command(flatten)]
     pub retry: RetryArgs,
 
+    /// Split the users over this many operating-system processes of this tool, started
+    /// together against the same servers (one combined report)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub processes: u32,
+
+    /// Internal: run as one worker process of `--processes`, whose users are numbered from here
+    #[arg(long, hide = true, value_name = "K")]
+    pub worker_first_user: Option<u32>,
+
     /// Print one JSON object on stdout instead of the tables (an array with --mode all)
     #[arg(long)]
     pub json: bool,
 
     /// What the run must show for exit status 0 [default: overbooking for naive and lost-update,
-    /// safe for the others]
+    /// and for mutex with --processes > 1; safe for the others]
     #[arg(long, value_enum)]
     pub expect: Option<Expectation>,
 }

@@ -105,6 +105,12 @@ impl StressSettings {
                 "--mixed-ranges needs a stay of 2 or more nights (--nights or --to)".to_owned(),
             ));
         }
+        if args.processes > args.users {
+            return Err(InputError::Invalid(format!(
+                "--processes {} is more than --users {}: every process needs a user",
+                args.processes, args.users
+            )));
+        }
         let runs = args
             .mode
             .modes()
@@ -120,7 +126,10 @@ impl StressSettings {
                 hold: Duration::from_millis(args.hold_ms),
                 lock_policy: lock_policy(&args.lock),
                 retry: retry_policy(&args.retry),
-                expect: args.expect.unwrap_or(mode.default_expectation()),
+                expect: args
+                    .expect
+                    .unwrap_or(mode.default_expectation(args.processes)),
+                processes: args.processes,
             })
             .collect();
         Ok(Self {

@@ -17,6 +17,7 @@
 //! - [`strategy`]: one file per way of booking, behind the [`strategy::Strategy`] trait.
 //! - [`stress`]: spawns the users behind a start barrier, collects their results, reads the
 //!   final state.
+//! - [`processes`]: `--processes N`: worker processes released together.
 //! - [`report`]: tables and JSON, generic over `impl Write`.
 //! - [`app`]: runs a command, adds error context, chooses the exit status.
 //! - [`backoff`]: exponential backoff with full jitter.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
+pub mod processes;
 pub mod repo;
 pub mod report;
 pub mod strategy;

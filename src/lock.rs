@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
 use crate::domain::RoomId;
@@ -177,7 +177,7 @@ fn summary(histogram: &Mutex<Latencies>) -> Percentiles {
 }
 
 /// A snapshot of the counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LockStats {
     /// Locks taken.
     pub locks_acquired: u64,
@@ -192,6 +192,19 @@ pub struct LockStats {
     pub lock_wait: Percentiles,
     /// Time locks were held (per released lock).
     pub lock_hold: Percentiles,
+}
+
+impl LockStats {
+    /// Adds another process's counters. Percentiles cannot be added: the merged wait and hold
+    /// figures are the worse of the two (an upper bound), and the counts are summed.
+    pub fn merge(&mut self, other: &LockStats) {
+        self.locks_acquired += other.locks_acquired;
+        self.lock_busy_attempts += other.lock_busy_attempts;
+        self.locks_released += other.locks_released;
+        self.locks_expired_before_release += other.locks_expired_before_release;
+        self.lock_wait = self.lock_wait.worst(&other.lock_wait);
+        self.lock_hold = self.lock_hold.worst(&other.lock_hold);
+    }
 }
 
 /// A handle on the lock service. Cheap to clone: clones share one multiplexed connection (every

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A latency histogram. Records from 1 µs to one hour with 3 significant digits.
 #[derive(Debug, Clone)]
@@ -33,6 +33,24 @@ impl Latencies {
     pub fn merge(&mut self, other: &Latencies) {
         // Both have the same bounds, so adding cannot fail; a failure would only lose samples.
         let _ = self.0.add(&other.0);
+    }
+
+    /// The recorded values as (microseconds, count) pairs, for sending to another process.
+    pub fn to_pairs(&self) -> Vec<(u64, u64)> {
+        self.0
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    /// The histogram [`to_pairs`](Self::to_pairs) came from.
+    pub fn from_pairs(pairs: &[(u64, u64)]) -> Self {
+        let mut latencies = Self::new();
+        for &(micros, count) in pairs {
+            // Out-of-range values are clamped, as in `record`.
+            let _ = latencies.0.record_n(micros.clamp(1, 3_600_000_000), count);
+        }
+        latencies
     }
 
     pub fn count(&self) -> u64 {
@@ -75,7 +93,7 @@ impl Latencies {
 }
 
 /// A latency distribution in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub p50_ms: f64,
@@ -83,6 +101,21 @@ pub struct Percentiles {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
+}
+
+impl Percentiles {
+    /// The element-wise worse of two distributions, counts summed: an upper bound when the
+    /// samples behind them are not at hand.
+    pub fn worst(&self, other: &Percentiles) -> Percentiles {
+        Percentiles {
+            count: self.count + other.count,
+            p50_ms: self.p50_ms.max(other.p50_ms),
+            p95_ms: self.p95_ms.max(other.p95_ms),
+            p99_ms: self.p99_ms.max(other.p99_ms),
+            max_ms: self.max_ms.max(other.max_ms),
+            mean_ms: self.mean_ms.max(other.mean_ms),
+        }
+    }
 }
 
 #[cfg(test)]

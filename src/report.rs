@@ -14,7 +14,7 @@ use crate::lock::{LockPolicy, LockStats};
 use crate::metrics::{Latencies, Percentiles};
 use crate::repo::NightState;
 use crate::strategy::{Expectation, Mode};
-use crate::stress::{StressReport, Verdict};
+use crate::stress::{ProcessRow, StressReport, Verdict};
 
 /// Nights listed in the final-state table before the rest is summarised (all are in `--json`).
 const MAX_NIGHT_ROWS: usize = 24;
@@ -48,9 +48,14 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
         format!("room {}", c.room)
     };
     let mixed = if c.mixed_ranges { ", mixed ranges" } else { "" };
+    let processes = if c.processes > 1 {
+        format!(" in {} processes", c.processes)
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "stress --mode {}: {} users on {rooms}, {}{mixed}, inventory {}, hold {} ms",
+        "stress --mode {}: {} users{processes} on {rooms}, {}{mixed}, inventory {}, hold {} ms",
         c.mode,
         c.users,
         c.stay,
@@ -82,6 +87,32 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
         outcomes.add_row(vec![format!("500 Error: {message}"), count.to_string()]);
     }
     writeln!(out, "{outcomes}")?;
+
+    if !report.processes.is_empty() {
+        let mut per_process = table(vec![
+            "Process",
+            "Users",
+            "Created",
+            "Sold out",
+            "Lock busy",
+            "Retries exh.",
+            "Errors",
+            "Elapsed ms",
+        ]);
+        for p in &report.processes {
+            per_process.add_row(vec![
+                p.process.to_string(),
+                p.users.to_string(),
+                p.created.to_string(),
+                p.conflicts_sold_out.to_string(),
+                p.conflicts_lock.to_string(),
+                p.conflicts_retries.to_string(),
+                p.errors.to_string(),
+                p.elapsed_ms.to_string(),
+            ]);
+        }
+        writeln!(out, "{per_process}")?;
+    }
 
     let mut state = table(vec![
         "Final state (read from PostgreSQL)",
@@ -384,6 +415,10 @@ pub struct StressJson<'a> {
     /// Aborted transactions retried (`serializable`).
     pub tx_retries: Option<u64>,
     pub serializable_retries: Option<u32>,
+    /// Operating-system processes the users were split over.
+    pub processes: u32,
+    /// With `--processes` > 1, each process's own outcome counts.
+    pub per_process: &'a [ProcessRow],
 }
 
 impl<'a> StressJson<'a> {
@@ -428,6 +463,8 @@ impl<'a> StressJson<'a> {
             lock: report.stats.lock,
             tx_retries: report.stats.tx_retries,
             serializable_retries: (c.mode == Mode::Serializable).then_some(c.retry.retries),
+            processes: c.processes,
+            per_process: &report.processes,
         }
     }
 }

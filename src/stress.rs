@@ -47,6 +47,8 @@ pub struct StressConfig {
     pub lock_policy: LockPolicy,
     pub retry: RetryPolicy,
     pub expect: Expectation,
+    /// Operating-system processes the users are split over (`--processes`).
+    pub processes: u32,
 }
 
 impl StressConfig {
@@ -174,6 +176,21 @@ pub struct StressReport {
     pub elapsed: Duration,
     /// Bookings of earlier runs that preparing the slot deleted.
     pub cleared_bookings: u64,
+    /// With `--processes`, each process's own figures.
+    pub processes: Vec<ProcessRow>,
+}
+
+/// One worker process's share of a `--processes` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessRow {
+    pub process: u32,
+    pub users: u32,
+    pub created: u32,
+    pub conflicts_sold_out: u32,
+    pub conflicts_lock: u32,
+    pub conflicts_retries: u32,
+    pub errors: u32,
+    pub elapsed_ms: u128,
 }
 
 impl StressReport {
@@ -252,37 +269,68 @@ struct UserResult {
     finished: Instant,
 }
 
-/// Runs the race described by `config` with `strategy`, on `repo`'s pool, and reads the verdict
-/// from the database. `progress` advances once per finished user (pass a hidden bar for none).
-pub async fn run(
-    repo: &Repo,
-    strategy: Arc<dyn Strategy>,
-    config: &StressConfig,
-    progress: &ProgressBar,
-) -> Result<StressReport, BookingError> {
+/// What the users of one race reported (one process's share, with `--processes`).
+#[derive(Debug, Clone, Default)]
+pub struct RaceResult {
+    pub tally: Tally,
+    pub latency: Latencies,
+    /// Users who were refused (not created, not failed): the candidates for under-selling.
+    pub refused: Vec<BookingRequest>,
+    pub stats: StrategyStats,
+    /// From the first user's start to the last user's end.
+    pub elapsed: Duration,
+}
+
+impl RaceResult {
+    /// Adds another process's share.
+    pub fn merge(&mut self, other: RaceResult) {
+        let t = &mut self.tally;
+        t.created += other.tally.created;
+        t.sold_out += other.tally.sold_out;
+        t.lock_not_acquired += other.tally.lock_not_acquired;
+        t.retries_exhausted += other.tally.retries_exhausted;
+        for (message, count) in other.tally.errors {
+            *t.errors.entry(message).or_default() += count;
+        }
+        self.latency.merge(&other.latency);
+        self.refused.extend(other.refused);
+        self.stats.merge(&other.stats);
+        self.elapsed = self.elapsed.max(other.elapsed);
+    }
+}
+
+/// Checks the slot (nothing is written for a bad room or night) and prepares it: inventory set,
+/// counters zeroed, earlier bookings of those nights deleted. Returns how many were deleted.
+pub async fn prepare(repo: &Repo, config: &StressConfig) -> Result<u64, BookingError> {
     let region = config.region()?;
     for room in config.rooms() {
         repo.ensure_bookable(room, &region).await?;
     }
-    let mut cleared_bookings = 0;
+    let mut cleared = 0;
     for room in config.rooms() {
-        cleared_bookings += repo.prepare_slot(room, &region, config.inventory).await?;
+        cleared += repo.prepare_slot(room, &region, config.inventory).await?;
     }
-    let connections = repo
-        .pool()
-        .options()
-        .get_max_connections()
-        .min(config.users);
-    db::warm_up(repo.pool(), connections).await?;
+    Ok(cleared)
+}
 
+/// Races users `first_user .. first_user + config.users` through `strategy`. Every user waits at
+/// one barrier, which also waits for `go` — immediately ready for a single process, the parent's
+/// signal for a worker process — so that all start their booking in the same instant.
+pub async fn race(
+    strategy: Arc<dyn Strategy>,
+    config: &StressConfig,
+    first_user: u32,
+    go: impl Future<Output = ()>,
+    progress: &ProgressBar,
+) -> RaceResult {
     let (report, mut results) = mpsc::unbounded_channel::<UserResult>();
-    let start_line = Arc::new(Barrier::new(config.users as usize));
+    let start_line = Arc::new(Barrier::new(config.users as usize + 1));
     let mut users = JoinSet::new();
     for i in 0..config.users {
         let strategy = Arc::clone(&strategy);
         let start_line = Arc::clone(&start_line);
         let report = report.clone();
-        let request = config.request(i);
+        let request = config.request(first_user.saturating_add(i));
         users.spawn(async move {
             start_line.wait().await;
             let started = Instant::now();
@@ -298,18 +346,19 @@ pub async fn run(
         });
     }
     drop(report);
+    go.await;
+    start_line.wait().await;
 
-    let mut tally = Tally::default();
-    let mut latency = Latencies::new();
-    let mut refused = Vec::new();
+    let mut race = RaceResult::default();
     let mut first_start: Option<Instant> = None;
     let mut last_end: Option<Instant> = None;
     while let Some(user) = results.recv().await {
-        tally.add(&user.result);
+        race.tally.add(&user.result);
         if matches!(&user.result, Ok(outcome) if !matches!(outcome, Outcome::Created { .. })) {
-            refused.push(user.request);
+            race.refused.push(user.request);
         }
-        latency.record(user.finished.saturating_duration_since(user.started));
+        race.latency
+            .record(user.finished.saturating_duration_since(user.started));
         first_start = Some(first_start.map_or(user.started, |t| t.min(user.started)));
         last_end = Some(last_end.map_or(user.finished, |t| t.max(user.finished)));
         progress.inc(1);
@@ -317,30 +366,62 @@ pub async fn run(
     // A user task that panicked sent nothing; it still counts, as an error.
     while let Some(joined) = users.join_next().await {
         if let Err(join_error) = joined {
-            tally.add_error(format!("user task failed: {join_error}"));
+            race.tally
+                .add_error(format!("user task failed: {join_error}"));
         }
     }
     progress.finish_and_clear();
+    race.stats = strategy.stats();
+    race.elapsed = match (first_start, last_end) {
+        (Some(start), Some(end)) => end.saturating_duration_since(start),
+        _ => Duration::ZERO,
+    };
+    race
+}
 
+/// Reads every night of the slot back from the database and judges the race by it.
+pub async fn judge(
+    repo: &Repo,
+    config: &StressConfig,
+    race: RaceResult,
+    cleared_bookings: u64,
+) -> Result<StressReport, BookingError> {
+    let region = config.region()?;
     let mut nights = Vec::new();
     for room in config.rooms() {
         nights.extend(repo.slot_state(room, &region).await?);
     }
-    let under_sold = count_under_sold(&refused, &nights);
-    let elapsed = match (first_start, last_end) {
-        (Some(start), Some(end)) => end.saturating_duration_since(start),
-        _ => Duration::ZERO,
-    };
     Ok(StressReport {
         config: config.clone(),
-        tally,
+        under_sold: count_under_sold(&race.refused, &nights),
+        tally: race.tally,
         nights,
-        under_sold,
-        stats: strategy.stats(),
-        latency,
-        elapsed,
+        stats: race.stats,
+        latency: race.latency,
+        elapsed: race.elapsed,
         cleared_bookings,
+        processes: Vec::new(),
     })
+}
+
+/// Runs the race described by `config` with `strategy` in this process, on `repo`'s pool:
+/// prepare, open the pool's connections, race, judge from the database. `progress` advances
+/// once per finished user (pass a hidden bar for none).
+pub async fn run(
+    repo: &Repo,
+    strategy: Arc<dyn Strategy>,
+    config: &StressConfig,
+    progress: &ProgressBar,
+) -> Result<StressReport, BookingError> {
+    let cleared = prepare(repo, config).await?;
+    let connections = repo
+        .pool()
+        .options()
+        .get_max_connections()
+        .min(config.users);
+    db::warm_up(repo.pool(), connections).await?;
+    let race = race(strategy, config, 0, std::future::ready(()), progress).await;
+    judge(repo, config, race, cleared).await
 }
 
 /// Refused users whose every night still had a room at the end: they could have been sold.

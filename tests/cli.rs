@@ -477,6 +477,7 @@ fn stress_mode_all_json_has_one_entry_per_strategy_with_the_invariants() {
         [
             "naive",
             "lost-update",
+            "mutex",
             "locked",
             "row-lock",
             "atomic",
@@ -518,6 +519,7 @@ fn stress_mode_all_json_has_one_entry_per_strategy_with_the_invariants() {
     );
     assert_eq!(entries[1]["booked_count"], 1);
     for safe in &entries[2..] {
+        // mutex is safe in one process.
         assert_eq!(safe["verdict"], "SAFE", "{safe}");
         assert_eq!(safe["created"], 1, "{safe}");
     }
@@ -534,4 +536,36 @@ fn mixed_ranges_need_a_stay_of_two_nights() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--mixed-ranges needs a stay of 2 or more nights"));
     assert_eq!(cli.snapshot(), before);
+}
+
+/// Several operating-system processes against the same servers: the Redis lock still lets
+/// exactly one booking through; an in-process mutex does not, because each process has its own.
+#[test]
+fn across_processes_locked_stays_safe_and_an_in_process_mutex_overbooks() {
+    let cli = Cli::new();
+    cli.reset();
+    let locked = cli.run(&["stress", "--mode", "locked", "--processes", "4", "--json"]);
+    assert_eq!(locked.status.code(), Some(0), "{}", text(&locked.stderr));
+    let body = json(&locked);
+    assert_eq!(
+        (body["created"].as_u64(), body["errors"].as_u64()),
+        (Some(1), Some(0)),
+        "{body}"
+    );
+    assert_eq!(body["per_process"].as_array().map(Vec::len), Some(4));
+    assert_eq!(cli.reference_slot(), (1, 1, 1));
+
+    // One process: the mutex is enough.
+    let single = cli.run(&["stress", "--mode", "mutex", "--json"]);
+    assert_eq!(single.status.code(), Some(0), "{}", text(&single.stderr));
+    assert_eq!(json(&single)["created"], 1);
+    assert_eq!(cli.reference_slot(), (1, 1, 1));
+
+    // Four processes: one user per process gets through its own mutex.
+    let multi = cli.run(&["stress", "--mode", "mutex", "--processes", "4", "--json"]);
+    assert_eq!(multi.status.code(), Some(0), "{}", text(&multi.stderr));
+    let body = json(&multi);
+    assert_eq!(body["overbooked"], true, "{body}");
+    let (total, booked, rows) = cli.reference_slot();
+    assert_eq!((total, booked, rows), (1, 4, 4), "one booking per process");
 }

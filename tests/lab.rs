@@ -26,7 +26,8 @@ fn config(mode: Mode, inventory: i32, lock_policy: LockPolicy) -> StressConfig {
         hold: Duration::from_millis(200),
         lock_policy,
         retry: retry_policy(20),
-        expect: mode.default_expectation(),
+        expect: mode.default_expectation(1),
+        processes: 1,
     }
 }
 
@@ -66,7 +67,8 @@ fn assert_safe(report: &StressReport, created: u32) {
 }
 
 /// The safe strategies; `locked` waits with a deadline so that it can sell every room.
-const SAFE: [Mode; 5] = [
+const SAFE: [Mode; 6] = [
+    Mode::Mutex,
     Mode::Locked,
     Mode::RowLock,
     Mode::Atomic,
@@ -120,6 +122,7 @@ macro_rules! per_strategy {
 per_strategy! {
     naive => Mode::Naive,
     lost_update => Mode::LostUpdate,
+    mutex => Mode::Mutex,
     locked => Mode::Locked,
     row_lock => Mode::RowLock,
     atomic => Mode::Atomic,

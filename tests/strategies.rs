@@ -34,7 +34,8 @@ fn reference_config(mode: Mode, inventory: i32, lock_policy: LockPolicy) -> Stre
         hold: std::time::Duration::from_millis(200),
         lock_policy,
         retry: common::retry_policy(20),
-        expect: mode.default_expectation(),
+        expect: mode.default_expectation(1),
+        processes: 1,
     }
 }
 

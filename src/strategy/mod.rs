@@ -10,6 +10,7 @@ mod advisory;
 mod atomic;
 mod locked;
 mod lost_update;
+mod mutex;
 mod naive;
 mod row_lock;
 mod serializable;
@@ -25,6 +26,7 @@ pub use advisory::Advisory;
 pub use atomic::Atomic;
 pub use locked::Locked;
 pub use lost_update::LostUpdate;
+pub use mutex::InProcessMutex;
 pub use naive::Naive;
 pub use row_lock::RowLock;
 pub use serializable::{RetryPolicy, Serializable};
@@ -54,6 +56,23 @@ pub struct StrategyStats {
     pub lock: Option<LockStats>,
     /// Transactions aborted by PostgreSQL and run again (`serializable`).
     pub tx_retries: Option<u64>,
+}
+
+impl StrategyStats {
+    /// Adds another process's counters (see [`LockStats::merge`]).
+    pub fn merge(&mut self, other: &StrategyStats) {
+        self.lock = match (self.lock, other.lock) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.merge(&theirs);
+                Some(mine)
+            }
+            (mine, theirs) => mine.or(theirs),
+        };
+        self.tx_retries = match (self.tx_retries, other.tx_retries) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    }
 }
 
 /// Commits and logs what was decided. Committing after a refusal is harmless (the transaction
@@ -86,13 +105,16 @@ pub enum Mode {
     Advisory,
     /// The naive transaction at SERIALIZABLE, retried on serialization failure and deadlock.
     Serializable,
+    /// An in-process mutex per room-night: safe in one process, not across several.
+    Mutex,
 }
 
 impl Mode {
     /// Every strategy, in the order `--mode all` runs them.
-    pub const ALL: [Mode; 7] = [
+    pub const ALL: [Mode; 8] = [
         Mode::Naive,
         Mode::LostUpdate,
+        Mode::Mutex,
         Mode::Locked,
         Mode::RowLock,
         Mode::Atomic,
@@ -105,11 +127,13 @@ impl Mode {
         self == Mode::Locked
     }
 
-    /// What a `stress` run of this strategy is expected to show when `--expect` is not given:
-    /// the two unprotected strategies show their anomaly, every other one is safe.
-    pub fn default_expectation(self) -> Expectation {
+    /// What a `stress` run of this strategy over `processes` processes is expected to show when
+    /// `--expect` is not given: the two unprotected strategies show their anomaly, and so does
+    /// the in-process mutex across processes; every other one is safe.
+    pub fn default_expectation(self, processes: u32) -> Expectation {
         match self {
             Mode::Naive | Mode::LostUpdate => Expectation::Overbooking,
+            Mode::Mutex if processes > 1 => Expectation::Overbooking,
             _ => Expectation::Safe,
         }
     }
@@ -123,6 +147,7 @@ impl Mode {
             Mode::Atomic => "atomic",
             Mode::Advisory => "advisory",
             Mode::Serializable => "serializable",
+            Mode::Mutex => "mutex",
         }
     }
 }
@@ -184,5 +209,6 @@ pub fn build(mode: Mode, ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> 
         Mode::Atomic => Arc::new(Atomic::new(repo, hold)),
         Mode::Advisory => Arc::new(Advisory::new(repo, hold)),
         Mode::Serializable => Arc::new(Serializable::new(repo, hold, retry)),
+        Mode::Mutex => Arc::new(InProcessMutex::new(repo, hold)),
     })
 }

@@ -1,0 +1,293 @@
+//! `stress --processes N`: the same race, split over N operating-system processes of this tool.
+//!
+//! The parent prepares the slot, starts N workers (this binary with the hidden
+//! `--worker-first-user`), and waits until each has connected, opened its pool and parked its
+//! users at its barrier — each prints `ready`. Then it writes `go` to every worker at once, so the
+//! users of all processes start together. Each worker prints its share of the results as one
+//! JSON line and exits; the parent merges them and judges the run from the database, as always.
+//!
+//! Connection URLs reach the workers through their environment, never their command line,
+//! where `ps` would show a password.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::config::Connection;
+use crate::domain::{BookingRequest, RoomId, Stay, UserId};
+use crate::lock::LockStats;
+use crate::metrics::Latencies;
+use crate::strategy::StrategyStats;
+use crate::stress::{ProcessRow, RaceResult, StressConfig, Tally};
+
+/// How long a worker may take to connect and get ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the workers could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("could not start worker process: {0}")]
+    Spawn(std::io::Error),
+    #[error("worker process {process} failed: {reason}")]
+    Failed { process: u32, reason: String },
+}
+
+/// A worker's share of the results, as sent to the parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerReport {
+    created: u32,
+    sold_out: u32,
+    lock_not_acquired: u32,
+    retries_exhausted: u32,
+    errors: BTreeMap<String, u32>,
+    /// (microseconds, count) pairs of the latency histogram.
+    latencies_us: Vec<(u64, u64)>,
+    /// (room, from, to) of each refused user.
+    refused: Vec<(i32, NaiveDate, NaiveDate)>,
+    lock: Option<LockStats>,
+    tx_retries: Option<u64>,
+    elapsed_us: u64,
+}
+
+impl WorkerReport {
+    pub fn from_race(race: &RaceResult) -> Self {
+        Self {
+            created: race.tally.created,
+            sold_out: race.tally.sold_out,
+            lock_not_acquired: race.tally.lock_not_acquired,
+            retries_exhausted: race.tally.retries_exhausted,
+            errors: race.tally.errors.clone(),
+            latencies_us: race.latency.to_pairs(),
+            refused: race
+                .refused
+                .iter()
+                .map(|r| (r.room.get(), r.stay.from(), r.stay.to()))
+                .collect(),
+            lock: race.stats.lock,
+            tx_retries: race.stats.tx_retries,
+            elapsed_us: u64::try_from(race.elapsed.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn into_race(self) -> RaceResult {
+        RaceResult {
+            tally: Tally {
+                created: self.created,
+                sold_out: self.sold_out,
+                lock_not_acquired: self.lock_not_acquired,
+                retries_exhausted: self.retries_exhausted,
+                errors: self.errors,
+            },
+            latency: Latencies::from_pairs(&self.latencies_us),
+            refused: self
+                .refused
+                .into_iter()
+                .filter_map(|(room, from, to)| {
+                    Some(BookingRequest {
+                        user: UserId::random(),
+                        room: RoomId::new(room).ok()?,
+                        stay: Stay::between(from, to).ok()?,
+                    })
+                })
+                .collect(),
+            stats: StrategyStats {
+                lock: self.lock,
+                tx_retries: self.tx_retries,
+            },
+            elapsed: Duration::from_micros(self.elapsed_us),
+        }
+    }
+}
+
+/// The users of process `i` of `n`: (first user, how many). Shares differ by at most one.
+pub fn share(users: u32, n: u32, i: u32) -> (u32, u32) {
+    let base = users / n;
+    let extra = users % n;
+    let first = i * base + i.min(extra);
+    (first, base + u32::from(i < extra))
+}
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    users: u32,
+}
+
+/// Starts the workers of `config`, releases them together, and merges what they report.
+pub async fn run_workers(
+    connection: &Connection,
+    config: &StressConfig,
+    verbose: u8,
+) -> Result<(RaceResult, Vec<ProcessRow>), WorkerError> {
+    let exe = std::env::current_exe().map_err(WorkerError::Spawn)?;
+    let mut workers = Vec::with_capacity(config.processes as usize);
+    for i in 0..config.processes {
+        let (first, users) = share(config.users, config.processes, i);
+        let mut command = Command::new(&exe);
+        command
+            .args(worker_args(config, first, users, verbose))
+            .env("DATABASE_URL", &connection.database_url)
+            .env("REDIS_URL", &connection.redis_url)
+            .env("LOCK_KEY_PREFIX", &connection.lock_key_prefix)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // If the parent gives up (an error, Ctrl-C), no worker outlives it.
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(WorkerError::Spawn)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(WorkerError::Spawn(std::io::Error::other(
+                "no pipes to the worker",
+            )));
+        };
+        workers.push(Worker {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            users,
+        });
+    }
+
+    for (i, worker) in workers.iter_mut().enumerate() {
+        let line = tokio::time::timeout(READY_TIMEOUT, read_line(&mut worker.stdout))
+            .await
+            .map_err(|_| failed(i, format!("not ready within {READY_TIMEOUT:?}")))?
+            .map_err(|e| failed(i, e))?;
+        if line.trim() != "ready" {
+            return Err(failed(
+                i,
+                format!("expected 'ready', got '{}'", line.trim()),
+            ));
+        }
+    }
+    // All users of all processes are parked at their barriers: release them together.
+    for (i, worker) in workers.iter_mut().enumerate() {
+        worker
+            .stdin
+            .write_all(b"go\n")
+            .await
+            .map_err(|e| failed(i, format!("could not send go: {e}")))?;
+        worker
+            .stdin
+            .flush()
+            .await
+            .map_err(|e| failed(i, e.to_string()))?;
+    }
+    let started = Instant::now();
+
+    let mut merged = RaceResult::default();
+    let mut rows = Vec::with_capacity(workers.len());
+    for (i, mut worker) in workers.into_iter().enumerate() {
+        let line = read_line(&mut worker.stdout)
+            .await
+            .map_err(|e| failed(i, e))?;
+        let status = worker
+            .child
+            .wait()
+            .await
+            .map_err(|e| failed(i, e.to_string()))?;
+        if !status.success() {
+            return Err(failed(i, format!("exited with {status}")));
+        }
+        let report: WorkerReport = serde_json::from_str(&line)
+            .map_err(|e| failed(i, format!("unreadable report: {e}")))?;
+        let race = report.into_race();
+        rows.push(ProcessRow {
+            process: i as u32 + 1,
+            users: worker.users,
+            created: race.tally.created,
+            conflicts_sold_out: race.tally.sold_out,
+            conflicts_lock: race.tally.lock_not_acquired,
+            conflicts_retries: race.tally.retries_exhausted,
+            errors: race.tally.error_count(),
+            elapsed_ms: race.elapsed.as_millis(),
+        });
+        merged.merge(race);
+    }
+    merged.elapsed = started.elapsed();
+    Ok((merged, rows))
+}
+
+fn failed(i: usize, reason: impl Into<String>) -> WorkerError {
+    WorkerError::Failed {
+        process: i as u32 + 1,
+        reason: reason.into(),
+    }
+}
+
+async fn read_line(stdout: &mut BufReader<ChildStdout>) -> Result<String, String> {
+    let mut line = String::new();
+    match stdout.read_line(&mut line).await {
+        Ok(0) => Err("exited before answering (see its error above)".to_owned()),
+        Ok(_) => Ok(line),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The command line of one worker: the run's settings, its share of the users, no secrets.
+fn worker_args(config: &StressConfig, first: u32, users: u32, verbose: u8) -> Vec<String> {
+    let p = &config.lock_policy;
+    let mut args: Vec<String> = vec![
+        "stress".into(),
+        "--mode".into(),
+        config.mode.name().into(),
+        "--users".into(),
+        users.to_string(),
+        "--worker-first-user".into(),
+        first.to_string(),
+        "--room".into(),
+        config.room.to_string(),
+        "--rooms".into(),
+        config.rooms.to_string(),
+        "--from".into(),
+        config.stay.from().to_string(),
+        "--to".into(),
+        config.stay.to().to_string(),
+        "--inventory".into(),
+        config.inventory.to_string(),
+        "--hold-ms".into(),
+        config.hold.as_millis().to_string(),
+        "--lock-ttl-ms".into(),
+        p.ttl.as_millis().to_string(),
+        "--lock-retries".into(),
+        p.retries.to_string(),
+        "--lock-retry-delay-ms".into(),
+        p.retry_delay.as_millis().to_string(),
+        "--serializable-retries".into(),
+        config.retry.retries.to_string(),
+        "--serializable-backoff-ms".into(),
+        config.retry.backoff.base.as_millis().to_string(),
+    ];
+    if let Some(wait) = p.wait {
+        args.extend(["--lock-wait-ms".into(), wait.as_millis().to_string()]);
+    }
+    if config.mixed_ranges {
+        args.push("--mixed-ranges".into());
+    }
+    if verbose > 0 {
+        args.push(format!("-{}", "v".repeat(verbose as usize)));
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_user_once() {
+        for (users, n) in [(20, 3), (20, 2), (5, 5), (7, 1)] {
+            let shares: Vec<_> = (0..n).map(|i| share(users, n, i)).collect();
+            assert_eq!(shares.iter().map(|s| s.1).sum::<u32>(), users);
+            for pair in shares.windows(2) {
+                assert_eq!(pair[0].0 + pair[0].1, pair[1].0, "{shares:?}");
+            }
+        }
+    }
+}

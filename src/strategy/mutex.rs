@@ -1,0 +1,67 @@
+//! `mutex`: an in-process `tokio::sync::Mutex` per room-night around the naive transaction.
+//!
+//! **What it prevents:** the race between users *of this process*. The mutexes are taken per
+//! night in ascending date order (no deadlock, as for `locked`), and waiters queue on the mutex
+//! instead of polling.
+//!
+//! **What it does not prevent:** the same race between processes. A second copy of the program
+//! (another server behind the load balancer, `stress --processes 2`) has mutexes of its own, so
+//! one user per process passes the check at the same time and the room is sold once per
+//! process. That is why a lock that must hold across processes lives outside them — in Redis
+//! (`locked`) or in the database (`row-lock`, `advisory`).
+//!
+//! A tokio mutex, not a std one: its guard is held across the `.await`s of the transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::Strategy;
+use super::naive::check_then_book;
+use crate::domain::{BookingRequest, Outcome, RoomId};
+use crate::error::BookingError;
+use crate::repo::Repo;
+
+/// One async mutex per room-night.
+type Slots = HashMap<(RoomId, NaiveDate), Arc<Mutex<()>>>;
+
+pub struct InProcessMutex {
+    repo: Repo,
+    hold: Duration,
+    /// One mutex per room-night, created on first use. The map's own lock (std) is held only to
+    /// look up or insert, never across an await.
+    slots: StdMutex<Slots>,
+}
+
+impl InProcessMutex {
+    pub fn new(repo: Repo, hold: Duration) -> Self {
+        Self {
+            repo,
+            hold,
+            slots: StdMutex::default(),
+        }
+    }
+
+    fn slot(&self, room: RoomId, night: NaiveDate) -> Arc<Mutex<()>> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(slots.entry((room, night)).or_default())
+    }
+}
+
+#[async_trait]
+impl Strategy for InProcessMutex {
+    #[tracing::instrument(name = "mutex", skip_all, fields(user = %request.user))]
+    async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
+        let mut held: Vec<OwnedMutexGuard<()>> = Vec::with_capacity(request.stay.len() as usize);
+        for night in request.stay.nights() {
+            held.push(self.slot(request.room, night).lock_owned().await);
+        }
+        let outcome = check_then_book(&self.repo, request, self.hold).await;
+        drop(held);
+        outcome
+    }
+}
