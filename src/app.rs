@@ -135,7 +135,8 @@ async fn book(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exit> 
         Outcome::Created { .. } => Exit::Success,
         Outcome::SoldOut { .. }
         | Outcome::LockNotAcquired { .. }
-        | Outcome::RetriesExhausted { .. } => Exit::Unexpected,
+        | Outcome::RetriesExhausted { .. }
+        | Outcome::FencedOut { .. } => Exit::Unexpected,
     })
 }
 

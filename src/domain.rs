@@ -202,6 +202,9 @@ pub enum Outcome {
     /// `409 Conflict`: the transaction hit a serialization failure or deadlock on every attempt
     /// and the retry budget ran out.
     RetriesExhausted { attempts: u32 },
+    /// `409 Conflict`: the write carried a fencing token older than one claimed since — this
+    /// user's lock had expired and a newer holder had taken the night. Rolled back.
+    FencedOut { night: NaiveDate },
 }
 
 impl Outcome {
@@ -211,7 +214,8 @@ impl Outcome {
             Outcome::Created { .. } => 201,
             Outcome::SoldOut { .. }
             | Outcome::LockNotAcquired { .. }
-            | Outcome::RetriesExhausted { .. } => 409,
+            | Outcome::RetriesExhausted { .. }
+            | Outcome::FencedOut { .. } => 409,
         }
     }
 }

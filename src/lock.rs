@@ -34,6 +34,15 @@ use crate::metrics::{Latencies, Percentiles};
 
 /// Returns 1 when the key held our token and was deleted, 0 when the key no longer exists
 /// (it expired), -1 when it exists with another holder's token (it expired and was re-taken).
+/// `SET KEYS[1] ARGV[1] NX PX ARGV[2]`, and when it set the key, `INCR KEYS[2]`: returns the new
+/// fencing token, or 0 when the lock is held by someone else.
+const ACQUIRE_FENCED_SCRIPT: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return redis.call('INCR', KEYS[2])
+end
+return 0
+";
+
 const RELEASE_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
@@ -111,10 +120,17 @@ fn opt_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok,
 pub struct LockGuard {
     key: String,
     token: String,
+    /// The fencing token drawn with the lock (for fenced keys).
+    fence: Option<u64>,
     acquired_at: Instant,
 }
 
 impl LockGuard {
+    /// The fencing token: larger than that of every earlier holder of this key.
+    pub fn fence(&self) -> Option<u64> {
+        self.fence
+    }
+
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -122,6 +138,31 @@ impl LockGuard {
     pub fn token(&self) -> &str {
         &self.token
     }
+}
+
+/// A key to lock, and for fenced locks the counter its fencing tokens are drawn from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockKey {
+    pub key: String,
+    pub fence: Option<String>,
+}
+
+impl LockKey {
+    pub fn plain(key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            fence: None,
+        }
+    }
+}
+
+/// The answer of [`RedisLock::acquire_all`].
+#[derive(Debug)]
+pub enum AcquiredAll {
+    /// Every lock, in the order asked.
+    Held(Vec<LockGuard>),
+    /// This key stayed busy; nothing is held.
+    Busy { key: String, attempts: u32 },
 }
 
 /// The answer of [`RedisLock::acquire`].
@@ -214,6 +255,7 @@ pub struct RedisLock {
     conn: MultiplexedConnection,
     key_prefix: Arc<str>,
     release: Arc<Script>,
+    acquire_fenced: Arc<Script>,
     counters: Arc<Counters>,
 }
 
@@ -243,6 +285,7 @@ impl RedisLock {
             conn,
             key_prefix: Arc::from(key_prefix),
             release: Arc::new(Script::new(RELEASE_SCRIPT)),
+            acquire_fenced: Arc::new(Script::new(ACQUIRE_FENCED_SCRIPT)),
             counters: Arc::default(),
         })
     }
@@ -261,6 +304,15 @@ impl RedisLock {
         format!("{}lock:room:{room}:{night}", self.key_prefix)
     }
 
+    /// The lock of one room-night, with its fencing counter `fence:room:{room}:{YYYY-MM-DD}`
+    /// when `fenced`.
+    pub fn room_night(&self, room: RoomId, night: NaiveDate, fenced: bool) -> LockKey {
+        LockKey {
+            key: self.room_night_key(room, night),
+            fence: fenced.then(|| format!("{}fence:room:{room}:{night}", self.key_prefix)),
+        }
+    }
+
     /// The key prefix in use (empty by default).
     pub fn key_prefix(&self) -> &str {
         &self.key_prefix
@@ -272,26 +324,104 @@ impl RedisLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<LockGuard>, LockError> {
+        self.try_acquire_with(&LockKey::plain(key), ttl).await
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire); for a fenced key, the same script also
+    /// increments the fencing counter and the guard carries the new value.
+    async fn try_acquire_with(
+        &self,
+        key: &LockKey,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>, LockError> {
         let token = new_token();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply: Option<String> = redis::cmd("SET")
-            .arg(key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        // `SET … NX` answers OK when it set the key and nil when the key already existed.
-        Ok(reply.map(|_| LockGuard {
-            key: key.to_owned(),
+        let fence = match &key.fence {
+            None => {
+                let reply: Option<String> = redis::cmd("SET")
+                    .arg(&key.key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                // `SET … NX` answers OK when it set the key and nil when it already existed.
+                match reply {
+                    Some(_) => None,
+                    None => return Ok(None),
+                }
+            }
+            Some(fence_key) => {
+                // Taking the lock and drawing the token in one script: no holder can ever
+                // hold the lock without a token newer than every earlier holder's.
+                let fence: u64 = self
+                    .acquire_fenced
+                    .key(&key.key)
+                    .key(fence_key)
+                    .arg(&token)
+                    .arg(ttl_ms)
+                    .invoke_async(&mut self.conn.clone())
+                    .await?;
+                if fence == 0 {
+                    return Ok(None);
+                }
+                Some(fence)
+            }
+        };
+        Ok(Some(LockGuard {
+            key: key.key.clone(),
             token,
+            fence,
             acquired_at: Instant::now(),
         }))
     }
 
+    /// Takes the locks of `keys` one by one, in the order given (callers give ascending date
+    /// order; see `strategy::locked` for why that cannot deadlock). If one stays busy or Redis
+    /// fails, the locks already taken are released before returning.
+    pub async fn acquire_all(
+        &self,
+        keys: Vec<LockKey>,
+        policy: &LockPolicy,
+    ) -> Result<AcquiredAll, LockError> {
+        let mut held = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.acquire_key(&key, policy).await {
+                Ok(Acquired::Held(guard)) => held.push(guard),
+                Ok(Acquired::Busy { attempts }) => {
+                    self.release_all(held).await;
+                    return Ok(AcquiredAll::Busy {
+                        key: key.key,
+                        attempts,
+                    });
+                }
+                Err(error) => {
+                    self.release_all(held).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(AcquiredAll::Held(held))
+    }
+
+    /// Releases in reverse order of taking. A release that fails (Redis gone) is logged, not
+    /// returned: the booking's fate is already decided, and the key frees itself at its TTL.
+    pub async fn release_all(&self, held: Vec<LockGuard>) {
+        for guard in held.into_iter().rev() {
+            let key = guard.key.clone();
+            if let Err(error) = self.release(guard).await {
+                tracing::warn!(%key, %error, "lock release failed; the key expires at its TTL");
+            }
+        }
+    }
+
     /// Takes the lock, waiting for a busy key as `policy` says (see [`LockPolicy`]).
     pub async fn acquire(&self, key: &str, policy: &LockPolicy) -> Result<Acquired, LockError> {
+        self.acquire_key(&LockKey::plain(key), policy).await
+    }
+
+    async fn acquire_key(&self, key: &LockKey, policy: &LockPolicy) -> Result<Acquired, LockError> {
         let started = Instant::now();
         let result = self.acquire_inner(key, policy, started).await;
         record(&self.counters.wait, started.elapsed());
@@ -300,16 +430,17 @@ impl RedisLock {
 
     async fn acquire_inner(
         &self,
-        key: &str,
+        lock_key: &LockKey,
         policy: &LockPolicy,
         started: Instant,
     ) -> Result<Acquired, LockError> {
+        let key = lock_key.key.as_str();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            if let Some(guard) = self.try_acquire(key, policy.ttl).await? {
+            if let Some(guard) = self.try_acquire_with(lock_key, policy.ttl).await? {
                 self.counters.acquired.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(key = %key, token = %guard.token, attempt, "lock acquired");
+                tracing::info!(key = %key, token = %guard.token, fence = ?guard.fence, attempt, "lock acquired");
                 return Ok(Acquired::Held(guard));
             }
             self.counters.busy_attempts.fetch_add(1, Ordering::Relaxed);

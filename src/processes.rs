@@ -44,6 +44,7 @@ pub struct WorkerReport {
     sold_out: u32,
     lock_not_acquired: u32,
     retries_exhausted: u32,
+    fenced_out: u32,
     errors: BTreeMap<String, u32>,
     /// (microseconds, count) pairs of the latency histogram.
     latencies_us: Vec<(u64, u64)>,
@@ -61,6 +62,7 @@ impl WorkerReport {
             sold_out: race.tally.sold_out,
             lock_not_acquired: race.tally.lock_not_acquired,
             retries_exhausted: race.tally.retries_exhausted,
+            fenced_out: race.tally.fenced_out,
             errors: race.tally.errors.clone(),
             latencies_us: race.latency.to_pairs(),
             refused: race
@@ -81,6 +83,7 @@ impl WorkerReport {
                 sold_out: self.sold_out,
                 lock_not_acquired: self.lock_not_acquired,
                 retries_exhausted: self.retries_exhausted,
+                fenced_out: self.fenced_out,
                 errors: self.errors,
             },
             latency: Latencies::from_pairs(&self.latencies_us),

@@ -198,7 +198,7 @@ impl Repo {
         .await?
         .rows_affected();
         sqlx::query(
-            "UPDATE inventory SET total_inventory = $4, booked_count = 0
+            "UPDATE inventory SET total_inventory = $4, booked_count = 0, fence_token = 0
              WHERE room_id = $1 AND date >= $2 AND date < $3",
         )
         .bind(room.get())
@@ -255,6 +255,27 @@ impl Repo {
         .fetch_one(&self.pool)
         .await?;
         Ok(u32::try_from(spare.max(0)).unwrap_or(u32::MAX))
+    }
+
+    /// Records that a lock holder with fencing token `token` has claimed this night, in its own
+    /// short statement (not inside the booking's transaction, which would hold the row lock
+    /// and turn this into `row-lock`). Tokens only grow: an older claim changes nothing.
+    pub async fn claim_fence(
+        &self,
+        room: RoomId,
+        night: NaiveDate,
+        token: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE inventory SET fence_token = GREATEST(fence_token, $3)
+             WHERE room_id = $1 AND date = $2",
+        )
+        .bind(room.get())
+        .bind(night)
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
     }
 
     /// Starts the transaction of one booking (READ COMMITTED, PostgreSQL's default).
@@ -429,6 +450,27 @@ impl BookingTx {
         } else {
             Err(InputError::NoInventory { room, night }.into())
         }
+    }
+
+    /// The fenced write: increments one night only if no holder with a newer token has claimed
+    /// it since this holder did. Returns whether the write was accepted.
+    pub async fn increment_if_fenced(
+        &mut self,
+        room: RoomId,
+        night: NaiveDate,
+        token: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE inventory SET booked_count = booked_count + 1
+             WHERE room_id = $1 AND date = $2 AND fence_token = $3",
+        )
+        .bind(room.get())
+        .bind(night)
+        .bind(token)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
     }
 
     /// Inserts the `confirmed` booking row and returns its id.

@@ -80,6 +80,12 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
             t.retries_exhausted.to_string(),
         ]);
     }
+    if c.mode == Mode::Fenced || t.fenced_out > 0 {
+        outcomes.add_row(vec![
+            "409 Conflict (stale lock token)".to_owned(),
+            t.fenced_out.to_string(),
+        ]);
+    }
     if t.errors.is_empty() {
         outcomes.add_row(vec!["500 Error".to_owned(), "0".to_owned()]);
     }
@@ -383,6 +389,8 @@ pub struct StressJson<'a> {
     pub conflicts_sold_out: u32,
     pub conflicts_lock: u32,
     pub conflicts_retries: u32,
+    /// Stale writes rejected by the fencing token (`fenced`).
+    pub conflicts_fenced: u32,
     pub errors: u32,
     pub error_messages: &'a BTreeMap<String, u32>,
     /// The headline night: the first overbooked night of the slot, else its first night.
@@ -440,6 +448,7 @@ impl<'a> StressJson<'a> {
             conflicts_sold_out: report.tally.sold_out,
             conflicts_lock: report.tally.lock_not_acquired,
             conflicts_retries: report.tally.retries_exhausted,
+            conflicts_fenced: report.tally.fenced_out,
             errors: report.tally.error_count(),
             error_messages: &report.tally.errors,
             total_inventory: headline.map_or(0, |n| n.total_inventory),
@@ -500,6 +509,7 @@ impl BookJson {
                 ("lock_not_acquired", None, None, Some(key.clone()))
             }
             Outcome::RetriesExhausted { .. } => ("retries_exhausted", None, None, None),
+            Outcome::FencedOut { night } => ("fenced_out", None, Some(night.to_string()), None),
         };
         Self {
             status: outcome.status(),
@@ -533,6 +543,11 @@ pub fn write_book(out: &mut impl Write, config: &BookConfig, outcome: &Outcome) 
         Outcome::LockNotAcquired { key, attempts } => writeln!(
             out,
             "409 Conflict (lock not acquired): {key} stayed held by another booking for {attempts} attempts ({})",
+            config.mode
+        ),
+        Outcome::FencedOut { night } => writeln!(
+            out,
+            "409 Conflict (stale lock token): the lock on {night} expired and a newer holder claimed it; nothing written ({})",
             config.mode
         ),
         Outcome::RetriesExhausted { attempts } => writeln!(

@@ -112,6 +112,8 @@ pub struct Tally {
     pub sold_out: u32,
     pub lock_not_acquired: u32,
     pub retries_exhausted: u32,
+    /// Stale writes the database rejected by their fencing token (`fenced`).
+    pub fenced_out: u32,
     /// Error message → how many users failed with it.
     pub errors: BTreeMap<String, u32>,
 }
@@ -123,6 +125,7 @@ impl Tally {
             Ok(Outcome::SoldOut { .. }) => self.sold_out += 1,
             Ok(Outcome::LockNotAcquired { .. }) => self.lock_not_acquired += 1,
             Ok(Outcome::RetriesExhausted { .. }) => self.retries_exhausted += 1,
+            Ok(Outcome::FencedOut { .. }) => self.fenced_out += 1,
             Err(error) => self.add_error(error.to_string()),
         }
     }
@@ -289,6 +292,7 @@ impl RaceResult {
         t.sold_out += other.tally.sold_out;
         t.lock_not_acquired += other.tally.lock_not_acquired;
         t.retries_exhausted += other.tally.retries_exhausted;
+        t.fenced_out += other.tally.fenced_out;
         for (message, count) in other.tally.errors {
             *t.errors.entry(message).or_default() += count;
         }

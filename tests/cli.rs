@@ -479,6 +479,7 @@ fn stress_mode_all_json_has_one_entry_per_strategy_with_the_invariants() {
             "lost-update",
             "mutex",
             "locked",
+            "fenced",
             "row-lock",
             "atomic",
             "advisory",

@@ -67,9 +67,10 @@ fn assert_safe(report: &StressReport, created: u32) {
 }
 
 /// The safe strategies; `locked` waits with a deadline so that it can sell every room.
-const SAFE: [Mode; 6] = [
+const SAFE: [Mode; 7] = [
     Mode::Mutex,
     Mode::Locked,
+    Mode::Fenced,
     Mode::RowLock,
     Mode::Atomic,
     Mode::Advisory,
@@ -124,6 +125,7 @@ per_strategy! {
     lost_update => Mode::LostUpdate,
     mutex => Mode::Mutex,
     locked => Mode::Locked,
+    fenced => Mode::Fenced,
     row_lock => Mode::RowLock,
     atomic => Mode::Atomic,
     advisory => Mode::Advisory,
@@ -286,4 +288,51 @@ async fn serializable_retries_are_bounded_and_counted() {
         report.stats.tx_retries.unwrap() > 0,
         "SSI must have aborted someone"
     );
+}
+
+/// A lock that expires while its holder works: 100 ms TTL, 400 ms of work, and 19 waiters
+/// polling at most 80 ms apart, so a second holder certainly gets in while the first works.
+fn expiry_scenario(mode: Mode) -> StressConfig {
+    let mut c = config(mode, 1, deadline_policy(5_000, 10));
+    c.lock_policy.ttl = Duration::from_millis(100);
+    c.hold = Duration::from_millis(400);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_lock_overbooks_with_locked_and_the_fencing_token_saves_fenced() {
+    let (_db, repo) = TestDb::seeded().await;
+
+    let locked = run(&repo, &expiry_scenario(Mode::Locked), None).await;
+    assert!(
+        locked.overbooked(),
+        "locked under expiry: {:?}",
+        locked.nights
+    );
+    assert!(locked.tally.created > 1);
+    let lost = locked
+        .stats
+        .lock
+        .expect("lock stats")
+        .locks_expired_before_release;
+    assert!(lost >= 1, "the tool must say that locks expired");
+    assert!(!locked.expectation_met());
+
+    let fenced = run(&repo, &expiry_scenario(Mode::Fenced), None).await;
+    assert_safe(&fenced, 1);
+    assert!(
+        fenced.tally.fenced_out >= 1,
+        "stale writes must be rejected and counted: {:?}",
+        fenced.tally
+    );
+    assert!(
+        fenced
+            .stats
+            .lock
+            .expect("lock stats")
+            .locks_expired_before_release
+            >= 1
+    );
+    let night = fenced.nights[0];
+    assert_eq!((night.booked_count, night.confirmed_bookings), (1, 1));
 }

@@ -27,7 +27,7 @@ use super::naive::check_then_book;
 use super::{Strategy, StrategyStats};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
-use crate::lock::{Acquired, LockGuard, LockPolicy, RedisLock, Released};
+use crate::lock::{AcquiredAll, LockPolicy, RedisLock};
 use crate::repo::Repo;
 
 pub struct Locked {
@@ -46,45 +46,27 @@ impl Locked {
             hold,
         }
     }
-
-    /// Releases in reverse order of taking. A release that fails (Redis gone) is logged, not
-    /// returned: the booking's fate is already decided, and the key frees itself at its TTL.
-    async fn release_all(&self, held: Vec<LockGuard>) {
-        for guard in held.into_iter().rev() {
-            let key = guard.key().to_owned();
-            match self.lock.release(guard).await {
-                Ok(Released::Released | Released::Expired | Released::Stolen) => {}
-                Err(error) => {
-                    tracing::warn!(%key, %error, "lock release failed; the key expires at its TTL")
-                }
-            }
-        }
-    }
 }
 
 #[async_trait]
 impl Strategy for Locked {
     #[tracing::instrument(name = "locked", skip_all, fields(user = %request.user))]
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
-        let mut held = Vec::with_capacity(request.stay.len() as usize);
-        for night in request.stay.nights() {
-            let key = self.lock.room_night_key(request.room, night);
-            match self.lock.acquire(&key, &self.policy).await {
-                Ok(Acquired::Held(guard)) => held.push(guard),
-                Ok(Acquired::Busy { attempts }) => {
-                    self.release_all(held).await;
-                    return Ok(Outcome::LockNotAcquired { key, attempts });
-                }
-                Err(error) => {
-                    // Fail closed: no lock, no booking.
-                    self.release_all(held).await;
-                    return Err(error.into());
-                }
+        let keys = request
+            .stay
+            .nights()
+            .map(|night| self.lock.room_night(request.room, night, false))
+            .collect();
+        // On Err — Redis unreachable — no lock is held and no booking is made: fail closed.
+        let held = match self.lock.acquire_all(keys, &self.policy).await? {
+            AcquiredAll::Held(held) => held,
+            AcquiredAll::Busy { key, attempts } => {
+                return Ok(Outcome::LockNotAcquired { key, attempts });
             }
-        }
+        };
         // Released on every path — created, sold out, and error alike.
         let outcome = check_then_book(&self.repo, request, self.hold).await;
-        self.release_all(held).await;
+        self.lock.release_all(held).await;
         outcome
     }
 

@@ -8,6 +8,7 @@
 
 mod advisory;
 mod atomic;
+mod fenced;
 mod locked;
 mod lost_update;
 mod mutex;
@@ -24,6 +25,7 @@ use serde::Serialize;
 
 pub use advisory::Advisory;
 pub use atomic::Atomic;
+pub use fenced::Fenced;
 pub use locked::Locked;
 pub use lost_update::LostUpdate;
 pub use mutex::InProcessMutex;
@@ -82,7 +84,9 @@ async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError
     match &outcome {
         Outcome::Created { booking_id } => tracing::info!(booking_id, "booking created"),
         Outcome::SoldOut { night } => tracing::info!(%night, "sold out"),
-        Outcome::LockNotAcquired { .. } | Outcome::RetriesExhausted { .. } => {}
+        Outcome::LockNotAcquired { .. }
+        | Outcome::RetriesExhausted { .. }
+        | Outcome::FencedOut { .. } => {}
     }
     Ok(outcome)
 }
@@ -107,15 +111,18 @@ pub enum Mode {
     Serializable,
     /// An in-process mutex per room-night: safe in one process, not across several.
     Mutex,
+    /// The Redis lock plus a fencing token checked by the database: survives expired locks.
+    Fenced,
 }
 
 impl Mode {
     /// Every strategy, in the order `--mode all` runs them.
-    pub const ALL: [Mode; 8] = [
+    pub const ALL: [Mode; 9] = [
         Mode::Naive,
         Mode::LostUpdate,
         Mode::Mutex,
         Mode::Locked,
+        Mode::Fenced,
         Mode::RowLock,
         Mode::Atomic,
         Mode::Advisory,
@@ -124,7 +131,7 @@ impl Mode {
 
     /// Whether the strategy needs Redis (so that the others never connect to it).
     pub fn needs_redis(self) -> bool {
-        self == Mode::Locked
+        matches!(self, Mode::Locked | Mode::Fenced)
     }
 
     /// What a `stress` run of this strategy over `processes` processes is expected to show when
@@ -148,6 +155,7 @@ impl Mode {
             Mode::Advisory => "advisory",
             Mode::Serializable => "serializable",
             Mode::Mutex => "mutex",
+            Mode::Fenced => "fenced",
         }
     }
 }
@@ -210,5 +218,9 @@ pub fn build(mode: Mode, ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> 
         Mode::Advisory => Arc::new(Advisory::new(repo, hold)),
         Mode::Serializable => Arc::new(Serializable::new(repo, hold, retry)),
         Mode::Mutex => Arc::new(InProcessMutex::new(repo, hold)),
+        Mode::Fenced => {
+            let lock = lock.ok_or(BuildError::NeedsRedis(mode))?;
+            Arc::new(Fenced::new(repo, lock, lock_policy, hold))
+        }
     })
 }
