@@ -16,6 +16,7 @@ use crate::lock::{ConnectError, RedisLock};
 use crate::processes;
 use crate::repo::Repo;
 use crate::report;
+use crate::stop::Stop;
 use crate::strategy;
 use crate::stress::{self, StressConfig, StressReport};
 
@@ -30,6 +31,8 @@ pub enum Exit {
     BadInput = 2,
     /// `book`: 409 conflict. `stress`: the expectation did not hold.
     Unexpected = 3,
+    /// `stress` was interrupted (Ctrl-C): a partial report was printed. 128 + SIGINT.
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {
@@ -117,6 +120,7 @@ async fn book(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exit> 
             lock_policy: config.lock_policy,
             retry: config.retry,
             hold: config.hold,
+            stop: Stop::new(),
         },
     )?;
     let outcome = strategy
@@ -137,6 +141,7 @@ async fn book(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exit> 
         | Outcome::LockNotAcquired { .. }
         | Outcome::RetriesExhausted { .. }
         | Outcome::FencedOut { .. } => Exit::Unexpected,
+        Outcome::Interrupted => Exit::Interrupted,
     })
 }
 
@@ -188,10 +193,14 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
     )
     .await?;
 
+    let stop = stop_on_ctrl_c(true);
     let mut reports = Vec::with_capacity(settings.runs.len());
     for run in &settings.runs {
+        if stop.is_stopped() {
+            break;
+        }
         let report = if run.processes > 1 {
-            run_processes(connection, &repo, run, verbose).await
+            run_processes(connection, &repo, lock.clone(), run, verbose).await
         } else {
             let strategy = strategy::build(
                 run.mode,
@@ -201,10 +210,11 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
                     lock_policy: run.lock_policy,
                     retry: run.retry,
                     hold: run.hold,
+                    stop: stop.clone(),
                 },
             )?;
             let progress = progress_bar(run, settings.json || verbose > 0);
-            stress::run(&repo, strategy, run, &progress)
+            stress::run_with_chaos(&repo, strategy, lock.clone(), run, &stop, &progress)
                 .await
                 .map_err(surface_booking)
         }
@@ -226,7 +236,9 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
         (false, all) => report::write_comparison(&mut out, all),
     };
     finish_output(printed.and_then(|()| out.flush()))?;
-    Ok(if reports.iter().all(StressReport::expectation_met) {
+    Ok(if stop.is_stopped() {
+        Exit::Interrupted
+    } else if reports.iter().all(StressReport::expectation_met) {
         Exit::Success
     } else {
         Exit::Unexpected
@@ -237,11 +249,16 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
 async fn run_processes(
     connection: &Connection,
     repo: &Repo,
+    lock: Option<RedisLock>,
     run: &StressConfig,
     verbose: u8,
 ) -> anyhow::Result<StressReport> {
     let cleared = stress::prepare(repo, run).await.map_err(surface_booking)?;
-    let (race, rows) = processes::run_workers(connection, run, verbose).await?;
+    // With several processes, fault times count from when the workers are started.
+    let faults = tokio::spawn(crate::chaos::inject(run.chaos.clone(), repo.clone(), lock));
+    let workers = processes::run_workers(connection, run, verbose).await;
+    faults.abort();
+    let (race, rows) = workers?;
     let mut report = stress::judge(repo, run, race, cleared)
         .await
         .map_err(surface_booking)?;
@@ -258,6 +275,8 @@ async fn worker(
 ) -> anyhow::Result<Exit> {
     let repo = connect_repo(connection, run.users.saturating_add(1)).await?;
     let lock = connect_lock(connection, run.mode.needs_redis()).await?;
+    // Ctrl-C reaches the workers too (one process group): each stops its own users.
+    let stop = stop_on_ctrl_c(false);
     let strategy = strategy::build(
         run.mode,
         strategy::Context {
@@ -266,6 +285,7 @@ async fn worker(
             lock_policy: run.lock_policy,
             retry: run.retry,
             hold: run.hold,
+            stop: stop.clone(),
         },
     )?;
     crate::db::warm_up(repo.pool(), run.users)
@@ -284,12 +304,35 @@ async fn worker(
         )
         .await;
     };
-    let race = stress::race(strategy, run, first_user, go, &ProgressBar::hidden()).await;
+    let race = stress::race(strategy, run, first_user, go, &stop, &ProgressBar::hidden()).await;
     repo.pool().close().await;
     serde_json::to_writer(&mut out, &processes::WorkerReport::from_race(&race))?;
     writeln!(out)?;
     out.flush()?;
     Ok(Exit::Success)
+}
+
+/// A stop signal that the first Ctrl-C sets: no new bookings start, waiters give up, bookings
+/// in flight finish and release their locks, and a partial report follows. A second Ctrl-C
+/// quits at once.
+fn stop_on_ctrl_c(announce: bool) -> Stop {
+    let stop = Stop::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        if announce {
+            eprintln!(
+                "interrupted: no new bookings start; finishing those in flight (Ctrl-C again to quit now)"
+            );
+        }
+        signal.stop();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(Exit::Interrupted as i32);
+        }
+    });
+    stop
 }
 
 /// A reader that stops early (`| head`) closes the pipe: that is not an error of this tool, and

@@ -289,6 +289,11 @@ pub struct StressArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub processes: u32,
 
+    /// Inject a fault MS milliseconds after the users start: kill-backend (terminate one open
+    /// booking transaction) or pause-redis (CLIENT PAUSE for 5 s); repeatable
+    #[arg(long, value_name = "FAULT@MS", value_parser = clap::value_parser!(crate::chaos::Chaos))]
+    pub chaos: Vec<crate::chaos::Chaos>,
+
     /// Internal: run as one worker process of `--processes`, whose users are numbered from here
     #[arg(long, hide = true, value_name = "K")]
     pub worker_first_user: Option<u32>,

@@ -130,6 +130,7 @@ impl StressSettings {
                     .expect
                     .unwrap_or(mode.default_expectation(args.processes)),
                 processes: args.processes,
+                chaos: args.chaos.clone(),
             })
             .collect();
         Ok(Self {

@@ -205,6 +205,9 @@ pub enum Outcome {
     /// `409 Conflict`: the write carried a fencing token older than one claimed since — this
     /// user's lock had expired and a newer holder had taken the night. Rolled back.
     FencedOut { night: NaiveDate },
+    /// Not booked because the run was interrupted (Ctrl-C) before this user started, or while
+    /// it waited for a lock or a retry. Nothing was written.
+    Interrupted,
 }
 
 impl Outcome {
@@ -216,6 +219,7 @@ impl Outcome {
             | Outcome::LockNotAcquired { .. }
             | Outcome::RetriesExhausted { .. }
             | Outcome::FencedOut { .. } => 409,
+            Outcome::Interrupted => 499,
         }
     }
 }

@@ -18,14 +18,17 @@
 //! - [`stress`]: spawns the users behind a start barrier, collects their results, reads the
 //!   final state.
 //! - [`processes`]: `--processes N`: worker processes released together.
+//! - [`stop`]: the Ctrl-C stop signal.
 //! - [`report`]: tables and JSON, generic over `impl Write`.
 //! - [`app`]: runs a command, adds error context, chooses the exit status.
+//! - [`chaos`]: `--chaos FAULT@MS`, faults injected into a running stress.
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`metrics`]: latency histograms.
 //! - [`error`]: the library's error types.
 
 pub mod app;
 pub mod backoff;
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -37,5 +40,6 @@ pub mod metrics;
 pub mod processes;
 pub mod repo;
 pub mod report;
+pub mod stop;
 pub mod strategy;
 pub mod stress;

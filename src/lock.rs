@@ -31,6 +31,7 @@ use crate::backoff::Backoff;
 use crate::domain::RoomId;
 use crate::error::InputError;
 use crate::metrics::{Latencies, Percentiles};
+use crate::stop::Stop;
 
 /// Returns 1 when the key held our token and was deleted, 0 when the key no longer exists
 /// (it expired), -1 when it exists with another holder's token (it expired and was re-taken).
@@ -163,6 +164,8 @@ pub enum AcquiredAll {
     Held(Vec<LockGuard>),
     /// This key stayed busy; nothing is held.
     Busy { key: String, attempts: u32 },
+    /// The run was interrupted while waiting; nothing is held.
+    Interrupted,
 }
 
 /// The answer of [`RedisLock::acquire`].
@@ -173,6 +176,8 @@ pub enum Acquired {
     Busy {
         attempts: u32,
     },
+    /// The run was interrupted while waiting.
+    Interrupted,
 }
 
 /// What the compare-and-delete found at release time.
@@ -257,6 +262,8 @@ pub struct RedisLock {
     release: Arc<Script>,
     acquire_fenced: Arc<Script>,
     counters: Arc<Counters>,
+    /// Ctrl-C: waiters give up at their next pause.
+    stop: Stop,
 }
 
 impl RedisLock {
@@ -287,6 +294,7 @@ impl RedisLock {
             release: Arc::new(Script::new(RELEASE_SCRIPT)),
             acquire_fenced: Arc::new(Script::new(ACQUIRE_FENCED_SCRIPT)),
             counters: Arc::default(),
+            stop: Stop::new(),
         })
     }
 
@@ -295,6 +303,14 @@ impl RedisLock {
     pub fn with_fresh_stats(&self) -> Self {
         Self {
             counters: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The same connection and counters, with waiters that give up when `stop` fires.
+    pub fn with_stop(&self, stop: Stop) -> Self {
+        Self {
+            stop,
             ..self.clone()
         }
     }
@@ -396,6 +412,10 @@ impl RedisLock {
                         attempts,
                     });
                 }
+                Ok(Acquired::Interrupted) => {
+                    self.release_all(held).await;
+                    return Ok(AcquiredAll::Interrupted);
+                }
                 Err(error) => {
                     self.release_all(held).await;
                     return Err(error);
@@ -458,7 +478,10 @@ impl RedisLock {
                 return Ok(Acquired::Busy { attempts: attempt });
             };
             tracing::info!(key = %key, attempt, pause_ms = pause.as_millis(), "lock busy, retrying");
-            tokio::time::sleep(pause).await;
+            if self.stop.sleep(pause).await {
+                tracing::info!(key = %key, "interrupted while waiting for the lock");
+                return Ok(Acquired::Interrupted);
+            }
         }
     }
 
@@ -495,6 +518,18 @@ impl RedisLock {
             }
         }
         Ok(released)
+    }
+
+    /// Chaos: `CLIENT PAUSE` — Redis answers no client for `duration`.
+    pub async fn pause_server(&self, duration: Duration) -> Result<(), LockError> {
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("ALL")
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// What this lock handle (and its clones) did so far.

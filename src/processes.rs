@@ -45,6 +45,7 @@ pub struct WorkerReport {
     lock_not_acquired: u32,
     retries_exhausted: u32,
     fenced_out: u32,
+    interrupted: u32,
     errors: BTreeMap<String, u32>,
     /// (microseconds, count) pairs of the latency histogram.
     latencies_us: Vec<(u64, u64)>,
@@ -63,6 +64,7 @@ impl WorkerReport {
             lock_not_acquired: race.tally.lock_not_acquired,
             retries_exhausted: race.tally.retries_exhausted,
             fenced_out: race.tally.fenced_out,
+            interrupted: race.tally.interrupted,
             errors: race.tally.errors.clone(),
             latencies_us: race.latency.to_pairs(),
             refused: race
@@ -84,6 +86,7 @@ impl WorkerReport {
                 lock_not_acquired: self.lock_not_acquired,
                 retries_exhausted: self.retries_exhausted,
                 fenced_out: self.fenced_out,
+                interrupted: self.interrupted,
                 errors: self.errors,
             },
             latency: Latencies::from_pairs(&self.latencies_us),

@@ -278,6 +278,25 @@ impl Repo {
         .map(|_| ())
     }
 
+    /// Chaos: terminates the backend of one booking transaction of this database that is open
+    /// and idle (a user in its hold). Returns its pid, if there was one.
+    pub async fn terminate_one_open_booking(&self) -> Result<Option<i32>, sqlx::Error> {
+        sqlx::query_scalar(
+            // The victim is chosen in a subquery with LIMIT, which PostgreSQL cannot flatten:
+            // in one WHERE clause, the planner may call pg_terminate_backend before the other
+            // conditions and kill backends that do not match them.
+            "SELECT pid FROM (
+                 SELECT pid FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'booking-cli'
+                   AND state = 'idle in transaction' AND pid <> pg_backend_pid()
+                 LIMIT 1
+             ) AS victim
+             WHERE pg_terminate_backend(pid)",
+        )
+        .fetch_optional(&self.pool)
+        .await
+    }
+
     /// Starts the transaction of one booking (READ COMMITTED, PostgreSQL's default).
     pub async fn begin(&self) -> Result<BookingTx, sqlx::Error> {
         Ok(BookingTx {

@@ -86,6 +86,12 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
             t.fenced_out.to_string(),
         ]);
     }
+    if t.interrupted > 0 {
+        outcomes.add_row(vec![
+            "Interrupted (Ctrl-C; nothing written)".to_owned(),
+            t.interrupted.to_string(),
+        ]);
+    }
     if t.errors.is_empty() {
         outcomes.add_row(vec!["500 Error".to_owned(), "0".to_owned()]);
     }
@@ -175,6 +181,13 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
             out,
             "Under-selling: {} user(s) refused although every night of their stay still had a room{note}",
             report.under_sold
+        )?;
+    }
+    if t.interrupted > 0 {
+        writeln!(
+            out,
+            "Interrupted: a partial run; {} user(s) did not book",
+            t.interrupted
         )?;
     }
     writeln!(
@@ -391,6 +404,8 @@ pub struct StressJson<'a> {
     pub conflicts_retries: u32,
     /// Stale writes rejected by the fencing token (`fenced`).
     pub conflicts_fenced: u32,
+    /// Users that did not book because the run was interrupted (Ctrl-C).
+    pub interrupted: u32,
     pub errors: u32,
     pub error_messages: &'a BTreeMap<String, u32>,
     /// The headline night: the first overbooked night of the slot, else its first night.
@@ -449,6 +464,7 @@ impl<'a> StressJson<'a> {
             conflicts_lock: report.tally.lock_not_acquired,
             conflicts_retries: report.tally.retries_exhausted,
             conflicts_fenced: report.tally.fenced_out,
+            interrupted: report.tally.interrupted,
             errors: report.tally.error_count(),
             error_messages: &report.tally.errors,
             total_inventory: headline.map_or(0, |n| n.total_inventory),
@@ -510,6 +526,7 @@ impl BookJson {
             }
             Outcome::RetriesExhausted { .. } => ("retries_exhausted", None, None, None),
             Outcome::FencedOut { night } => ("fenced_out", None, Some(night.to_string()), None),
+            Outcome::Interrupted => ("interrupted", None, None, None),
         };
         Self {
             status: outcome.status(),
@@ -550,6 +567,7 @@ pub fn write_book(out: &mut impl Write, config: &BookConfig, outcome: &Outcome) 
             "409 Conflict (stale lock token): the lock on {night} expired and a newer holder claimed it; nothing written ({})",
             config.mode
         ),
+        Outcome::Interrupted => writeln!(out, "interrupted: nothing was booked ({})", config.mode),
         Outcome::RetriesExhausted { attempts } => writeln!(
             out,
             "409 Conflict (retries exhausted): PostgreSQL aborted the transaction on all {attempts} attempts ({})",

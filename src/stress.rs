@@ -20,12 +20,15 @@ use serde::Serialize;
 use tokio::sync::{Barrier, mpsc};
 use tokio::task::JoinSet;
 
+use crate::chaos::{self, Chaos};
 use crate::db;
 use crate::domain::{BookingRequest, Outcome, RoomId, Stay, UserId};
 use crate::error::{BookingError, InputError};
 use crate::lock::LockPolicy;
+use crate::lock::RedisLock;
 use crate::metrics::Latencies;
 use crate::repo::{NightState, Repo};
+use crate::stop::Stop;
 use crate::strategy::{Expectation, Mode, RetryPolicy, Strategy, StrategyStats};
 
 /// A validated `stress` run.
@@ -49,6 +52,8 @@ pub struct StressConfig {
     pub expect: Expectation,
     /// Operating-system processes the users are split over (`--processes`).
     pub processes: u32,
+    /// Faults to inject during the run (`--chaos`).
+    pub chaos: Vec<Chaos>,
 }
 
 impl StressConfig {
@@ -114,6 +119,8 @@ pub struct Tally {
     pub retries_exhausted: u32,
     /// Stale writes the database rejected by their fencing token (`fenced`).
     pub fenced_out: u32,
+    /// Users that did not book because the run was interrupted (Ctrl-C).
+    pub interrupted: u32,
     /// Error message → how many users failed with it.
     pub errors: BTreeMap<String, u32>,
 }
@@ -126,6 +133,7 @@ impl Tally {
             Ok(Outcome::LockNotAcquired { .. }) => self.lock_not_acquired += 1,
             Ok(Outcome::RetriesExhausted { .. }) => self.retries_exhausted += 1,
             Ok(Outcome::FencedOut { .. }) => self.fenced_out += 1,
+            Ok(Outcome::Interrupted) => self.interrupted += 1,
             Err(error) => self.add_error(error.to_string()),
         }
     }
@@ -239,15 +247,17 @@ impl StressReport {
     }
 
     /// Whether the run showed what it was expected to. `safe` also requires that no user hit an
-    /// error — twenty failed users leave a consistent database, but prove nothing — and that
+    /// error (unless `--chaos` caused them) — twenty failed users leave a consistent database,
+    /// but prove nothing — and that
     /// nobody was refused while rooms were left, unless the strategy is known to do that
     /// ([`StressConfig::under_selling_expected`]).
     pub fn expectation_met(&self) -> bool {
         match self.config.expect {
             Expectation::Overbooking => self.overbooked(),
             Expectation::Safe => {
+                // Under --chaos, errors are the injected fault; the invariants must still hold.
                 !self.overbooked()
-                    && self.tally.error_count() == 0
+                    && (self.tally.error_count() == 0 || !self.config.chaos.is_empty())
                     && (self.under_sold == 0 || self.config.under_selling_expected())
             }
         }
@@ -293,6 +303,7 @@ impl RaceResult {
         t.lock_not_acquired += other.tally.lock_not_acquired;
         t.retries_exhausted += other.tally.retries_exhausted;
         t.fenced_out += other.tally.fenced_out;
+        t.interrupted += other.tally.interrupted;
         for (message, count) in other.tally.errors {
             *t.errors.entry(message).or_default() += count;
         }
@@ -325,6 +336,7 @@ pub async fn race(
     config: &StressConfig,
     first_user: u32,
     go: impl Future<Output = ()>,
+    stop: &Stop,
     progress: &ProgressBar,
 ) -> RaceResult {
     let (report, mut results) = mpsc::unbounded_channel::<UserResult>();
@@ -335,10 +347,16 @@ pub async fn race(
         let start_line = Arc::clone(&start_line);
         let report = report.clone();
         let request = config.request(first_user.saturating_add(i));
+        let stop = stop.clone();
         users.spawn(async move {
             start_line.wait().await;
             let started = Instant::now();
-            let result = strategy.book(&request).await;
+            // Interrupted before starting: do not start.
+            let result = if stop.is_stopped() {
+                Ok(Outcome::Interrupted)
+            } else {
+                strategy.book(&request).await
+            };
             // The collector outlives every sender; a failed send means it is gone, and so is
             // anyone to tell.
             let _ = report.send(UserResult {
@@ -358,7 +376,11 @@ pub async fn race(
     let mut last_end: Option<Instant> = None;
     while let Some(user) = results.recv().await {
         race.tally.add(&user.result);
-        if matches!(&user.result, Ok(outcome) if !matches!(outcome, Outcome::Created { .. })) {
+        let refused = matches!(
+            &user.result,
+            Ok(outcome) if !matches!(outcome, Outcome::Created { .. } | Outcome::Interrupted)
+        );
+        if refused {
             race.refused.push(user.request);
         }
         race.latency
@@ -417,6 +439,18 @@ pub async fn run(
     config: &StressConfig,
     progress: &ProgressBar,
 ) -> Result<StressReport, BookingError> {
+    run_with_chaos(repo, strategy, None, config, &Stop::new(), progress).await
+}
+
+/// [`run`], injecting `config.chaos` while the users run (`lock` for Redis faults).
+pub async fn run_with_chaos(
+    repo: &Repo,
+    strategy: Arc<dyn Strategy>,
+    lock: Option<RedisLock>,
+    config: &StressConfig,
+    stop: &Stop,
+    progress: &ProgressBar,
+) -> Result<StressReport, BookingError> {
     let cleared = prepare(repo, config).await?;
     let connections = repo
         .pool()
@@ -424,7 +458,10 @@ pub async fn run(
         .get_max_connections()
         .min(config.users);
     db::warm_up(repo.pool(), connections).await?;
-    let race = race(strategy, config, 0, std::future::ready(()), progress).await;
+    let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), lock));
+    let race = race(strategy, config, 0, std::future::ready(()), stop, progress).await;
+    // Faults scheduled after the last user finished have nothing left to break.
+    faults.abort();
     judge(repo, config, race, cleared).await
 }
 

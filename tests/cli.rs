@@ -570,3 +570,56 @@ fn across_processes_locked_stays_safe_and_an_in_process_mutex_overbooks() {
     let (total, booked, rows) = cli.reference_slot();
     assert_eq!((total, booked, rows), (1, 4, 4), "one booking per process");
 }
+
+/// Ctrl-C in the middle of a run: no new bookings start, waiters give up, the booking in flight
+/// finishes and releases its lock, a partial report is printed, and the exit status is 130.
+#[test]
+fn ctrl_c_ends_the_run_with_a_partial_report_and_a_consistent_database() {
+    let cli = Cli::new();
+    cli.reset();
+    let child = Command::new(env!("CARGO_BIN_EXE_booking-cli"))
+        .args([
+            "stress",
+            "--mode",
+            "locked",
+            "--inventory",
+            "5",
+            "--hold-ms",
+            "300",
+        ])
+        .args(["--lock-wait-ms", "20000", "--json"])
+        .env("DATABASE_URL", &cli.db.url)
+        .env("REDIS_URL", redis_url())
+        .env("LOCK_KEY_PREFIX", &cli.prefix)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    std::thread::sleep(Duration::from_millis(700));
+    let signalled = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    let out = child.wait_with_output().expect("the run ends");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let body = json(&out);
+    let interrupted = body["interrupted"].as_u64().unwrap_or(0);
+    assert!(interrupted > 0, "{body}");
+    assert_eq!(
+        body["created"].as_u64().unwrap_or(0) + interrupted + body["errors"].as_u64().unwrap_or(99),
+        20,
+        "{body}"
+    );
+    let (total, booked, rows) = cli.reference_slot();
+    assert_eq!(total, 5);
+    assert_eq!(booked, rows, "no count without its row");
+    assert!((1..5).contains(&booked), "interrupted early: {booked}");
+    let leftover = block_on(async {
+        let lock = booking_cli::lock::RedisLock::connect(&redis_url(), &cli.prefix)
+            .await
+            .expect("redis");
+        lock.leftover_keys().await.expect("scan")
+    });
+    assert!(leftover.is_empty(), "locks left: {leftover:?}");
+}

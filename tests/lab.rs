@@ -28,6 +28,7 @@ fn config(mode: Mode, inventory: i32, lock_policy: LockPolicy) -> StressConfig {
         retry: retry_policy(20),
         expect: mode.default_expectation(1),
         processes: 1,
+        chaos: vec![],
     }
 }
 
@@ -45,6 +46,7 @@ async fn run(repo: &Repo, config: &StressConfig, lock: Option<RedisLock>) -> Str
             lock_policy: config.lock_policy,
             retry: config.retry,
             hold: config.hold,
+            stop: booking_cli::stop::Stop::new(),
         },
     )
     .expect("strategy builds");

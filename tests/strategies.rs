@@ -36,6 +36,7 @@ fn reference_config(mode: Mode, inventory: i32, lock_policy: LockPolicy) -> Stre
         retry: common::retry_policy(20),
         expect: mode.default_expectation(1),
         processes: 1,
+        chaos: vec![],
     }
 }
 

@@ -95,6 +95,7 @@ impl Strategy for Fenced {
             AcquiredAll::Busy { key, attempts } => {
                 return Ok(Outcome::LockNotAcquired { key, attempts });
             }
+            AcquiredAll::Interrupted => return Ok(Outcome::Interrupted),
         };
         let outcome = self.book_fenced(request, &held).await;
         self.lock.release_all(held).await;

@@ -63,6 +63,7 @@ impl Strategy for Locked {
             AcquiredAll::Busy { key, attempts } => {
                 return Ok(Outcome::LockNotAcquired { key, attempts });
             }
+            AcquiredAll::Interrupted => return Ok(Outcome::Interrupted),
         };
         // Released on every path — created, sold out, and error alike.
         let outcome = check_then_book(&self.repo, request, self.hold).await;

@@ -37,6 +37,7 @@ use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{LockPolicy, LockStats, RedisLock};
 use crate::repo::{BookingTx, Repo};
+use crate::stop::Stop;
 
 /// One way of booking.
 #[async_trait]
@@ -86,7 +87,8 @@ async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError
         Outcome::SoldOut { night } => tracing::info!(%night, "sold out"),
         Outcome::LockNotAcquired { .. }
         | Outcome::RetriesExhausted { .. }
-        | Outcome::FencedOut { .. } => {}
+        | Outcome::FencedOut { .. }
+        | Outcome::Interrupted => {}
     }
     Ok(outcome)
 }
@@ -188,6 +190,8 @@ pub struct Context {
     pub retry: RetryPolicy,
     /// The simulated slow work between the check and the write (`--hold-ms`).
     pub hold: Duration,
+    /// Ctrl-C: retry loops give up at their next pause.
+    pub stop: Stop,
 }
 
 /// Why a strategy could not be built.
@@ -205,7 +209,9 @@ pub fn build(mode: Mode, ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> 
         lock_policy,
         retry,
         hold,
+        stop,
     } = ctx;
+    let lock = lock.map(|lock| lock.with_stop(stop.clone()));
     Ok(match mode {
         Mode::Naive => Arc::new(Naive::new(repo, hold)),
         Mode::LostUpdate => Arc::new(LostUpdate::new(repo, hold)),
@@ -216,7 +222,7 @@ pub fn build(mode: Mode, ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> 
         Mode::RowLock => Arc::new(RowLock::new(repo, hold)),
         Mode::Atomic => Arc::new(Atomic::new(repo, hold)),
         Mode::Advisory => Arc::new(Advisory::new(repo, hold)),
-        Mode::Serializable => Arc::new(Serializable::new(repo, hold, retry)),
+        Mode::Serializable => Arc::new(Serializable::new(repo, hold, retry, stop)),
         Mode::Mutex => Arc::new(InProcessMutex::new(repo, hold)),
         Mode::Fenced => {
             let lock = lock.ok_or(BuildError::NeedsRedis(mode))?;

@@ -22,6 +22,7 @@ use crate::backoff::Backoff;
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
+use crate::stop::Stop;
 
 /// How aborted transactions are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +38,17 @@ pub struct Serializable {
     policy: RetryPolicy,
     /// Transactions aborted by PostgreSQL and run again, over all users.
     retries: AtomicU64,
+    stop: Stop,
 }
 
 impl Serializable {
-    pub fn new(repo: Repo, hold: Duration, policy: RetryPolicy) -> Self {
+    pub fn new(repo: Repo, hold: Duration, policy: RetryPolicy, stop: Stop) -> Self {
         Self {
             repo,
             hold,
             policy,
             retries: AtomicU64::new(0),
+            stop,
         }
     }
 
@@ -72,7 +75,9 @@ impl Strategy for Serializable {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     let pause = self.policy.backoff.pause(attempt);
                     tracing::info!(attempt, ?pause, %error, "transaction aborted, retrying");
-                    tokio::time::sleep(pause).await;
+                    if self.stop.sleep(pause).await {
+                        return Ok(Outcome::Interrupted);
+                    }
                 }
                 other => return other,
             }

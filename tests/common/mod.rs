@@ -53,7 +53,8 @@ impl TestDb {
         db::reset(&test_db.url, &db::reference_hotel())
             .await
             .expect("db reset of the test database");
-        let options = PgConnectOptions::from_str(&test_db.url).expect("test URL parses");
+        // The tool's own connect options: statement time-out, application_name.
+        let options = db::connect_options(&test_db.url).expect("test URL parses");
         let pool = db::pool(options, 30)
             .await
             .expect("pool on the test database");
@@ -138,6 +139,7 @@ pub fn build(
             lock_policy,
             retry: retry_policy(20),
             hold: Duration::from_millis(hold_ms),
+            stop: booking_cli::stop::Stop::new(),
         },
     )
     .expect("strategy builds")
@@ -178,4 +180,66 @@ pub async fn snapshot(url: &str) -> (i64, i64, i64) {
     .expect("snapshot query");
     pool.close().await;
     snapshot
+}
+
+/// A redis-server of the test's own on a free loopback port, killed when dropped (also when
+/// the test fails), so that a test can stop "Redis" without touching anyone else's.
+pub struct PrivateRedis {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let redis = Self {
+            child: Some(child),
+            port,
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("private redis-server on port {port} did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL): no goodbye to its clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -1,0 +1,116 @@
+//! `--chaos FAULT@MS`: faults injected into a running `stress`, to watch each strategy fail
+//! safe. Each fires once, `MS` milliseconds after the users were released.
+//!
+//! - `kill-backend`: `pg_terminate_backend` on one booking transaction that is open (idle in
+//!   transaction: a user in its hold). Its user gets an error; PostgreSQL rolls the
+//!   transaction back whole, so no row exists without its `booked_count` and vice versa.
+//! - `pause-redis`: `CLIENT PAUSE 5000 ALL` — Redis answers nobody for 5 s, as if it had died.
+//!   Every lock command runs into its 3 s time-out: lock strategies fail closed (no lock, no
+//!   booking; the user counts as an error) and the run ends instead of hanging. It pauses every
+//!   client of that Redis, not only this tool: use a Redis of your own.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::lock::RedisLock;
+use crate::repo::Repo;
+
+/// How long `pause-redis` pauses the server: longer than the lock's command time-out.
+pub const REDIS_PAUSE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    KillBackend,
+    PauseRedis,
+}
+
+/// A fault and when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chaos {
+    pub fault: Fault,
+    pub after: Duration,
+}
+
+impl FromStr for Chaos {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, ms) = s.split_once('@').ok_or_else(|| {
+            format!("'{s}' is not FAULT@MS (e.g. kill-backend@100, pause-redis@100)")
+        })?;
+        let fault = match name {
+            "kill-backend" => Fault::KillBackend,
+            "pause-redis" => Fault::PauseRedis,
+            other => {
+                return Err(format!(
+                    "unknown fault '{other}' (kill-backend, pause-redis)"
+                ));
+            }
+        };
+        let ms: u64 = ms
+            .parse()
+            .map_err(|_| format!("'{ms}' is not a number of milliseconds"))?;
+        Ok(Self {
+            fault,
+            after: Duration::from_millis(ms),
+        })
+    }
+}
+
+impl fmt::Display for Chaos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.fault {
+            Fault::KillBackend => "kill-backend",
+            Fault::PauseRedis => "pause-redis",
+        };
+        write!(f, "{name}@{}", self.after.as_millis())
+    }
+}
+
+/// Fires every fault of `plan` at its time, counted from now. Failures to inject are logged:
+/// chaos that could not happen is worth a warning, not the end of the run.
+pub async fn inject(plan: Vec<Chaos>, repo: Repo, lock: Option<RedisLock>) {
+    let start = tokio::time::Instant::now();
+    let mut plan = plan;
+    plan.sort_by_key(|c| c.after);
+    for chaos in plan {
+        tokio::time::sleep_until(start + chaos.after).await;
+        match chaos.fault {
+            Fault::KillBackend => match repo.terminate_one_open_booking().await {
+                Ok(Some(pid)) => tracing::warn!(
+                    pid,
+                    "chaos: terminated the backend of an open booking transaction"
+                ),
+                Ok(None) => tracing::warn!("chaos: no open booking transaction to terminate"),
+                Err(error) => tracing::warn!(%error, "chaos: could not terminate a backend"),
+            },
+            Fault::PauseRedis => match &lock {
+                Some(lock) => match lock.pause_server(REDIS_PAUSE).await {
+                    Ok(()) => {
+                        tracing::warn!(pause_ms = REDIS_PAUSE.as_millis(), "chaos: Redis paused")
+                    }
+                    Err(error) => tracing::warn!(%error, "chaos: could not pause Redis"),
+                },
+                None => tracing::warn!("chaos: pause-redis needs a strategy that uses Redis"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_with_their_delay() {
+        let c: Chaos = "kill-backend@150".parse().unwrap();
+        assert_eq!(
+            (c.fault, c.after),
+            (Fault::KillBackend, Duration::from_millis(150))
+        );
+        assert_eq!(c.to_string(), "kill-backend@150");
+        assert!("pause-redis".parse::<Chaos>().is_err());
+        assert!("explode@10".parse::<Chaos>().is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Dead servers and cut connections: every strategy must fail safe — a clear error for the
+//! users it hit, nothing half-written, and a run that ends.
+
+mod common;
+
+use std::time::Duration;
+
+use booking_cli::chaos::{Chaos, Fault};
+use booking_cli::domain::{RoomId, Stay};
+use booking_cli::lock::RedisLock;
+use booking_cli::strategy::{self, Mode};
+use booking_cli::stress::{self, StressConfig};
+use common::{PrivateRedis, TestDb, deadline_policy, retry_policy};
+use indicatif::ProgressBar;
+
+fn config(mode: Mode, inventory: i32) -> StressConfig {
+    StressConfig {
+        mode,
+        users: 20,
+        room: RoomId::new(1).unwrap(),
+        rooms: 1,
+        stay: Stay::nights_from("2024-12-25".parse().unwrap(), 1).unwrap(),
+        mixed_ranges: false,
+        inventory,
+        hold: Duration::from_millis(300),
+        lock_policy: deadline_policy(10_000, 20),
+        retry: retry_policy(20),
+        expect: mode.default_expectation(1),
+        processes: 1,
+        chaos: vec![],
+    }
+}
+
+fn context(
+    repo: &booking_cli::repo::Repo,
+    lock: Option<RedisLock>,
+    c: &StressConfig,
+) -> strategy::Context {
+    strategy::Context {
+        repo: repo.clone(),
+        lock,
+        lock_policy: c.lock_policy,
+        retry: c.retry,
+        hold: c.hold,
+        stop: booking_cli::stop::Stop::new(),
+    }
+}
+
+/// Redis dies (SIGKILL) while the first holder works and 19 users wait for its lock. The
+/// holder finishes its booking; every waiter's next attempt fails: no lock, no booking, an
+/// error each. The run ends within the command time-out, and the database is consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_mid_run_fails_closed_for_locked_and_fenced() {
+    for mode in [Mode::Locked, Mode::Fenced] {
+        let (_db, repo) = TestDb::seeded().await;
+        let mut redis = PrivateRedis::start().await;
+        let lock = RedisLock::connect(&redis.url(), "")
+            .await
+            .expect("private redis");
+        let c = config(mode, 1);
+        let strategy = strategy::build(mode, context(&repo, Some(lock), &c)).unwrap();
+        let run = tokio::spawn({
+            let repo = repo.clone();
+            let c = c.clone();
+            async move { stress::run(&repo, strategy, &c, &ProgressBar::hidden()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        redis.kill();
+        let report = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("the run must end, not hang")
+            .expect("no panic")
+            .expect("the run reports");
+        let t = &report.tally;
+        assert!(t.error_count() >= 1, "{mode}: waiters must fail: {t:?}");
+        assert!(t.created <= 1, "{mode}: {t:?}");
+        assert_eq!(
+            t.created + t.error_count() + t.sold_out + t.lock_not_acquired + t.fenced_out,
+            20
+        );
+        assert!(!report.overbooked(), "{mode}: {:?}", report.nights);
+        let night = report.nights[0];
+        assert_eq!(
+            i64::from(night.booked_count),
+            night.confirmed_bookings,
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_makes_no_booking() {
+    // The server is gone before the first user starts: connecting already fails.
+    let mut redis = PrivateRedis::start().await;
+    let url = redis.url();
+    redis.kill();
+    assert!(RedisLock::connect(&url, "").await.is_err());
+}
+
+/// A user's backend is terminated while its transaction is open (in the hold, holding the row
+/// it updated). PostgreSQL rolls that transaction back whole; the waiters carry on, and the
+/// room it had taken goes to the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_terminated_backend_leaves_no_partial_booking() {
+    for mode in [Mode::Atomic, Mode::RowLock, Mode::Locked] {
+        let (_db, repo) = TestDb::seeded().await;
+        let lock = if mode.needs_redis() {
+            Some(common::private_lock().await)
+        } else {
+            None
+        };
+        let mut c = config(mode, 3);
+        c.chaos = vec![Chaos {
+            fault: Fault::KillBackend,
+            after: Duration::from_millis(100),
+        }];
+        let strategy = strategy::build(mode, context(&repo, lock.clone(), &c)).unwrap();
+        let report = stress::run_with_chaos(
+            &repo,
+            strategy,
+            None,
+            &c,
+            &booking_cli::stop::Stop::new(),
+            &ProgressBar::hidden(),
+        )
+        .await
+        .expect("the run reports");
+        let t = &report.tally;
+        assert_eq!(
+            t.error_count(),
+            1,
+            "{mode}: exactly the terminated user fails: {t:?}"
+        );
+        assert_eq!(
+            t.created, 3,
+            "{mode}: the others still sell every room: {t:?}"
+        );
+        let night = report.nights[0];
+        assert_eq!(
+            (night.booked_count, night.confirmed_bookings),
+            (3, 3),
+            "{mode}: no row without its count, no count without its row"
+        );
+        assert!(
+            report.expectation_met(),
+            "{mode}: under chaos, safe means the invariants hold"
+        );
+        if let Some(lock) = lock {
+            assert!(
+                lock.leftover_keys().await.unwrap().is_empty(),
+                "{mode}: locks left"
+            );
+        }
+    }
+}
