@@ -12,6 +12,7 @@ use crate::config::{BookConfig, Connection, StressSettings};
 use crate::db::{self, DbError};
 use crate::domain::Outcome;
 use crate::error::{BookingError, InputError};
+use crate::lock::redlock::RedLock;
 use crate::lock::{ConnectError, RedisLock};
 use crate::processes;
 use crate::repo::Repo;
@@ -117,6 +118,7 @@ async fn book(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exit> 
         strategy::Context {
             repo: repo.clone(),
             lock,
+            redlock: connect_redlock(connection, config.mode.needs_redlock()).await?,
             lock_policy: config.lock_policy,
             retry: config.retry,
             hold: config.hold,
@@ -192,6 +194,11 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
         settings.runs.iter().any(|r| r.mode.needs_redis()),
     )
     .await?;
+    let redlock = connect_redlock(
+        connection,
+        settings.runs.iter().any(|r| r.mode.needs_redlock()),
+    )
+    .await?;
 
     let stop = stop_on_ctrl_c(true);
     let mut reports = Vec::with_capacity(settings.runs.len());
@@ -207,6 +214,7 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
                 strategy::Context {
                     repo: repo.clone(),
                     lock: lock.as_ref().map(RedisLock::with_fresh_stats),
+                    redlock: redlock.clone(),
                     lock_policy: run.lock_policy,
                     retry: run.retry,
                     hold: run.hold,
@@ -282,6 +290,7 @@ async fn worker(
         strategy::Context {
             repo: repo.clone(),
             lock,
+            redlock: connect_redlock(connection, run.mode.needs_redlock()).await?,
             lock_policy: run.lock_policy,
             retry: run.retry,
             hold: run.hold,
@@ -390,6 +399,23 @@ async fn connect_lock(connection: &Connection, needed: bool) -> anyhow::Result<O
             )
         })?;
     Ok(Some(lock))
+}
+
+/// The Redlock instances, when `needed`. Instances that do not answer are tolerated here (a
+/// minority may be down); without a majority, every booking fails closed.
+async fn connect_redlock(connection: &Connection, needed: bool) -> anyhow::Result<Option<RedLock>> {
+    if !needed {
+        return Ok(None);
+    }
+    let redlock = RedLock::connect(&connection.redis_urls, &connection.lock_key_prefix)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to set up Redlock over REDIS_URL {}",
+                connection.redis_urls_display()
+            )
+        })?;
+    Ok(Some(redlock))
 }
 
 /// Puts an [`InputError`] at the top of the chain (where [`Exit::for_error`] finds it) instead

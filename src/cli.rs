@@ -62,7 +62,8 @@ pub struct ConnectionArgs {
     )]
     pub database_url: String,
 
-    /// Redis URL, used by --mode locked [default: redis://127.0.0.1:6379]
+    /// Redis URL, used by the lock strategies; repeat it (or give a comma list) for --mode
+    /// redlock, which locks on a majority of them [default: redis://127.0.0.1:6379]
     #[arg(
         long,
         env = "REDIS_URL",
@@ -70,9 +71,10 @@ pub struct ConnectionArgs {
         hide_default_value = true,
         hide_env_values = true,
         global = true,
-        value_name = "URL"
+        value_name = "URL",
+        value_delimiter = ','
     )]
-    pub redis_url: String,
+    pub redis_url: Vec<String>,
 
     /// Put this before every lock key, so that separate runs can share one Redis
     #[arg(

@@ -23,8 +23,10 @@ pub struct Connection {
     pub database: PgConnectOptions,
     /// The raw URL, for `db reset` (sqlx's create-database helpers take a URL). Never print it.
     pub database_url: String,
-    /// The raw Redis URL. Never print it: use [`mask_url`].
+    /// The raw Redis URL (the first one given). Never print it: use [`mask_url`].
     pub redis_url: String,
+    /// Every Redis URL given, for Redlock.
+    pub redis_urls: Vec<String>,
     pub lock_key_prefix: String,
 }
 
@@ -33,7 +35,12 @@ impl Connection {
         Ok(Self {
             database: db::connect_options(&args.database_url)?,
             database_url: args.database_url.clone(),
-            redis_url: args.redis_url.clone(),
+            redis_url: args
+                .redis_url
+                .first()
+                .cloned()
+                .unwrap_or_else(|| crate::cli::DEFAULT_REDIS_URL.to_owned()),
+            redis_urls: args.redis_url.clone(),
             lock_key_prefix: args.lock_key_prefix.clone(),
         })
     }
@@ -48,10 +55,19 @@ impl Connection {
         mask_url(&self.redis_url)
     }
 
+    /// Every Redis URL, masked, comma-separated.
+    pub fn redis_urls_display(&self) -> String {
+        self.redis_urls
+            .iter()
+            .map(|u| mask_url(u))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Every secret that must never appear in output: the passwords of both URLs.
     pub fn secrets(&self) -> Vec<String> {
-        [&self.database_url, &self.redis_url]
-            .into_iter()
+        std::iter::once(&self.database_url)
+            .chain(&self.redis_urls)
             .filter_map(|u| url::Url::parse(u).ok())
             .filter_map(|u| u.password().map(str::to_owned))
             .filter(|p| !p.is_empty())

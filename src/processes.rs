@@ -139,7 +139,7 @@ pub async fn run_workers(
         command
             .args(worker_args(config, first, users, verbose))
             .env("DATABASE_URL", &connection.database_url)
-            .env("REDIS_URL", &connection.redis_url)
+            .env("REDIS_URL", connection.redis_urls.join(","))
             .env("LOCK_KEY_PREFIX", &connection.lock_key_prefix)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -480,6 +480,7 @@ fn stress_mode_all_json_has_one_entry_per_strategy_with_the_invariants() {
             "mutex",
             "locked",
             "fenced",
+            "redlock",
             "row-lock",
             "atomic",
             "advisory",

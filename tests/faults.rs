@@ -39,6 +39,7 @@ fn context(
     strategy::Context {
         repo: repo.clone(),
         lock,
+        redlock: None,
         lock_policy: c.lock_policy,
         retry: c.retry,
         hold: c.hold,

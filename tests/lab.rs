@@ -43,6 +43,7 @@ async fn run(repo: &Repo, config: &StressConfig, lock: Option<RedisLock>) -> Str
         strategy::Context {
             repo: repo.clone(),
             lock,
+            redlock: None,
             lock_policy: config.lock_policy,
             retry: config.retry,
             hold: config.hold,

@@ -13,6 +13,7 @@ mod locked;
 mod lost_update;
 mod mutex;
 mod naive;
+mod redlock;
 mod row_lock;
 mod serializable;
 
@@ -30,11 +31,13 @@ pub use locked::Locked;
 pub use lost_update::LostUpdate;
 pub use mutex::InProcessMutex;
 pub use naive::Naive;
+pub use redlock::Redlock;
 pub use row_lock::RowLock;
 pub use serializable::{RetryPolicy, Serializable};
 
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
+use crate::lock::redlock::RedLock;
 use crate::lock::{LockPolicy, LockStats, RedisLock};
 use crate::repo::{BookingTx, Repo};
 use crate::stop::Stop;
@@ -115,16 +118,19 @@ pub enum Mode {
     Mutex,
     /// The Redis lock plus a fencing token checked by the database: survives expired locks.
     Fenced,
+    /// A Redlock over several Redis instances (--redis-url repeated): held on a majority.
+    Redlock,
 }
 
 impl Mode {
     /// Every strategy, in the order `--mode all` runs them.
-    pub const ALL: [Mode; 9] = [
+    pub const ALL: [Mode; 10] = [
         Mode::Naive,
         Mode::LostUpdate,
         Mode::Mutex,
         Mode::Locked,
         Mode::Fenced,
+        Mode::Redlock,
         Mode::RowLock,
         Mode::Atomic,
         Mode::Advisory,
@@ -134,6 +140,11 @@ impl Mode {
     /// Whether the strategy needs Redis (so that the others never connect to it).
     pub fn needs_redis(self) -> bool {
         matches!(self, Mode::Locked | Mode::Fenced)
+    }
+
+    /// Whether the strategy locks over every Redis URL given (Redlock).
+    pub fn needs_redlock(self) -> bool {
+        self == Mode::Redlock
     }
 
     /// What a `stress` run of this strategy over `processes` processes is expected to show when
@@ -158,6 +169,7 @@ impl Mode {
             Mode::Serializable => "serializable",
             Mode::Mutex => "mutex",
             Mode::Fenced => "fenced",
+            Mode::Redlock => "redlock",
         }
     }
 }
@@ -185,6 +197,8 @@ pub struct Context {
     pub repo: Repo,
     /// Present when the mode [needs Redis](Mode::needs_redis).
     pub lock: Option<RedisLock>,
+    /// Present when the mode [needs Redlock](Mode::needs_redlock).
+    pub redlock: Option<RedLock>,
     pub lock_policy: LockPolicy,
     /// How `serializable` retries aborted transactions.
     pub retry: RetryPolicy,
@@ -206,6 +220,7 @@ pub fn build(mode: Mode, ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> 
     let Context {
         repo,
         lock,
+        redlock,
         lock_policy,
         retry,
         hold,
@@ -227,6 +242,10 @@ pub fn build(mode: Mode, ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> 
         Mode::Fenced => {
             let lock = lock.ok_or(BuildError::NeedsRedis(mode))?;
             Arc::new(Fenced::new(repo, lock, lock_policy, hold))
+        }
+        Mode::Redlock => {
+            let redlock = redlock.ok_or(BuildError::NeedsRedis(mode))?;
+            Arc::new(Redlock::new(repo, redlock.for_run(stop), lock_policy, hold))
         }
     })
 }

@@ -136,6 +136,7 @@ pub fn build(
         strategy::Context {
             repo: repo.clone(),
             lock,
+            redlock: None,
             lock_policy,
             retry: retry_policy(20),
             hold: Duration::from_millis(hold_ms),

@@ -59,10 +59,15 @@ end
 /// cannot reach Redis must fail closed, quickly — never hang a booking.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 
+pub mod redlock;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redlock: fewer instances than a majority answered, so no lock can be held.
+    #[error("redlock: no quorum, {answered} of {of} Redis instances answered")]
+    NoQuorum { answered: usize, of: usize },
 }
 
 /// How a lock is taken: how long it lives and how patiently a busy one is retried.
@@ -487,20 +492,10 @@ impl RedisLock {
 
     /// Gives the lock back if it is still ours, and says whether it was.
     pub async fn release(&self, guard: LockGuard) -> Result<Released, LockError> {
-        let reply: i64 = self
-            .release
-            .key(&guard.key)
-            .arg(&guard.token)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let released = self.compare_and_delete(&guard.key, &guard.token).await?;
         let held = guard.acquired_at.elapsed();
         record(&self.counters.hold, held);
         let held_ms = held.as_millis();
-        let released = match reply {
-            1 => Released::Released,
-            0 => Released::Expired,
-            _ => Released::Stolen,
-        };
         match released {
             Released::Released => {
                 self.counters.released.fetch_add(1, Ordering::Relaxed);
@@ -520,6 +515,45 @@ impl RedisLock {
         Ok(released)
     }
 
+    /// `SET key token NX PX ttl` alone, without counters or logs: one instance's vote in
+    /// Redlock.
+    pub(crate) async fn set_nx(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, LockError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    /// The release script alone: deletes `key` only if it holds `token`.
+    pub(crate) async fn compare_and_delete(
+        &self,
+        key: &str,
+        token: &str,
+    ) -> Result<Released, LockError> {
+        let reply: i64 = self
+            .release
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match reply {
+            1 => Released::Released,
+            0 => Released::Expired,
+            _ => Released::Stolen,
+        })
+    }
+
     /// Chaos: `CLIENT PAUSE` — Redis answers no client for `duration`.
     pub async fn pause_server(&self, duration: Duration) -> Result<(), LockError> {
         let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
@@ -534,15 +568,7 @@ impl RedisLock {
 
     /// What this lock handle (and its clones) did so far.
     pub fn stats(&self) -> LockStats {
-        let c = &self.counters;
-        LockStats {
-            locks_acquired: c.acquired.load(Ordering::Relaxed),
-            lock_busy_attempts: c.busy_attempts.load(Ordering::Relaxed),
-            locks_released: c.released.load(Ordering::Relaxed),
-            locks_expired_before_release: c.lost.load(Ordering::Relaxed),
-            lock_wait: summary(&c.wait),
-            lock_hold: summary(&c.hold),
-        }
+        snapshot(&self.counters)
     }
 
     /// Keys under this handle's prefix that match `lock:*`: after a clean run, none.
@@ -575,6 +601,18 @@ pub enum ConnectError {
     Input(#[from] InputError),
     #[error(transparent)]
     Lock(#[from] LockError),
+}
+
+/// A snapshot of the counters `c`.
+fn snapshot(c: &Counters) -> LockStats {
+    LockStats {
+        locks_acquired: c.acquired.load(Ordering::Relaxed),
+        lock_busy_attempts: c.busy_attempts.load(Ordering::Relaxed),
+        locks_released: c.released.load(Ordering::Relaxed),
+        locks_expired_before_release: c.lost.load(Ordering::Relaxed),
+        lock_wait: summary(&c.wait),
+        lock_hold: summary(&c.hold),
+    }
 }
 
 /// 128 random bits from the thread-local CSPRNG (seeded from the OS), as 32 hex digits.

@@ -1,0 +1,106 @@
+//! Redlock over three private `redis-server`s (each test starts its own and kills them when it
+//! ends, also on failure): safe with all up, safe with one down, fails closed with two down.
+
+mod common;
+
+use std::time::Duration;
+
+use booking_cli::domain::{RoomId, Stay};
+use booking_cli::lock::redlock::RedLock;
+use booking_cli::stop::Stop;
+use booking_cli::strategy::{self, Mode};
+use booking_cli::stress::{self, StressConfig, StressReport};
+use common::{PrivateRedis, TestDb, deadline_policy, retry_policy};
+use indicatif::ProgressBar;
+
+async fn run_over(servers: &[PrivateRedis]) -> StressReport {
+    let (_db, repo) = TestDb::seeded().await;
+    let urls: Vec<String> = servers.iter().map(PrivateRedis::url).collect();
+    let redlock = RedLock::connect(&urls, "").await.expect("URLs are valid");
+    let config = StressConfig {
+        mode: Mode::Redlock,
+        users: 20,
+        room: RoomId::new(1).unwrap(),
+        rooms: 1,
+        stay: Stay::nights_from("2024-12-25".parse().unwrap(), 1).unwrap(),
+        mixed_ranges: false,
+        inventory: 1,
+        hold: Duration::from_millis(200),
+        lock_policy: deadline_policy(5_000, 20),
+        retry: retry_policy(20),
+        expect: Mode::Redlock.default_expectation(1),
+        processes: 1,
+        chaos: vec![],
+    };
+    let strategy = strategy::build(
+        Mode::Redlock,
+        strategy::Context {
+            repo: repo.clone(),
+            lock: None,
+            redlock: Some(redlock),
+            lock_policy: config.lock_policy,
+            retry: config.retry,
+            hold: config.hold,
+            stop: Stop::new(),
+        },
+    )
+    .expect("strategy builds");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        stress::run(&repo, strategy, &config, &ProgressBar::hidden()),
+    )
+    .await
+    .expect("the run ends")
+    .expect("the run reports")
+}
+
+async fn three() -> Vec<PrivateRedis> {
+    vec![
+        PrivateRedis::start().await,
+        PrivateRedis::start().await,
+        PrivateRedis::start().await,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redlock_over_three_instances_lets_exactly_one_through() {
+    let servers = three().await;
+    let report = run_over(&servers).await;
+    let t = &report.tally;
+    assert_eq!((t.created, t.error_count()), (1, 0), "{t:?}");
+    assert!(report.verdicts().is_empty(), "{:?}", report.nights);
+    let stats = report.stats.lock.expect("lock stats");
+    assert_eq!(stats.locks_expired_before_release, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redlock_stays_safe_with_one_instance_stopped() {
+    let mut servers = three().await;
+    servers[2].kill();
+    let report = run_over(&servers).await;
+    let t = &report.tally;
+    assert_eq!(
+        (t.created, t.error_count()),
+        (1, 0),
+        "2 of 3 is a majority: {t:?}"
+    );
+    assert!(report.verdicts().is_empty(), "{:?}", report.nights);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redlock_fails_closed_with_two_instances_stopped() {
+    let mut servers = three().await;
+    servers[1].kill();
+    servers[2].kill();
+    let report = run_over(&servers).await;
+    let t = &report.tally;
+    assert_eq!(
+        (t.created, t.error_count()),
+        (0, 20),
+        "no majority, no booking: {t:?}"
+    );
+    assert!(t.errors.keys().all(|m| m.contains("no quorum")), "{t:?}");
+    let night = report.nights[0];
+    assert_eq!((night.booked_count, night.confirmed_bookings), (0, 0));
+    assert!(!report.overbooked());
+}
