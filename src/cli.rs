@@ -143,6 +143,11 @@ pub struct LockArgs {
     /// instead of --lock-retries fixed retries
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub lock_wait_ms: Option<u64>,
+
+    /// Renew held locks every ttl/3 (compare-and-extend) while the booking runs, and abandon
+    /// it if a renewal fails (locked)
+    #[arg(long)]
+    pub lock_renew: bool,
 }
 
 /// How `--mode serializable` retries a transaction PostgreSQL aborted.

@@ -173,6 +173,7 @@ fn lock_policy(args: &LockArgs) -> LockPolicy {
         retries: args.lock_retries,
         retry_delay: Duration::from_millis(args.lock_retry_delay_ms),
         wait: args.lock_wait_ms.map(Duration::from_millis),
+        renew: args.lock_renew,
     }
 }
 

@@ -51,6 +51,9 @@ pub enum BookingError {
     /// `db reset` removed rows mid-booking).
     #[error("inconsistent state: {0}")]
     Inconsistent(String),
+    /// `--lock-renew`: a held lock could not be renewed, so the booking was abandoned.
+    #[error("{0}; booking abandoned")]
+    LockLost(String),
 }
 
 impl BookingError {

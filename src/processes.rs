@@ -273,6 +273,9 @@ fn worker_args(config: &StressConfig, first: u32, users: u32, verbose: u8) -> Ve
     if let Some(wait) = p.wait {
         args.extend(["--lock-wait-ms".into(), wait.as_millis().to_string()]);
     }
+    if p.renew {
+        args.push("--lock-renew".into());
+    }
     if config.mixed_ranges {
         args.push("--mixed-ranges".into());
     }

@@ -339,3 +339,17 @@ async fn an_expired_lock_overbooks_with_locked_and_the_fencing_token_saves_fence
     let night = fenced.nights[0];
     assert_eq!((night.booked_count, night.confirmed_bookings), (1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renewing_the_lock_turns_the_expiry_scenario_safe_for_locked() {
+    let (_db, repo) = TestDb::seeded().await;
+    let mut c = expiry_scenario(Mode::Locked);
+    c.lock_policy.renew = true;
+    let report = run(&repo, &c, None).await;
+    assert_safe(&report, 1);
+    let stats = report.stats.lock.expect("lock stats");
+    assert_eq!(
+        stats.locks_expired_before_release, 0,
+        "renewed locks never expire"
+    );
+}

@@ -93,3 +93,39 @@ async fn an_unreachable_redis_is_a_quick_error() {
     assert!(result.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn keep_alive_renews_a_held_lock_and_reports_when_it_is_lost() {
+    let lock = private_lock().await;
+    let key = format!("{}lock:room:3:2024-12-25", lock.key_prefix());
+    let guard = lock
+        .try_acquire(&key, Duration::from_millis(150))
+        .await
+        .unwrap()
+        .expect("free key");
+    // Renewed every 50 ms, the 150 ms lock outlives three TTLs.
+    let alive = tokio::time::timeout(
+        Duration::from_millis(500),
+        lock.keep_alive(std::slice::from_ref(&guard), Duration::from_millis(150)),
+    )
+    .await;
+    assert!(alive.is_err(), "keep_alive must still be renewing");
+    assert_eq!(lock.leftover_keys().await.unwrap(), vec![key.clone()]);
+
+    // Someone deletes the key (an operator, a failover): the next renewal notices.
+    let client = redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let lost = tokio::time::timeout(
+        Duration::from_secs(2),
+        lock.keep_alive(std::slice::from_ref(&guard), Duration::from_millis(150)),
+    )
+    .await
+    .expect("keep_alive returns when the lock is lost");
+    assert!(lost.contains("was lost"), "{lost}");
+    assert_eq!(lock.release(guard).await.unwrap(), Released::Expired);
+}

@@ -44,6 +44,14 @@ end
 return 0
 ";
 
+/// Extends the key's TTL to ARGV[2] ms only if it still holds our token ARGV[1]: 1 if extended.
+const EXTEND_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
 const RELEASE_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
@@ -95,6 +103,9 @@ pub struct LockPolicy {
     /// A deadline for taking the lock, instead of a number of retries.
     #[serde(rename = "lock_wait_ms", serialize_with = "opt_millis")]
     pub wait: Option<Duration>,
+    /// Renew held locks every ttl/3 while the work runs (`--lock-renew`).
+    #[serde(rename = "lock_renew")]
+    pub renew: bool,
 }
 
 impl LockPolicy {
@@ -265,6 +276,7 @@ pub struct RedisLock {
     conn: MultiplexedConnection,
     key_prefix: Arc<str>,
     release: Arc<Script>,
+    extend: Arc<Script>,
     acquire_fenced: Arc<Script>,
     counters: Arc<Counters>,
     /// Ctrl-C: waiters give up at their next pause.
@@ -297,6 +309,7 @@ impl RedisLock {
             conn,
             key_prefix: Arc::from(key_prefix),
             release: Arc::new(Script::new(RELEASE_SCRIPT)),
+            extend: Arc::new(Script::new(EXTEND_SCRIPT)),
             acquire_fenced: Arc::new(Script::new(ACQUIRE_FENCED_SCRIPT)),
             counters: Arc::default(),
             stop: Stop::new(),
@@ -513,6 +526,40 @@ impl RedisLock {
             }
         }
         Ok(released)
+    }
+
+    /// Extends a held lock to `ttl` from now, if it is still ours; says whether it was.
+    pub async fn extend(&self, guard: &LockGuard, ttl: Duration) -> Result<bool, LockError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let extended: i64 = self
+            .extend
+            .key(&guard.key)
+            .arg(&guard.token)
+            .arg(ttl_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(extended == 1)
+    }
+
+    /// Keeps `held` alive: every ttl/3, extends each lock back to a full TTL. Returns (never
+    /// normally) when a renewal fails — the lock is no longer ours, or Redis is gone — so the
+    /// caller can abandon work that is no longer protected.
+    pub async fn keep_alive(&self, held: &[LockGuard], ttl: Duration) -> String {
+        let period = (ttl / 3).max(Duration::from_millis(1));
+        loop {
+            tokio::time::sleep(period).await;
+            for guard in held {
+                match self.extend(guard, ttl).await {
+                    Ok(true) => tracing::debug!(key = %guard.key, "lock renewed"),
+                    Ok(false) => {
+                        return format!("lock {} was lost before it could be renewed", guard.key);
+                    }
+                    Err(error) => {
+                        return format!("lock {} could not be renewed: {error}", guard.key);
+                    }
+                }
+            }
+        }
     }
 
     /// `SET key token NX PX ttl` alone, without counters or logs: one instance's vote in

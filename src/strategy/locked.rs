@@ -66,7 +66,19 @@ impl Strategy for Locked {
             AcquiredAll::Interrupted => return Ok(Outcome::Interrupted),
         };
         // Released on every path — created, sold out, and error alike.
-        let outcome = check_then_book(&self.repo, request, self.hold).await;
+        let outcome = if self.policy.renew {
+            // Renewal races the work: if a lock cannot be renewed, the work is dropped — its
+            // transaction rolls back — because it would no longer be protected.
+            tokio::select! {
+                outcome = check_then_book(&self.repo, request, self.hold) => outcome,
+                lost = self.lock.keep_alive(&held, self.policy.ttl) => {
+                    tracing::warn!(%lost, "aborting the booking");
+                    Err(BookingError::LockLost(lost))
+                }
+            }
+        } else {
+            check_then_book(&self.repo, request, self.hold).await
+        };
         self.lock.release_all(held).await;
         outcome
     }

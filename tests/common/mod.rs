@@ -95,6 +95,7 @@ pub fn policy(ttl_ms: u64, retries: u32, retry_delay_ms: u64) -> LockPolicy {
         retries,
         retry_delay: Duration::from_millis(retry_delay_ms),
         wait: None,
+        renew: false,
     }
 }
 
@@ -105,6 +106,7 @@ pub fn deadline_policy(wait_ms: u64, base_ms: u64) -> LockPolicy {
         retries: 0,
         retry_delay: Duration::from_millis(base_ms),
         wait: Some(Duration::from_millis(wait_ms)),
+        renew: false,
     }
 }
 
