@@ -207,7 +207,14 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
             break;
         }
         let report = if run.processes > 1 {
-            run_processes(connection, &repo, lock.clone(), run, verbose).await
+            run_processes(
+                connection,
+                &repo,
+                redis_servers(&lock, &redlock),
+                run,
+                verbose,
+            )
+            .await
         } else {
             let strategy = strategy::build(
                 run.mode,
@@ -222,9 +229,16 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
                 },
             )?;
             let progress = progress_bar(run, settings.json || verbose > 0);
-            stress::run_with_chaos(&repo, strategy, lock.clone(), run, &stop, &progress)
-                .await
-                .map_err(surface_booking)
+            stress::run_with_chaos(
+                &repo,
+                strategy,
+                redis_servers(&lock, &redlock),
+                run,
+                &stop,
+                &progress,
+            )
+            .await
+            .map_err(surface_booking)
         }
         .with_context(|| format!("stress run of --mode {} failed", run.mode))?;
         reports.push(report);
@@ -257,13 +271,13 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
 async fn run_processes(
     connection: &Connection,
     repo: &Repo,
-    lock: Option<RedisLock>,
+    redis: Vec<RedisLock>,
     run: &StressConfig,
     verbose: u8,
 ) -> anyhow::Result<StressReport> {
     let cleared = stress::prepare(repo, run).await.map_err(surface_booking)?;
     // With several processes, fault times count from when the workers are started.
-    let faults = tokio::spawn(crate::chaos::inject(run.chaos.clone(), repo.clone(), lock));
+    let faults = tokio::spawn(crate::chaos::inject(run.chaos.clone(), repo.clone(), redis));
     let workers = processes::run_workers(connection, run, verbose).await;
     faults.abort();
     let (race, rows) = workers?;
@@ -399,6 +413,14 @@ async fn connect_lock(connection: &Connection, needed: bool) -> anyhow::Result<O
             )
         })?;
     Ok(Some(lock))
+}
+
+/// Every Redis server the run's lock strategies use: the faults of `--chaos pause-redis`.
+fn redis_servers(lock: &Option<RedisLock>, redlock: &Option<RedLock>) -> Vec<RedisLock> {
+    lock.iter()
+        .cloned()
+        .chain(redlock.iter().flat_map(RedLock::instances))
+        .collect()
 }
 
 /// The Redlock instances, when `needed`. Instances that do not answer are tolerated here (a

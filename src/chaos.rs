@@ -70,7 +70,7 @@ impl fmt::Display for Chaos {
 
 /// Fires every fault of `plan` at its time, counted from now. Failures to inject are logged:
 /// chaos that could not happen is worth a warning, not the end of the run.
-pub async fn inject(plan: Vec<Chaos>, repo: Repo, lock: Option<RedisLock>) {
+pub async fn inject(plan: Vec<Chaos>, repo: Repo, redis: Vec<RedisLock>) {
     let start = tokio::time::Instant::now();
     let mut plan = plan;
     plan.sort_by_key(|c| c.after);
@@ -85,15 +85,21 @@ pub async fn inject(plan: Vec<Chaos>, repo: Repo, lock: Option<RedisLock>) {
                 Ok(None) => tracing::warn!("chaos: no open booking transaction to terminate"),
                 Err(error) => tracing::warn!(%error, "chaos: could not terminate a backend"),
             },
-            Fault::PauseRedis => match &lock {
-                Some(lock) => match lock.pause_server(REDIS_PAUSE).await {
-                    Ok(()) => {
-                        tracing::warn!(pause_ms = REDIS_PAUSE.as_millis(), "chaos: Redis paused")
+            Fault::PauseRedis => {
+                if redis.is_empty() {
+                    tracing::warn!("chaos: pause-redis needs a strategy that uses Redis");
+                }
+                // Every Redis the strategy uses: for Redlock, all its instances.
+                for server in &redis {
+                    match server.pause_server(REDIS_PAUSE).await {
+                        Ok(()) => tracing::warn!(
+                            pause_ms = REDIS_PAUSE.as_millis(),
+                            "chaos: Redis paused"
+                        ),
+                        Err(error) => tracing::warn!(%error, "chaos: could not pause Redis"),
                     }
-                    Err(error) => tracing::warn!(%error, "chaos: could not pause Redis"),
-                },
-                None => tracing::warn!("chaos: pause-redis needs a strategy that uses Redis"),
-            },
+                }
+            }
         }
     }
 }

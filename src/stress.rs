@@ -439,14 +439,15 @@ pub async fn run(
     config: &StressConfig,
     progress: &ProgressBar,
 ) -> Result<StressReport, BookingError> {
-    run_with_chaos(repo, strategy, None, config, &Stop::new(), progress).await
+    run_with_chaos(repo, strategy, Vec::new(), config, &Stop::new(), progress).await
 }
 
-/// [`run`], injecting `config.chaos` while the users run (`lock` for Redis faults).
+/// [`run`], injecting `config.chaos` while the users run (`redis`: the servers Redis faults
+/// hit).
 pub async fn run_with_chaos(
     repo: &Repo,
     strategy: Arc<dyn Strategy>,
-    lock: Option<RedisLock>,
+    redis: Vec<RedisLock>,
     config: &StressConfig,
     stop: &Stop,
     progress: &ProgressBar,
@@ -458,7 +459,7 @@ pub async fn run_with_chaos(
         .get_max_connections()
         .min(config.users);
     db::warm_up(repo.pool(), connections).await?;
-    let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), lock));
+    let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), redis));
     let race = race(strategy, config, 0, std::future::ready(()), stop, progress).await;
     // Faults scheduled after the last user finished have nothing left to break.
     faults.abort();

@@ -119,7 +119,7 @@ async fn a_terminated_backend_leaves_no_partial_booking() {
         let report = stress::run_with_chaos(
             &repo,
             strategy,
-            None,
+            Vec::new(),
             &c,
             &booking_cli::stop::Stop::new(),
             &ProgressBar::hidden(),

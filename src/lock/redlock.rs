@@ -93,6 +93,11 @@ impl RedLock {
         })
     }
 
+    /// The instances that answered at start.
+    pub fn instances(&self) -> Vec<RedisLock> {
+        self.instances.iter().flatten().cloned().collect()
+    }
+
     /// How many instances must grant a lock.
     pub fn quorum(&self) -> usize {
         self.instances.len() / 2 + 1

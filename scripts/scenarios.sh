@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The distributed and fault lab as one matrix: every strategy under every scenario, each run
+# judged from the database. Prints a Markdown table (what the README shows).
+#   scripts/scenarios.sh            # release build, services from scripts/services.sh
+# Needs python3 (to read the JSON) and redis-server (three private instances for Redlock).
+# The pause-redis scenario pauses the Redis at REDIS_URL for 5 s per lock strategy: use a Redis
+# of your own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+# shellcheck disable=SC1091
+source target/services.env
+export NO_COLOR=1
+cargo build --release --locked >&2
+cli=target/release/booking-cli
+"$cli" db reset >&2
+
+modes=(naive lost-update mutex locked fenced redlock row-lock atomic advisory serializable)
+declare -A scenarios=(
+    [reference]="--users 20"
+    [processes-4]="--users 20 --processes 4"
+    [lock-expiry]="--users 20 --lock-ttl-ms 100 --hold-ms 400 --lock-wait-ms 5000 --lock-retry-delay-ms 10"
+    [redis-paused]="--users 20 --hold-ms 300 --lock-wait-ms 3000 --chaos pause-redis@100"
+    [backend-killed]="--users 20 --inventory 3 --chaos kill-backend@100"
+)
+order=(reference processes-4 lock-expiry redis-paused backend-killed)
+
+# Judge one run's JSON: overbooked / safe / failed closed (errors, nothing oversold).
+judge() {
+    python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+v = j["verdict"]
+if j["overbooked"]:
+    print("overbooked (%d sold)" % j["created"])
+elif j["errors"] and j["created"] == 0:
+    print("failed closed (%d errors)" % j["errors"])
+elif j["errors"]:
+    print("safe; %d failed closed" % j["errors"])
+elif "UNDER_SOLD" in j["verdicts"]:
+    print("safe, under-sold")
+else:
+    print("safe")
+'
+}
+
+printf '| strategy |'; for s in "${order[@]}"; do printf ' %s |' "$s"; done; printf '\n|---|'
+for _ in "${order[@]}"; do printf -- '---|'; done; printf '\n'
+for mode in "${modes[@]}"; do
+    printf '| `%s` |' "$mode"
+    for s in "${order[@]}"; do
+        # shellcheck disable=SC2086
+        json=$("$cli" stress --mode "$mode" ${scenarios[$s]} --json 2>/dev/null) || true
+        cell=$(judge <<<"$json" 2>/dev/null || echo "run failed")
+        printf ' %s |' "$cell"
+        if [[ $s == redis-paused && $mode =~ ^(locked|fenced|redlock)$ ]]; then sleep 5; fi
+    done
+    printf '\n'
+done
+
+# Redlock over three private instances: all up, one stopped, two stopped.
+dir=target/scenarios; mkdir -p "$dir"
+ports=()
+for i in 1 2 3; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+        --pidfile "$PWD/$dir/redis-$i.pid" --logfile "$PWD/$dir/redis-$i.log" >/dev/null
+    ports+=("$port")
+done
+trap 'for i in 1 2 3; do [ -f "$dir/redis-$i.pid" ] && kill "$(cat "$dir/redis-$i.pid")" 2>/dev/null; done; true' EXIT
+sleep 0.5
+urls="redis://127.0.0.1:${ports[0]},redis://127.0.0.1:${ports[1]},redis://127.0.0.1:${ports[2]}"
+printf '\n| `redlock` over 3 instances | all up | one stopped | two stopped |\n|---|---|---|---|\n| |'
+for down in 0 1 2; do
+    if [ "$down" -ge 1 ]; then kill "$(cat "$dir/redis-$((4 - down)).pid")"; sleep 0.3; fi
+    json=$("$cli" --redis-url "$urls" stress --mode redlock --json 2>/dev/null) || true
+    cell=$(judge <<<"$json" 2>/dev/null || echo "run failed")
+    printf ' %s |' "$cell"
+done
+printf '\n'
