@@ -6,29 +6,16 @@ mod common;
 use std::time::Duration;
 
 use booking_cli::chaos::{Chaos, Fault};
-use booking_cli::domain::{RoomId, Stay};
 use booking_cli::lock::RedisLock;
 use booking_cli::strategy::{self, Mode};
 use booking_cli::stress::{self, StressConfig};
-use common::{PrivateRedis, TestDb, deadline_policy, retry_policy};
+use common::{PrivateRedis, TestDb, deadline_policy};
 use indicatif::ProgressBar;
 
 fn config(mode: Mode, inventory: i32) -> StressConfig {
-    StressConfig {
-        mode,
-        users: 20,
-        room: RoomId::new(1).unwrap(),
-        rooms: 1,
-        stay: Stay::nights_from("2024-12-25".parse().unwrap(), 1).unwrap(),
-        mixed_ranges: false,
-        inventory,
-        hold: Duration::from_millis(300),
-        lock_policy: deadline_policy(10_000, 20),
-        retry: retry_policy(20),
-        expect: mode.default_expectation(1),
-        processes: 1,
-        chaos: vec![],
-    }
+    let mut c = common::stress_config(mode, inventory, deadline_policy(10_000, 20));
+    c.hold = Duration::from_millis(300);
+    c
 }
 
 fn context(

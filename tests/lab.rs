@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use booking_cli::domain::{RoomId, Stay};
+use booking_cli::domain::Stay;
 use booking_cli::lock::{LockPolicy, RedisLock};
 use booking_cli::repo::Repo;
 use booking_cli::strategy::{self, Mode};
@@ -15,21 +15,7 @@ use common::{TestDb, deadline_policy, private_lock, reference_policy, retry_poli
 use indicatif::ProgressBar;
 
 fn config(mode: Mode, inventory: i32, lock_policy: LockPolicy) -> StressConfig {
-    StressConfig {
-        mode,
-        users: 20,
-        room: RoomId::new(1).unwrap(),
-        rooms: 1,
-        stay: Stay::nights_from("2024-12-25".parse().unwrap(), 1).unwrap(),
-        mixed_ranges: false,
-        inventory,
-        hold: Duration::from_millis(200),
-        lock_policy,
-        retry: retry_policy(20),
-        expect: mode.default_expectation(1),
-        processes: 1,
-        chaos: vec![],
-    }
+    common::stress_config(mode, inventory, lock_policy)
 }
 
 async fn run(repo: &Repo, config: &StressConfig, lock: Option<RedisLock>) -> StressReport {

@@ -5,33 +5,18 @@ mod common;
 
 use std::time::Duration;
 
-use booking_cli::domain::{RoomId, Stay};
 use booking_cli::lock::redlock::RedLock;
 use booking_cli::stop::Stop;
 use booking_cli::strategy::{self, Mode};
-use booking_cli::stress::{self, StressConfig, StressReport};
-use common::{PrivateRedis, TestDb, deadline_policy, retry_policy};
+use booking_cli::stress::{self, StressReport};
+use common::{PrivateRedis, TestDb, deadline_policy};
 use indicatif::ProgressBar;
 
 async fn run_over(servers: &[PrivateRedis]) -> StressReport {
     let (_db, repo) = TestDb::seeded().await;
     let urls: Vec<String> = servers.iter().map(PrivateRedis::url).collect();
     let redlock = RedLock::connect(&urls, "").await.expect("URLs are valid");
-    let config = StressConfig {
-        mode: Mode::Redlock,
-        users: 20,
-        room: RoomId::new(1).unwrap(),
-        rooms: 1,
-        stay: Stay::nights_from("2024-12-25".parse().unwrap(), 1).unwrap(),
-        mixed_ranges: false,
-        inventory: 1,
-        hold: Duration::from_millis(200),
-        lock_policy: deadline_policy(5_000, 20),
-        retry: retry_policy(20),
-        expect: Mode::Redlock.default_expectation(1),
-        processes: 1,
-        chaos: vec![],
-    };
+    let config = common::stress_config(Mode::Redlock, 1, deadline_policy(5_000, 20));
     let strategy = strategy::build(
         Mode::Redlock,
         strategy::Context {

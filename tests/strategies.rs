@@ -23,21 +23,7 @@ fn room(id: i32) -> RoomId {
 }
 
 fn reference_config(mode: Mode, inventory: i32, lock_policy: LockPolicy) -> StressConfig {
-    StressConfig {
-        mode,
-        users: 20,
-        room: room(1),
-        rooms: 1,
-        stay: Stay::nights_from(date("2024-12-25"), 1).unwrap(),
-        mixed_ranges: false,
-        inventory,
-        hold: std::time::Duration::from_millis(200),
-        lock_policy,
-        retry: common::retry_policy(20),
-        expect: mode.default_expectation(1),
-        processes: 1,
-        chaos: vec![],
-    }
+    common::stress_config(mode, inventory, lock_policy)
 }
 
 async fn stress_run(

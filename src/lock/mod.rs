@@ -109,6 +109,20 @@ pub struct LockPolicy {
 }
 
 impl LockPolicy {
+    /// The pause before the next attempt, after `attempt` failed ones and `waited` so far; `None`
+    /// when the policy says to give up.
+    pub fn next_pause(&self, attempt: u32, waited: Duration) -> Option<Duration> {
+        match self.wait {
+            None if attempt <= self.retries => Some(self.retry_delay),
+            None => None,
+            Some(wait) => {
+                // Never sleep past the deadline; one last attempt happens at it.
+                let left = wait.saturating_sub(waited);
+                (!left.is_zero()).then(|| self.backoff().pause(attempt).min(left))
+            }
+        }
+    }
+
     /// The backoff of the deadline policy.
     pub fn backoff(&self) -> Backoff {
         let base = self.retry_delay.max(Duration::from_millis(1));
@@ -482,16 +496,7 @@ impl RedisLock {
                 return Ok(Acquired::Held(guard));
             }
             self.counters.busy_attempts.fetch_add(1, Ordering::Relaxed);
-            let pause = match policy.wait {
-                None if attempt <= policy.retries => Some(policy.retry_delay),
-                None => None,
-                Some(wait) => {
-                    // Never sleep past the deadline; one last attempt happens at it.
-                    let left = wait.saturating_sub(started.elapsed());
-                    (!left.is_zero()).then(|| policy.backoff().pause(attempt).min(left))
-                }
-            };
-            let Some(pause) = pause else {
+            let Some(pause) = policy.next_pause(attempt, started.elapsed()) else {
                 tracing::info!(key = %key, attempts = attempt, "lock busy, giving up");
                 return Ok(Acquired::Busy { attempts: attempt });
             };

@@ -60,6 +60,13 @@ pub enum RedAcquired {
     Interrupted,
 }
 
+/// The answer for one key.
+enum OneKey {
+    Held(RedGuard),
+    Busy { attempts: u32 },
+    Interrupted,
+}
+
 /// A lock over several Redis instances. Cheap to clone.
 #[derive(Clone)]
 pub struct RedLock {
@@ -170,17 +177,14 @@ impl RedLock {
             let result = self.acquire_one(&key, policy, started).await;
             record(&self.counters.wait, started.elapsed());
             match result {
-                Ok(Some(guard)) => held.push(guard),
-                Ok(None) => {
+                Ok(OneKey::Held(guard)) => held.push(guard),
+                Ok(OneKey::Busy { attempts }) => {
                     self.release_all(held).await;
-                    return Ok(if self.stop.is_stopped() {
-                        RedAcquired::Interrupted
-                    } else {
-                        RedAcquired::Busy {
-                            key,
-                            attempts: policy.retries + 1,
-                        }
-                    });
+                    return Ok(RedAcquired::Busy { key, attempts });
+                }
+                Ok(OneKey::Interrupted) => {
+                    self.release_all(held).await;
+                    return Ok(RedAcquired::Interrupted);
                 }
                 Err(error) => {
                     self.release_all(held).await;
@@ -196,29 +200,21 @@ impl RedLock {
         key: &str,
         policy: &LockPolicy,
         started: Instant,
-    ) -> Result<Option<RedGuard>, LockError> {
+    ) -> Result<OneKey, LockError> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             if let Some(guard) = self.try_once(key, policy.ttl).await? {
                 self.counters.acquired.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(key, token = %guard.token, attempt, "redlock acquired on a majority");
-                return Ok(Some(guard));
+                return Ok(OneKey::Held(guard));
             }
             self.counters.busy_attempts.fetch_add(1, Ordering::Relaxed);
-            let pause = match policy.wait {
-                None if attempt <= policy.retries => Some(policy.retry_delay),
-                None => None,
-                Some(wait) => {
-                    let left = wait.saturating_sub(started.elapsed());
-                    (!left.is_zero()).then(|| policy.backoff().pause(attempt).min(left))
-                }
-            };
-            let Some(pause) = pause else {
-                return Ok(None);
+            let Some(pause) = policy.next_pause(attempt, started.elapsed()) else {
+                return Ok(OneKey::Busy { attempts: attempt });
             };
             if self.stop.sleep(pause).await {
-                return Ok(None);
+                return Ok(OneKey::Interrupted);
             }
         }
     }

@@ -246,3 +246,28 @@ impl Drop for PrivateRedis {
         self.kill();
     }
 }
+
+/// The reference run — 20 users, room 1, the night of 2024-12-25, 200 ms hold — with this
+/// strategy, inventory and lock policy. Tests change what they need.
+pub fn stress_config(
+    mode: Mode,
+    inventory: i32,
+    lock_policy: LockPolicy,
+) -> booking_cli::stress::StressConfig {
+    booking_cli::stress::StressConfig {
+        mode,
+        users: 20,
+        room: booking_cli::domain::RoomId::new(1).expect("room 1"),
+        rooms: 1,
+        stay: booking_cli::domain::Stay::nights_from("2024-12-25".parse().expect("a date"), 1)
+            .expect("one night"),
+        mixed_ranges: false,
+        inventory,
+        hold: Duration::from_millis(200),
+        lock_policy,
+        retry: retry_policy(20),
+        expect: mode.default_expectation(1),
+        processes: 1,
+        chaos: vec![],
+    }
+}
