@@ -372,6 +372,17 @@ fn progress_bar(run: &StressConfig, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
+    if run.duration.is_some() {
+        let bar = ProgressBar::new_spinner();
+        let template = format!(
+            "{{spinner}} {:<12} {{pos}} bookings {{elapsed}}",
+            run.mode.name()
+        );
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style);
+        }
+        return bar;
+    }
     let bar = ProgressBar::new(u64::from(run.users));
     let template = format!(
         "{{spinner}} {:<12} {{pos}}/{{len}} users finished {{wide_bar}} {{elapsed}}",

@@ -179,6 +179,15 @@ impl StressMode {
     }
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("'{s}' is not a duration like 10s or 500ms: {e}"))?;
+    if d.is_zero() || d > std::time::Duration::from_secs(3600) {
+        return Err("a duration between 1ms and 1h".to_owned());
+    }
+    Ok(d)
+}
+
 fn stress_mode() -> impl TypedValueParser<Value = StressMode> {
     let names = Mode::ALL.iter().map(|m| m.name()).chain(["all"]);
     PossibleValuesParser::new(names).map(|name| {
@@ -277,9 +286,16 @@ pub struct StressArgs {
     #[arg(long)]
     pub mixed_ranges: bool,
 
-    /// Rooms available on every night of the slot; set before the run
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
-    pub inventory: u32,
+    /// Rooms available on every night of the slot; set before the run [default: 1; with
+    /// --duration, 1000000 so the slots never sell out]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub inventory: Option<u32>,
+
+    /// Closed loop for this long (e.g. 10s, 500ms): every user books again as soon as its last
+    /// booking ended, one night at a time, spread over --rooms and the nights from --from to
+    /// --to; reports bookings per second
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
 
     /// Simulated slow work between the availability check and the write, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]

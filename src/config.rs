@@ -14,7 +14,7 @@ use crate::db;
 use crate::domain::{BookingRequest, Stay};
 use crate::error::InputError;
 use crate::lock::LockPolicy;
-use crate::strategy::{Mode, RetryPolicy};
+use crate::strategy::{Expectation, Mode, RetryPolicy};
 use crate::stress::StressConfig;
 
 /// Where the servers are.
@@ -113,8 +113,19 @@ pub struct StressSettings {
 
 impl StressSettings {
     pub fn from_args(args: &StressArgs) -> Result<Self, InputError> {
-        // clap bounds --inventory to 1,000,000, far inside i32.
-        let inventory = i32::try_from(args.inventory).unwrap_or(i32::MAX);
+        // clap bounds --inventory to 1,000,000, far inside i32. A closed loop must not sell out.
+        let default_inventory = if args.duration.is_some() {
+            1_000_000
+        } else {
+            1
+        };
+        let inventory =
+            i32::try_from(args.inventory.unwrap_or(default_inventory)).unwrap_or(i32::MAX);
+        if args.duration.is_some() && (args.processes > 1 || args.mixed_ranges) {
+            return Err(InputError::Invalid(
+                "--duration runs in one process on one-night bookings: drop --processes and --mixed-ranges".to_owned(),
+            ));
+        }
         let stay = stay(args.from, args.nights, args.to)?;
         if args.mixed_ranges && stay.len() < 2 {
             return Err(InputError::Invalid(
@@ -142,9 +153,12 @@ impl StressSettings {
                 hold: Duration::from_millis(args.hold_ms),
                 lock_policy: lock_policy(&args.lock),
                 retry: retry_policy(&args.retry),
-                expect: args
-                    .expect
-                    .unwrap_or(mode.default_expectation(args.processes)),
+                expect: args.expect.unwrap_or(match (args.duration, mode) {
+                    // A throughput measurement on spread slots: no anomaly to expect.
+                    (Some(_), Mode::Naive | Mode::LostUpdate) => Expectation::Any,
+                    _ => mode.default_expectation(args.processes),
+                }),
+                duration: args.duration,
                 processes: args.processes,
                 chaos: args.chaos.clone(),
             })

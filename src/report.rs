@@ -53,6 +53,13 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
     } else {
         String::new()
     };
+    let processes = match c.duration {
+        Some(d) => format!(
+            "{processes}, closed loop for {}",
+            humantime::format_duration(d)
+        ),
+        None => processes,
+    };
     writeln!(
         out,
         "stress --mode {}: {} users{processes} on {rooms}, {}{mixed}, inventory {}, hold {} ms",
@@ -276,6 +283,7 @@ fn expectation_word(expect: Expectation) -> &'static str {
     match expect {
         Expectation::Overbooking => "overbooking",
         Expectation::Safe => "safe",
+        Expectation::Any => "any",
     }
 }
 

@@ -54,6 +54,9 @@ pub struct StressConfig {
     pub processes: u32,
     /// Faults to inject during the run (`--chaos`).
     pub chaos: Vec<Chaos>,
+    /// Closed loop for this long (`--duration`): every user books again as soon as its last
+    /// booking ended, one night at a time, spread over the rooms and the nights of the stay.
+    pub duration: Option<Duration>,
 }
 
 impl StressConfig {
@@ -96,6 +99,27 @@ impl StressConfig {
         } else {
             self.stay
         };
+        BookingRequest {
+            user: UserId::random(),
+            room,
+            stay,
+        }
+    }
+
+    /// Booking `j` of user `i` in a closed loop: one night, rooms and nights taken round-robin
+    /// so that concurrent users mostly book different slots.
+    pub fn sustained_request(&self, i: u32, j: u32) -> BookingRequest {
+        let rooms = self.rooms.max(1);
+        let nights = self.stay.len().max(1);
+        let room = RoomId::new(self.room.get().saturating_add(((i + j) % rooms) as i32))
+            .unwrap_or(self.room);
+        let offset = u64::from((i / rooms + j.wrapping_mul(7)) % nights);
+        let stay = self
+            .stay
+            .from()
+            .checked_add_days(Days::new(offset))
+            .and_then(|from| Stay::nights_from(from, 1).ok())
+            .unwrap_or(self.stay);
         BookingRequest {
             user: UserId::random(),
             room,
@@ -254,6 +278,7 @@ impl StressReport {
     pub fn expectation_met(&self) -> bool {
         match self.config.expect {
             Expectation::Overbooking => self.overbooked(),
+            Expectation::Any => true,
             Expectation::Safe => {
                 // Under --chaos, errors are the injected fault; the invariants must still hold.
                 !self.overbooked()
@@ -370,7 +395,62 @@ pub async fn race(
     drop(report);
     go.await;
     start_line.wait().await;
+    collect(strategy, &mut results, users, progress).await
+}
 
+/// The closed loop of `--duration`: every user, released by one barrier, books again as soon as
+/// its last booking ended, until the duration is over (or Ctrl-C).
+pub async fn sustain(
+    strategy: Arc<dyn Strategy>,
+    config: &StressConfig,
+    duration: Duration,
+    stop: &Stop,
+    progress: &ProgressBar,
+) -> RaceResult {
+    let (report, mut results) = mpsc::unbounded_channel::<UserResult>();
+    let start_line = Arc::new(Barrier::new(config.users as usize));
+    let shared = Arc::new(config.clone());
+    let mut users = JoinSet::new();
+    for i in 0..config.users {
+        let (strategy, start_line, report, stop, config) = (
+            Arc::clone(&strategy),
+            Arc::clone(&start_line),
+            report.clone(),
+            stop.clone(),
+            Arc::clone(&shared),
+        );
+        users.spawn(async move {
+            start_line.wait().await;
+            let deadline = Instant::now() + duration;
+            let mut j = 0;
+            while Instant::now() < deadline && !stop.is_stopped() {
+                let request = config.sustained_request(i, j);
+                j = j.wrapping_add(1);
+                let started = Instant::now();
+                let result = strategy.book(&request).await;
+                let sent = report.send(UserResult {
+                    request,
+                    result,
+                    started,
+                    finished: Instant::now(),
+                });
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(report);
+    collect(strategy, &mut results, users, progress).await
+}
+
+/// Tallies what the users send until they are all done.
+async fn collect(
+    strategy: Arc<dyn Strategy>,
+    results: &mut mpsc::UnboundedReceiver<UserResult>,
+    mut users: JoinSet<()>,
+    progress: &ProgressBar,
+) -> RaceResult {
     let mut race = RaceResult::default();
     let mut first_start: Option<Instant> = None;
     let mut last_end: Option<Instant> = None;
@@ -460,7 +540,10 @@ pub async fn run_with_chaos(
         .min(config.users);
     db::warm_up(repo.pool(), connections).await?;
     let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), redis));
-    let race = race(strategy, config, 0, std::future::ready(()), stop, progress).await;
+    let race = match config.duration {
+        Some(duration) => sustain(strategy, config, duration, stop, progress).await,
+        None => race(strategy, config, 0, std::future::ready(()), stop, progress).await,
+    };
     // Faults scheduled after the last user finished have nothing left to break.
     faults.abort();
     judge(repo, config, race, cleared).await

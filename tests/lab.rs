@@ -339,3 +339,39 @@ async fn renewing_the_lock_turns_the_expiry_scenario_safe_for_locked() {
         "renewed locks never expire"
     );
 }
+
+/// The closed loop of `--duration`: users book again and again on spread slots until the time
+/// is up. With a small inventory the slots sell out during the run; every safe strategy must
+/// sell exactly the capacity, never more, and leave counters equal to rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_loop_sells_exactly_the_capacity_with_the_safe_strategies() {
+    for mode in [
+        Mode::Atomic,
+        Mode::RowLock,
+        Mode::Locked,
+        Mode::Serializable,
+    ] {
+        let (_db, repo) = TestDb::seeded().await;
+        let mut c = config(mode, 20, deadline_policy(10_000, 5));
+        c.users = 8;
+        c.rooms = 2;
+        c.stay = Stay::nights_from("2024-12-24".parse().unwrap(), 3).unwrap();
+        c.hold = Duration::ZERO;
+        c.duration = Some(Duration::from_millis(1500));
+        c.retry = retry_policy(100);
+        let report = run(&repo, &c, None).await;
+        let t = &report.tally;
+        assert_eq!(t.created, 2 * 3 * 20, "{mode}: capacity 120, tally {t:?}");
+        assert_eq!(t.error_count(), 0, "{mode}: {t:?}");
+        assert!(
+            report.verdicts().is_empty(),
+            "{mode}: {:?} {:?}",
+            report.verdicts(),
+            report.nights
+        );
+        assert!(
+            t.sold_out > 0,
+            "{mode}: the loop must have run past the sell-out"
+        );
+    }
+}

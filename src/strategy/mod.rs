@@ -189,6 +189,9 @@ pub enum Expectation {
     /// The database ends consistent, no user hit an error, and nobody was refused while rooms
     /// were left (except by `locked` with a fixed retry budget, which is known to under-sell).
     Safe,
+    /// Nothing in particular: a measurement (the default of the unprotected strategies under
+    /// `--duration`, where slots are spread and inventory is large).
+    Any,
 }
 
 /// Everything a strategy may need; each takes what it uses.

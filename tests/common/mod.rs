@@ -269,5 +269,6 @@ pub fn stress_config(
         expect: mode.default_expectation(1),
         processes: 1,
         chaos: vec![],
+        duration: None,
     }
 }
