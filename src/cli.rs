@@ -351,7 +351,7 @@ mod tests {
         assert_eq!(args.users, 20);
         assert_eq!(args.room.get(), 1);
         assert_eq!(args.from.to_string(), "2024-12-25");
-        assert_eq!(args.inventory, 1);
+        assert_eq!(args.inventory, None, "1 unless --duration");
         assert_eq!(args.hold_ms, 200);
         assert_eq!(
             (
