@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{BookArgs, Cli, Command, DbCommand, StressArgs, StressMode};
+use crate::cli::{
+    BenchCommand, BenchLockArgs, BookArgs, Cli, Command, DbCommand, StressArgs, StressMode,
+};
 use crate::config::{BookConfig, Connection, StressSettings};
 use crate::db::{self, DbError};
 use crate::domain::Outcome;
@@ -76,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Db(DbCommand::Reset) => reset(&connection).await,
         Command::Book(args) => book(&connection, &args).await,
         Command::Stress(args) => stress(&connection, &args, cli.verbose).await,
+        Command::Bench(BenchCommand::Lock(args)) => bench_lock(&connection, &args).await,
     }
 }
 
@@ -102,6 +105,18 @@ async fn reset(connection: &Connection) -> anyhow::Result<Exit> {
         report.seed.rooms,
         report.seed.inventory_rows,
     );
+    Ok(Exit::Success)
+}
+
+async fn bench_lock(connection: &Connection, args: &BenchLockArgs) -> anyhow::Result<Exit> {
+    let Some(lock) = connect_lock(connection, true).await? else {
+        return Ok(Exit::RuntimeError);
+    };
+    let measured = crate::bench::lock_pairs(&lock, args.concurrency, args.duration)
+        .await
+        .context("the lock benchmark failed")?;
+    let mut out = std::io::stdout().lock();
+    finish_output(report::write_json(&mut out, &measured).and_then(|()| out.flush()))?;
     Ok(Exit::Success)
 }
 
@@ -181,8 +196,8 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
             tracing::warn!(
                 wanted,
                 size,
-                "PostgreSQL accepts only {spare} more connections: {} users will wait for one",
-                wanted - size
+                "PostgreSQL accepts only {spare} more connections: users take turns on {} lanes",
+                size - 1
             );
         }
         size
@@ -327,7 +342,16 @@ async fn worker(
         )
         .await;
     };
-    let race = stress::race(strategy, run, first_user, go, &stop, &ProgressBar::hidden()).await;
+    let race = stress::race(
+        strategy,
+        run,
+        first_user,
+        run.users,
+        go,
+        &stop,
+        &ProgressBar::hidden(),
+    )
+    .await;
     repo.pool().close().await;
     serde_json::to_writer(&mut out, &processes::WorkerReport::from_race(&race))?;
     writeln!(out)?;

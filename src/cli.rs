@@ -97,6 +97,27 @@ pub enum Command {
     Book(BookArgs),
     /// Race many users for one slot and check the database afterwards
     Stress(StressArgs),
+    /// Measure a building block alone (used by scripts/bench.sh)
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Acquire + release pairs per second on distinct keys through the lock code, printed as
+    /// one JSON object
+    Lock(BenchLockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLockArgs {
+    /// Concurrent tasks (they share one multiplexed connection)
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+
+    /// How long to run (e.g. 5s)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,12 +22,14 @@
 //! - [`report`]: tables and JSON, generic over `impl Write`.
 //! - [`app`]: runs a command, adds error context, chooses the exit status.
 //! - [`chaos`]: `--chaos FAULT@MS`, faults injected into a running stress.
+//! - [`bench`]: `bench lock`, the lock alone at full speed.
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`metrics`]: latency histograms.
 //! - [`error`]: the library's error types.
 
 pub mod app;
 pub mod backoff;
+pub mod bench;
 pub mod chaos;
 pub mod cli;
 pub mod config;

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Days;
@@ -353,43 +354,66 @@ pub async fn prepare(repo: &Repo, config: &StressConfig) -> Result<u64, BookingE
     Ok(cleared)
 }
 
-/// Races users `first_user .. first_user + config.users` through `strategy`. Every user waits at
-/// one barrier, which also waits for `go` — immediately ready for a single process, the parent's
-/// signal for a worker process — so that all start their booking in the same instant.
+/// Races users `first_user .. first_user + config.users` through `strategy`, at most `lanes`
+/// at a time (one per pooled connection). Every lane waits at one barrier, which also waits for
+/// `go` — immediately ready for a single process, the parent's signal for a worker process — so
+/// that all start their first booking in the same instant.
+///
+/// With no more users than lanes (every demonstration), each user has a lane of its own and they
+/// all start together. With more (a scale run), a user is only a number until a lane takes it:
+/// nobody waits for a pooled connection past its time-out, and memory does not grow with the
+/// number of users. Latency is then measured from when a lane takes the user.
 pub async fn race(
     strategy: Arc<dyn Strategy>,
     config: &StressConfig,
     first_user: u32,
+    lanes: u32,
     go: impl Future<Output = ()>,
     stop: &Stop,
     progress: &ProgressBar,
 ) -> RaceResult {
     let (report, mut results) = mpsc::unbounded_channel::<UserResult>();
-    let start_line = Arc::new(Barrier::new(config.users as usize + 1));
+    let lanes = config.users.min(lanes.max(1));
+    let start_line = Arc::new(Barrier::new(lanes as usize + 1));
+    let next_user = Arc::new(AtomicU32::new(0));
+    let shared = Arc::new(config.clone());
     let mut users = JoinSet::new();
-    for i in 0..config.users {
-        let strategy = Arc::clone(&strategy);
-        let start_line = Arc::clone(&start_line);
-        let report = report.clone();
-        let request = config.request(first_user.saturating_add(i));
-        let stop = stop.clone();
+    for _ in 0..lanes {
+        let (strategy, start_line, report, stop, config, next_user) = (
+            Arc::clone(&strategy),
+            Arc::clone(&start_line),
+            report.clone(),
+            stop.clone(),
+            Arc::clone(&shared),
+            Arc::clone(&next_user),
+        );
         users.spawn(async move {
             start_line.wait().await;
-            let started = Instant::now();
-            // Interrupted before starting: do not start.
-            let result = if stop.is_stopped() {
-                Ok(Outcome::Interrupted)
-            } else {
-                strategy.book(&request).await
-            };
-            // The collector outlives every sender; a failed send means it is gone, and so is
-            // anyone to tell.
-            let _ = report.send(UserResult {
-                request,
-                result,
-                started,
-                finished: Instant::now(),
-            });
+            loop {
+                let i = next_user.fetch_add(1, Ordering::Relaxed);
+                if i >= config.users {
+                    return;
+                }
+                let request = config.request(first_user.saturating_add(i));
+                let started = Instant::now();
+                // Interrupted before starting: do not start.
+                let result = if stop.is_stopped() {
+                    Ok(Outcome::Interrupted)
+                } else {
+                    strategy.book(&request).await
+                };
+                // The collector outlives every sender; a failed send means it is gone, and so
+                // is anyone to tell.
+                let sent = report.send(UserResult {
+                    request,
+                    result,
+                    started,
+                    finished: Instant::now(),
+                });
+                if sent.is_err() {
+                    return;
+                }
+            }
         });
     }
     drop(report);
@@ -542,7 +566,23 @@ pub async fn run_with_chaos(
     let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), redis));
     let race = match config.duration {
         Some(duration) => sustain(strategy, config, duration, stop, progress).await,
-        None => race(strategy, config, 0, std::future::ready(()), stop, progress).await,
+        None => {
+            let lanes = repo
+                .pool()
+                .options()
+                .get_max_connections()
+                .saturating_sub(1);
+            race(
+                strategy,
+                config,
+                0,
+                lanes,
+                std::future::ready(()),
+                stop,
+                progress,
+            )
+            .await
+        }
     };
     // Faults scheduled after the last user finished have nothing left to break.
     faults.abort();

@@ -375,3 +375,26 @@ async fn a_closed_loop_sells_exactly_the_capacity_with_the_safe_strategies() {
         );
     }
 }
+
+/// More users than pooled connections: users queue for a lane instead of timing out on the
+/// pool, and the outcome is still judged right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn more_users_than_connections_queue_for_a_lane_without_errors() {
+    let (db, _repo) = TestDb::seeded().await;
+    let small = booking_cli::repo::Repo::new(
+        booking_cli::db::pool(booking_cli::db::connect_options(&db.url).unwrap(), 6)
+            .await
+            .unwrap(),
+    );
+    let mut c = config(Mode::Atomic, 10, reference_policy());
+    c.users = 200;
+    c.hold = Duration::from_millis(5);
+    let report = run(&small, &c, None).await;
+    let t = &report.tally;
+    assert_eq!(
+        (t.created, t.sold_out, t.error_count()),
+        (10, 190, 0),
+        "{t:?}"
+    );
+    assert!(report.verdicts().is_empty());
+}
