@@ -109,9 +109,7 @@ async fn reset(connection: &Connection) -> anyhow::Result<Exit> {
 }
 
 async fn bench_lock(connection: &Connection, args: &BenchLockArgs) -> anyhow::Result<Exit> {
-    let Some(lock) = connect_lock(connection, true).await? else {
-        return Ok(Exit::RuntimeError);
-    };
+    let lock = connect_redis(connection).await?;
     let measured = crate::bench::lock_pairs(&lock, args.concurrency, args.duration)
         .await
         .context("the lock benchmark failed")?;
@@ -435,7 +433,12 @@ async fn connect_lock(connection: &Connection, needed: bool) -> anyhow::Result<O
     if !needed {
         return Ok(None);
     }
-    let lock = RedisLock::connect(&connection.redis_url, &connection.lock_key_prefix)
+    connect_redis(connection).await.map(Some)
+}
+
+/// The lock service at the first `REDIS_URL`.
+async fn connect_redis(connection: &Connection) -> anyhow::Result<RedisLock> {
+    RedisLock::connect(&connection.redis_url, &connection.lock_key_prefix)
         .await
         .map_err(|e| match e {
             ConnectError::Input(input) => anyhow::Error::new(input),
@@ -446,8 +449,7 @@ async fn connect_lock(connection: &Connection, needed: bool) -> anyhow::Result<O
                 "failed to connect to REDIS_URL {}",
                 connection.redis_display()
             )
-        })?;
-    Ok(Some(lock))
+        })
 }
 
 /// Every Redis server the run's lock strategies use: the faults of `--chaos pause-redis`.
