@@ -11,7 +11,7 @@
 #
 # Then the lock alone: `booking-cli bench lock` (acquire + release pairs on distinct keys through
 # the project's lock code) against redis-benchmark running the same two commands (SET NX PX and
-# EVALSHA of scripts/bench/release.lua) at the same concurrency, unpipelined (-P 1) and
+# EVALSHA of src/lock/release.lua) at the same concurrency, unpipelined (-P 1) and
 # pipelined (-P 16); a pair rate is 1 / (1/rate(SET) + 1/rate(EVALSHA)).
 # Then scale: stress --users 1,000 and 10,000 (BENCH_SCALE adds more, e.g. "1000 10000 100000")
 # on one slot and on ten, with peak memory from /usr/bin/time.
@@ -62,7 +62,7 @@ done
 echo "bench: lock — booking-cli bench lock, then redis-benchmark -P 1 and -P 16 at $users connections" >&2
 lock_tool=$("$cli" bench lock --concurrency "$users" --duration "${seconds}s")
 read -r redis_host redis_port < <(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p.hostname or "127.0.0.1", p.port or 6379)' "$REDIS_URL")
-sha=$(redis-cli -u "$REDIS_URL" SCRIPT LOAD "$(cat scripts/bench/release.lua)")
+sha=$(redis-cli -u "$REDIS_URL" SCRIPT LOAD "$(cat src/lock/release.lua)")
 rate() { # pipeline, command...
     local p=$1; shift
     redis-benchmark -h "$redis_host" -p "$redis_port" -c "$users" -n 300000 -P "$p" -r 100000000 --csv "$@" |

@@ -129,3 +129,34 @@ async fn keep_alive_renews_a_held_lock_and_reports_when_it_is_lost() {
     assert!(lost.contains("was lost"), "{lost}");
     assert_eq!(lock.release(guard).await.unwrap(), Released::Expired);
 }
+
+#[tokio::test]
+async fn a_waiter_is_woken_by_the_release_not_by_its_pause() {
+    let lock = private_lock().await;
+    let key = format!("{}lock:room:3:2024-12-25", lock.key_prefix());
+    let holder = lock
+        .try_acquire(&key, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("free key");
+    // One retry, 2 s away: only a release notification can end the wait sooner.
+    let waiter = {
+        let lock = lock.clone();
+        let key = key.clone();
+        tokio::spawn(async move { lock.acquire(&key, &policy(30_000, 1, 2_000)).await })
+    };
+    // Let the waiter find the key busy and subscribe, then release.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lock.release(holder).await.unwrap(), Released::Released);
+    let Acquired::Held(guard) = waiter.await.unwrap().unwrap() else {
+        panic!("the waiter must get the released lock on its one retry");
+    };
+    let stats = lock.stats();
+    assert_eq!(
+        stats.lock_waits_woken_by_release, 1,
+        "the retry must have been triggered by the release notification, not the 2 s pause"
+    );
+    assert_eq!(stats.lock_busy_attempts, 1);
+    assert_eq!(lock.release(guard).await.unwrap(), Released::Released);
+    assert!(lock.leftover_keys().await.unwrap().is_empty());
+}

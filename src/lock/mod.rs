@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Script};
+use redis::{AsyncConnectionConfig, FromRedisValue, Script, ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
@@ -33,8 +33,6 @@ use crate::error::InputError;
 use crate::metrics::{Latencies, Percentiles};
 use crate::stop::Stop;
 
-/// Returns 1 when the key held our token and was deleted, 0 when the key no longer exists
-/// (it expired), -1 when it exists with another holder's token (it expired and was re-taken).
 /// `SET KEYS[1] ARGV[1] NX PX ARGV[2]`, and when it set the key, `INCR KEYS[2]`: returns the new
 /// fencing token, or 0 when the lock is held by someone else.
 const ACQUIRE_FENCED_SCRIPT: &str = r"
@@ -52,22 +50,19 @@ end
 return 0
 ";
 
-const RELEASE_SCRIPT: &str = r"
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-elseif current == false then
-    return 0
-else
-    return -1
-end
-";
+/// The release: compare-and-delete, and a `PUBLISH` that wakes the key's waiters (the script
+/// documents its answers).
+const RELEASE_SCRIPT: &str = include_str!("release.lua");
 
 /// How long connecting to Redis, and each command, may take before it is an error. A lock that
 /// cannot reach Redis must fail closed, quickly — never hang a booking.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub mod redlock;
+mod wake;
+
+pub use wake::Woken;
+use wake::{Releases, Waiter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -228,6 +223,8 @@ pub enum Released {
 struct Counters {
     acquired: AtomicU64,
     busy_attempts: AtomicU64,
+    /// Waits that a release notification ended (rather than the pause).
+    woken: AtomicU64,
     released: AtomicU64,
     lost: AtomicU64,
     /// Time spent in `acquire`, successful or not. A std mutex: held for one record, never
@@ -259,6 +256,10 @@ pub struct LockStats {
     pub locks_acquired: u64,
     /// `SET NX` attempts that found the key held by someone else.
     pub lock_busy_attempts: u64,
+    /// Waits for a busy key that a release notification ended before the pause did: waiters
+    /// handed the lock, not polling for it.
+    #[serde(default)]
+    pub lock_waits_woken_by_release: u64,
     /// Releases that found our own token and deleted it.
     pub locks_released: u64,
     /// Releases that found the key expired or held by another token: the lock did not protect
@@ -276,6 +277,7 @@ impl LockStats {
     pub fn merge(&mut self, other: &LockStats) {
         self.locks_acquired += other.locks_acquired;
         self.lock_busy_attempts += other.lock_busy_attempts;
+        self.lock_waits_woken_by_release += other.lock_waits_woken_by_release;
         self.locks_released += other.locks_released;
         self.locks_expired_before_release += other.locks_expired_before_release;
         self.lock_wait = self.lock_wait.worst(&other.lock_wait);
@@ -293,6 +295,8 @@ pub struct RedisLock {
     extend: Arc<Script>,
     acquire_fenced: Arc<Script>,
     counters: Arc<Counters>,
+    /// Wakes this process's waiters when a key they wait for is released.
+    releases: Arc<Releases>,
     /// Ctrl-C: waiters give up at their next pause.
     stop: Stop,
 }
@@ -326,6 +330,7 @@ impl RedisLock {
             extend: Arc::new(Script::new(EXTEND_SCRIPT)),
             acquire_fenced: Arc::new(Script::new(ACQUIRE_FENCED_SCRIPT)),
             counters: Arc::default(),
+            releases: Arc::new(Releases::new(client, key_prefix)),
             stop: Stop::new(),
         })
     }
@@ -386,30 +391,20 @@ impl RedisLock {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let fence = match &key.fence {
             None => {
-                let reply: Option<String> = redis::cmd("SET")
-                    .arg(&key.key)
-                    .arg(&token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut self.conn.clone())
-                    .await?;
-                // `SET … NX` answers OK when it set the key and nil when it already existed.
-                match reply {
-                    Some(_) => None,
-                    None => return Ok(None),
+                if !self.set_nx(&key.key, &token, ttl).await? {
+                    return Ok(None);
                 }
+                None
             }
             Some(fence_key) => {
                 // Taking the lock and drawing the token in one script: no holder can ever
                 // hold the lock without a token newer than every earlier holder's.
                 let fence: u64 = self
-                    .acquire_fenced
-                    .key(&key.key)
-                    .key(fence_key)
-                    .arg(&token)
-                    .arg(ttl_ms)
-                    .invoke_async(&mut self.conn.clone())
+                    .eval(
+                        &self.acquire_fenced,
+                        (key.key.as_str(), fence_key.as_str()),
+                        (token.as_str(), ttl_ms),
+                    )
                     .await?;
                 if fence == 0 {
                     return Ok(None);
@@ -488,6 +483,8 @@ impl RedisLock {
     ) -> Result<Acquired, LockError> {
         let key = lock_key.key.as_str();
         let mut attempt: u32 = 0;
+        // Registered at the first busy attempt and kept until this acquire ends.
+        let mut waiter: Option<Waiter> = None;
         loop {
             attempt += 1;
             if let Some(guard) = self.try_acquire_with(lock_key, policy.ttl).await? {
@@ -500,12 +497,29 @@ impl RedisLock {
                 tracing::info!(key = %key, attempts = attempt, "lock busy, giving up");
                 return Ok(Acquired::Busy { attempts: attempt });
             };
-            tracing::info!(key = %key, attempt, pause_ms = pause.as_millis(), "lock busy, retrying");
-            if self.stop.sleep(pause).await {
-                tracing::info!(key = %key, "interrupted while waiting for the lock");
-                return Ok(Acquired::Interrupted);
+            let waiter = match waiter {
+                Some(ref waiter) => waiter,
+                None => waiter.insert(self.releases.waiter(key).await),
+            };
+            let woken = waiter.wait(pause, &self.stop).await;
+            tracing::info!(key = %key, attempt, pause_ms = pause.as_millis(), ?woken, "lock busy, retried");
+            match woken {
+                Woken::Released => {
+                    self.counters.woken.fetch_add(1, Ordering::Relaxed);
+                }
+                Woken::PauseOver => {}
+                Woken::Stopped => {
+                    tracing::info!(key = %key, "interrupted while waiting for the lock");
+                    return Ok(Acquired::Interrupted);
+                }
             }
         }
+    }
+
+    /// Registers a waiter for `key`'s release notifications (see [`wake`]); Redlock waits on
+    /// one instance's.
+    pub(crate) async fn release_waiter(&self, key: &str) -> Waiter {
+        self.releases.waiter(key).await
     }
 
     /// Gives the lock back if it is still ours, and says whether it was.
@@ -537,11 +551,11 @@ impl RedisLock {
     pub async fn extend(&self, guard: &LockGuard, ttl: Duration) -> Result<bool, LockError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let extended: i64 = self
-            .extend
-            .key(&guard.key)
-            .arg(&guard.token)
-            .arg(ttl_ms)
-            .invoke_async(&mut self.conn.clone())
+            .eval(
+                &self.extend,
+                guard.key.as_str(),
+                (guard.token.as_str(), ttl_ms),
+            )
             .await?;
         Ok(extended == 1)
     }
@@ -576,15 +590,25 @@ impl RedisLock {
         ttl: Duration,
     ) -> Result<bool, LockError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply: Option<String> = redis::cmd("SET")
-            .arg(key)
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(reply.is_some())
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(token).arg("NX").arg("PX").arg(ttl_ms);
+        // `SET … NX` answers OK when it set the key and nil when it already existed.
+        Ok(set.query_async::<Value>(&mut self.conn.clone()).await? != Value::Nil)
+    }
+
+    /// Runs `script` (`EVALSHA`, loading it first if Redis does not have it) and converts
+    /// its answer.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: impl ToRedisArgs,
+        args: impl ToRedisArgs,
+    ) -> Result<T, LockError> {
+        Ok(script
+            .key(keys)
+            .arg(args)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
     }
 
     /// The release script alone: deletes `key` only if it holds `token`.
@@ -593,12 +617,7 @@ impl RedisLock {
         key: &str,
         token: &str,
     ) -> Result<Released, LockError> {
-        let reply: i64 = self
-            .release
-            .key(key)
-            .arg(token)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let reply: i64 = self.eval(&self.release, key, token).await?;
         Ok(match reply {
             1 => Released::Released,
             0 => Released::Expired,
@@ -660,6 +679,7 @@ fn snapshot(c: &Counters) -> LockStats {
     LockStats {
         locks_acquired: c.acquired.load(Ordering::Relaxed),
         lock_busy_attempts: c.busy_attempts.load(Ordering::Relaxed),
+        lock_waits_woken_by_release: c.woken.load(Ordering::Relaxed),
         locks_released: c.released.load(Ordering::Relaxed),
         locks_expired_before_release: c.lost.load(Ordering::Relaxed),
         lock_wait: summary(&c.wait),

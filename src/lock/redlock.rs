@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::{
-    Counters, InputError, LockError, LockPolicy, LockStats, RedisLock, Released, new_token, record,
-    snapshot,
+    Counters, InputError, LockError, LockPolicy, LockStats, RedisLock, Released, Waiter, Woken,
+    new_token, record, snapshot,
 };
 use crate::stop::Stop;
 
@@ -202,6 +202,8 @@ impl RedLock {
         started: Instant,
     ) -> Result<OneKey, LockError> {
         let mut attempt: u32 = 0;
+        // Releases publish on every instance; listening to one live instance is enough.
+        let mut waiter: Option<Waiter> = None;
         loop {
             attempt += 1;
             if let Some(guard) = self.try_once(key, policy.ttl).await? {
@@ -213,8 +215,22 @@ impl RedLock {
             let Some(pause) = policy.next_pause(attempt, started.elapsed()) else {
                 return Ok(OneKey::Busy { attempts: attempt });
             };
-            if self.stop.sleep(pause).await {
-                return Ok(OneKey::Interrupted);
+            if waiter.is_none()
+                && let Some(instance) = self.instances.iter().flatten().next()
+            {
+                waiter = Some(instance.release_waiter(key).await);
+            }
+            let woken = match &waiter {
+                Some(waiter) => waiter.wait(pause, &self.stop).await,
+                None if self.stop.sleep(pause).await => Woken::Stopped,
+                None => Woken::PauseOver,
+            };
+            match woken {
+                Woken::Released => {
+                    self.counters.woken.fetch_add(1, Ordering::Relaxed);
+                }
+                Woken::PauseOver => {}
+                Woken::Stopped => return Ok(OneKey::Interrupted),
             }
         }
     }

@@ -14,9 +14,10 @@
 //! gets in and the slot can be overbooked; release reports it ([`Released::Expired`] or
 //! [`Released::Stolen`]). Keep `--lock-ttl-ms` well above `--hold-ms`.
 //!
-//! **What it costs:** waiters poll. With a fixed retry budget (`--lock-retries`), users give up
-//! while the lock changes hands, so at inventory > 1 some are refused for the lock although
-//! rooms are left: under-selling. A deadline (`--lock-wait-ms`) with jittered exponential
+//! **What it costs:** a round trip to Redis before and after the transaction, and waiting.
+//! A release wakes the next waiter (`lock::wake`), but with a fixed retry budget
+//! (`--lock-retries`) users still give up when the holds ahead of them outlast it, so at
+//! inventory > 1 some are refused for the lock although rooms are left: under-selling. A deadline (`--lock-wait-ms`) with jittered exponential
 //! backoff keeps them trying as long as the deadline allows.
 
 use std::time::Duration;
