@@ -75,15 +75,16 @@ pub fn error_line(error: &anyhow::Error, secrets: &[String]) -> String {
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let connection = Connection::from_args(&cli.connection).map_err(anyhow::Error::new)?;
     match cli.command {
-        Command::Db(DbCommand::Reset) => reset(&connection).await,
+        Command::Db(DbCommand::Reset(args)) => reset(&connection, args.rooms).await,
         Command::Book(args) => book(&connection, &args).await,
         Command::Stress(args) => stress(&connection, &args, cli.verbose).await,
         Command::Bench(BenchCommand::Lock(args)) => bench_lock(&connection, &args).await,
     }
 }
 
-async fn reset(connection: &Connection) -> anyhow::Result<Exit> {
-    let report = db::reset(&connection.database_url, &db::reference_hotel())
+async fn reset(connection: &Connection, rooms: u32) -> anyhow::Result<Exit> {
+    let plan = db::reference_hotel().with_rooms(rooms);
+    let report = db::reset(&connection.database_url, &plan)
         .await
         .map_err(surface_db)
         .with_context(|| {

@@ -126,7 +126,16 @@ pub enum DbCommand {
     ///
     /// Seeds rooms 1-10 over the nights 2024-12-20 to 2025-01-05 with 5 rooms each, except room 1
     /// on 2024-12-25, which has 1 (the reference scenario). Non-interactive and idempotent.
-    Reset,
+    ///
+    /// Example: booking-cli db reset --rooms 1000   # 1,000 one-night slots for a scale run
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// How many rooms to seed (rooms beyond the ten named ones are "Room N")
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rooms: u32,
 }
 
 /// Which nights: `--from` plus `--nights` or `--to`.

@@ -189,3 +189,19 @@ async fn within_timeout<T>(
         .await
         .map_err(|_| DbError::Timeout(CONNECT_TIMEOUT))??)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_larger_hotel_keeps_the_named_rooms_and_numbers_the_rest() {
+        let plan = reference_hotel().with_rooms(12);
+        assert_eq!(plan.room_names.len(), 12);
+        assert_eq!(plan.room_names[0], "Standard Double");
+        assert_eq!(plan.room_names[9], "Penthouse");
+        assert_eq!(plan.room_names[10], "Room 11");
+        assert_eq!(plan.room_names[11], "Room 12");
+        assert_eq!(reference_hotel().with_rooms(3).room_names.len(), 3);
+    }
+}

@@ -28,6 +28,18 @@ pub struct SeedPlan {
     pub scarce: (RoomId, NaiveDate, i32),
 }
 
+impl SeedPlan {
+    /// The same hotel with `rooms` rooms: the first names kept, the others called "Room N".
+    pub fn with_rooms(mut self, rooms: u32) -> Self {
+        let rooms = rooms as usize;
+        self.room_names.truncate(rooms);
+        let named = self.room_names.len();
+        self.room_names
+            .extend((named + 1..=rooms).map(|n| format!("Room {n}")));
+        self
+    }
+}
+
 /// What seeding wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeedSummary {
