@@ -16,6 +16,8 @@ use crate::lock::{LockError, RedisLock};
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LockBench {
     pub concurrency: u32,
+    /// Worker threads of the runtime the tasks ran on (`--threads`).
+    pub threads: usize,
     pub pairs: u64,
     pub elapsed_ms: u128,
     pub pairs_per_sec: f64,
@@ -57,6 +59,7 @@ pub async fn lock_pairs(
     let pairs = pairs.load(Ordering::Relaxed);
     Ok(LockBench {
         concurrency,
+        threads: tokio::runtime::Handle::current().metrics().num_workers(),
         pairs,
         elapsed_ms: elapsed.as_millis(),
         pairs_per_sec: pairs as f64 / elapsed.as_secs_f64().max(f64::EPSILON),

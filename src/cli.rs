@@ -42,6 +42,12 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Worker threads of the async runtime [default: one per CPU core]. When the servers run on
+    /// the same small machine, one thread avoids cross-thread wake-ups (see README, Performance)
+    #[arg(long, global = true, env = "BOOKING_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -187,8 +193,9 @@ pub struct RetryArgs {
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub serializable_retries: u32,
 
-    /// Base of the exponential backoff (full jitter, ceiling 16 × base) between two attempts
-    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    /// Base of the exponential backoff (full jitter, ceiling 16 × base) between two attempts;
+    /// 0 retries at once, as `pgbench --max-tries` does
+    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub serializable_backoff_ms: u64,
 }
 
@@ -341,6 +348,12 @@ pub struct StressArgs {
     /// together against the same servers (one combined report)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub processes: u32,
+
+    /// PostgreSQL connections to book on (one process). Users take turns on them when there
+    /// are more users than connections [default: one per user, plus one, when PostgreSQL
+    /// accepts that many — so that every user starts at the same instant; otherwise 32]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub connections: Option<u32>,
 
     /// Inject a fault MS milliseconds after the users start: kill-backend (terminate one open
     /// booking transaction) or pause-redis (CLIENT PAUSE for 5 s); repeatable

@@ -132,6 +132,11 @@ impl StressSettings {
                 "--mixed-ranges needs a stay of 2 or more nights (--nights or --to)".to_owned(),
             ));
         }
+        if args.connections.is_some() && args.processes > 1 {
+            return Err(InputError::Invalid(
+                "--connections sizes one process's pool: drop it with --processes (each worker opens one connection per user)".to_owned(),
+            ));
+        }
         if args.processes > args.users {
             return Err(InputError::Invalid(format!(
                 "--processes {} is more than --users {}: every process needs a user",

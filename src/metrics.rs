@@ -75,20 +75,44 @@ impl Latencies {
     /// How many samples fall in each of `buckets` equal-width bins from 0 to the maximum, as
     /// (upper bound in ms, count).
     pub fn bins(&self, buckets: usize) -> Vec<(f64, u64)> {
+        self.bins_up_to(self.0.max(), buckets)
+    }
+
+    /// `buckets` equal-width bins from 0 to the 99th percentile, then one bin for the rest up
+    /// to the maximum (if any sample is there). A sustained run's tail is long; bins up to the
+    /// maximum would put nearly everything in the first one.
+    pub fn bins_to_p99(&self, buckets: usize) -> Vec<(f64, u64)> {
+        // The bucket's highest equivalent value, so that the p99 sample itself is inside.
+        let p99 = self.0.value_at_quantile(0.99);
+        self.bins_up_to(self.0.highest_equivalent(p99), buckets)
+    }
+
+    fn bins_up_to(&self, ceiling_us: u64, buckets: usize) -> Vec<(f64, u64)> {
         if self.0.is_empty() || buckets == 0 {
             return Vec::new();
         }
-        let max = self.0.max().max(1);
-        let width = max.div_ceil(buckets as u64).max(1);
+        let ceiling = ceiling_us.max(1);
+        let width = ceiling.div_ceil(buckets as u64).max(1);
         let mut bins = vec![0u64; buckets];
+        let mut above = 0;
         for value in self.0.iter_recorded() {
-            let index = ((value.value_iterated_to() / width) as usize).min(buckets - 1);
-            bins[index] += value.count_at_value();
+            let micros = value.value_iterated_to();
+            if micros > width * buckets as u64 {
+                above += value.count_at_value();
+            } else {
+                let index = ((micros / width) as usize).min(buckets - 1);
+                bins[index] += value.count_at_value();
+            }
         }
-        bins.into_iter()
+        let mut bins: Vec<(f64, u64)> = bins
+            .into_iter()
             .enumerate()
             .map(|(i, count)| (((i as u64 + 1) * width) as f64 / 1000.0, count))
-            .collect()
+            .collect();
+        if above > 0 {
+            bins.push((self.0.max() as f64 / 1000.0, above));
+        }
+        bins
     }
 }
 
@@ -134,5 +158,18 @@ mod tests {
         assert!((p.max_ms - 100.0).abs() < 0.1, "{p:?}");
         let bins = l.bins(4);
         assert_eq!(bins.iter().map(|b| b.1).sum::<u64>(), 100);
+        let to_p99 = l.bins_to_p99(4);
+        assert_eq!(
+            to_p99.iter().map(|b| b.1).sum::<u64>(),
+            100,
+            "no sample lost"
+        );
+        // 99 samples up to p99 in four bins, the 100 ms one in the tail bin.
+        assert_eq!(to_p99.len(), 5, "{to_p99:?}");
+        assert_eq!(to_p99[4].1, 1);
+        assert!(
+            (to_p99[4].0 - 100.0).abs() < 0.1,
+            "the tail ends at the maximum"
+        );
     }
 }

@@ -287,6 +287,14 @@ fn expectation_word(expect: Expectation) -> &'static str {
     }
 }
 
+/// One latency band of `latency_histogram`: `count` samples at most `upper_ms`, above the band
+/// before.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Band {
+    pub upper_ms: f64,
+    pub count: u64,
+}
+
 /// `--mode all`: one row per strategy.
 pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::Result<()> {
     let Some(first) = reports.first() else {
@@ -436,6 +444,9 @@ pub struct StressJson<'a> {
     pub elapsed_ms: u128,
     pub bookings_per_sec: f64,
     pub latency: Percentiles,
+    /// Users (or bookings, with `--duration`) per latency band: eight equal bands up to p99,
+    /// then the tail up to the maximum.
+    pub latency_histogram: Vec<Band>,
     pub cleared_bookings: u64,
     /// Every night of every room of the slot.
     pub nights: &'a [NightState],
@@ -490,6 +501,12 @@ impl<'a> StressJson<'a> {
             elapsed_ms: report.elapsed.as_millis(),
             bookings_per_sec: report.bookings_per_sec(),
             latency: report.latency.summary(),
+            latency_histogram: report
+                .latency
+                .bins_to_p99(8)
+                .into_iter()
+                .map(|(upper_ms, count)| Band { upper_ms, count })
+                .collect(),
             cleared_bookings: report.cleared_bookings,
             nights: &report.nights,
             lock_policy: c.mode.needs_redis().then_some(c.lock_policy),

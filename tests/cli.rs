@@ -369,6 +369,24 @@ fn every_bad_input_is_one_line_exit_2_and_writes_nothing() {
         (&["stress", "--mode", "optimistic"], "--mode"),
         (&["stress"], "--mode"),
         (
+            &[
+                "stress",
+                "--mode",
+                "locked",
+                "--processes",
+                "2",
+                "--connections",
+                "8",
+            ],
+            "--connections",
+        ),
+        (
+            &["stress", "--mode", "atomic", "--connections", "1"],
+            "--connections",
+        ),
+        (&["--threads", "0", "bench", "lock"], "--threads"),
+        (&["db", "reset", "--rooms", "0"], "--rooms"),
+        (
             &["--database-url", "not a url", "stress", "--mode", "naive"],
             "DATABASE_URL",
         ),
