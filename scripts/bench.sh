@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# Throughput of each strategy against the server's own limit, measured in one run:
-# booking-cli's closed loop (`stress --duration`) against pgbench running the very same SQL
-# (scripts/bench/<strategy>.sql) in prepared mode, at the same concurrency on the same slot
-# spread (10 rooms × 17 nights, inventory large enough never to sell out). For `locked`, pgbench
-# runs its database part alone (naive.sql), so the ratio shows what the Redis round trips cost.
-# Prints a table of figures and ratios (tool ÷ limit) and writes target/bench/bench.json.
+# What each strategy costs, against the servers' own limits measured in the same run.
 #
-#   scripts/bench.sh                    # 16 users, 10 s per measurement
-#   BENCH_USERS=8 BENCH_SECONDS=5 scripts/bench.sh
+#   scripts/bench.sh                                  # 16 users, 5 s per measurement, 3 runs
+#   BENCH_USERS=8 BENCH_SECONDS=10 BENCH_RUNS=5 scripts/bench.sh
+#   BENCH_SCALE="1000 10000" scripts/bench.sh         # skip the 100,000-user runs (~6 min)
 #
-# Then the lock alone: `booking-cli bench lock` (acquire + release pairs on distinct keys through
-# the project's lock code) against redis-benchmark running the same two commands (SET NX PX and
-# EVALSHA of src/lock/release.lua) at the same concurrency, unpipelined (-P 1) and
-# pipelined (-P 16); a pair rate is 1 / (1/rate(SET) + 1/rate(EVALSHA)).
-# Then scale: stress --users 1,000 and 10,000 (BENCH_SCALE adds more, e.g. "1000 10000 100000")
-# on one slot and on ten, with peak memory from /usr/bin/time.
+# 1. Strategies: booking-cli's closed loop (`stress --duration`) against pgbench running the very
+#    same SQL (scripts/bench/<strategy>.sql) in prepared mode, at the same concurrency on the
+#    same slot spread (10 rooms × 17 nights, inventory never sold out). For `locked`, pgbench runs
+#    its database part alone (naive.sql), so the ratio shows what the Redis round trips cost.
+#    Tool and pgbench alternate, BENCH_RUNS times over all strategies: each ratio is taken within
+#    a pair of back-to-back runs, then the median is reported.
+# 2. The lock alone: `booking-cli bench lock` (acquire + release pairs on distinct keys through
+#    the project's lock code) with one runtime thread and with the default, against
+#    redis-benchmark running the same two commands (SET NX PX, and EVALSHA of the lock's own
+#    src/lock/release.lua) at the same concurrency, unpipelined (-P 1) and pipelined (-P 16).
+#    A pair rate is 1 / (1/rate(SET) + 1/rate(EVALSHA)). For information, also with 4 × the
+#    tasks: redis-benchmark -P 16 keeps 16 commands in flight per connection, the tasks one.
+#    serializable runs with --serializable-backoff-ms 2: pgbench retries at once (see README).
+# 3. The reference run: `stress --users 20 --mode locked` five times (target: hold + 150 ms).
+# 4. Scale: stress --users 1,000 / 10,000 / 100,000 on one slot and on 1,000 one-night slots
+#    (db reset --rooms 1000), with peak memory from /usr/bin/time.
+#
+# Prints the figures and ratios, latency histograms per strategy, and writes
+# target/bench/bench.json and target/bench/throughput.svg (scripts/bench/report.py).
+# The database is reset (1,000 rooms) at the start and left that way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 users=${BENCH_USERS:-16}
-seconds=${BENCH_SECONDS:-10}
+seconds=${BENCH_SECONDS:-5}
+runs=${BENCH_RUNS:-3}
+scale_users=${BENCH_SCALE:-1000 10000 100000}
 for tool in pgbench redis-benchmark redis-cli python3 /usr/bin/time; do
     command -v "$tool" >/dev/null || {
         echo "bench: $tool is missing (Debian/Ubuntu: apt-get install postgresql-client redis-tools python3 time)" >&2
         exit 1
     }
 done
+say() { echo "bench: $*" >&2; }
 
 scripts/services.sh
 # shellcheck disable=SC1091
@@ -33,95 +46,97 @@ source target/services.env
 export NO_COLOR=1
 cargo build --release --locked >&2
 cli=target/release/booking-cli
-"$cli" db reset >&2
-mkdir -p target/bench
+out=target/bench
+mkdir -p "$out"
+"$cli" db reset --rooms 1000 >&2
 spread=(--rooms 10 --from 2024-12-20 --to 2025-01-06 --hold-ms 0 --users "$users")
-
-# Prepare the spread (inventory 1,000,000 on every slot) once, with a short run.
+# Prepare the spread (inventory 1,000,000 on every slot) with a short run.
 "$cli" stress --mode atomic --duration 1s "${spread[@]}" --json >/dev/null
 
-results=target/bench/runs.jsonl
-: >"$results"
-for mode in naive lost-update row-lock atomic advisory serializable locked; do
-    sql=scripts/bench/$mode.sql
-    [ "$mode" = locked ] && sql=scripts/bench/naive.sql
-    echo "bench: $mode — booking-cli, then pgbench -M prepared, ${seconds}s each at $users users" >&2
-    tool=$("$cli" stress --mode "$mode" --duration "${seconds}s" "${spread[@]}" --json \
-        --lock-wait-ms 10000 --serializable-retries 50)
-    limit=$(pgbench -n -M prepared -c "$users" -j 2 -T "$seconds" --max-tries 50 -f "$sql" "$DATABASE_URL" 2>&1 |
-        sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-    python3 -c '
-import json, sys
-tool = json.loads(sys.argv[1])
-print(json.dumps({"strategy": sys.argv[2], "sql": sys.argv[3], "tool_bookings_per_sec": round(tool["bookings_per_sec"], 1),
-    "tool_p50_ms": tool["latency"]["p50_ms"], "tool_p99_ms": tool["latency"]["p99_ms"], "tool_errors": tool["errors"],
-    "tool_verdict": tool["verdict"], "pgbench_tps": float(sys.argv[4] or 0)}))' "$tool" "$mode" "$sql" "$limit" >>"$results"
-done
-
-# The lock alone.
-echo "bench: lock — booking-cli bench lock, then redis-benchmark -P 1 and -P 16 at $users connections" >&2
-lock_tool=$("$cli" bench lock --concurrency "$users" --duration "${seconds}s")
-read -r redis_host redis_port < <(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p.hostname or "127.0.0.1", p.port or 6379)' "$REDIS_URL")
-sha=$(redis-cli -u "$REDIS_URL" SCRIPT LOAD "$(cat src/lock/release.lua)")
-rate() { # pipeline, command...
-    local p=$1; shift
-    redis-benchmark -h "$redis_host" -p "$redis_port" -c "$users" -n 300000 -P "$p" -r 100000000 --csv "$@" |
-        tail -n 1 | cut -d, -f2 | tr -d '"'
-}
-set_1=$(rate 1 SET 'bench:__rand_int__' tok NX PX 5000)
-del_1=$(rate 1 EVALSHA "$sha" 1 'bench:__rand_int__' tok)
-set_16=$(rate 16 SET 'bench:__rand_int__' tok NX PX 5000)
-del_16=$(rate 16 EVALSHA "$sha" 1 'bench:__rand_int__' tok)
-
-# Scale: many users on one slot, and spread over ten (rooms 1-10, one night; the seeded hotel
-# has no more rooms, so the issue's 1,000 slots need a larger seed).
-scale=target/bench/scale.jsonl
-: >"$scale"
-for n in ${BENCH_SCALE:-1000 10000}; do
-    for where in one-slot ten-slots; do
-        case $where in
-            one-slot) slot=(--room 1 --from 2024-12-25 --nights 1) ;;
-            ten-slots) slot=(--rooms 10 --from 2024-12-25 --nights 1) ;;
-        esac
-        echo "bench: scale — $n users, $where" >&2
-        out=$(/usr/bin/time -f '%M' -o target/bench/time.txt "$cli" stress --mode atomic --users "$n" \
-            --hold-ms 0 --inventory 1000000 "${slot[@]}" --json)
+# 1. Strategies against pgbench.
+: >"$out/strategies.jsonl"
+for run in $(seq 1 "$runs"); do
+    for mode in naive lost-update row-lock atomic advisory serializable locked; do
+        sql=scripts/bench/$mode.sql
+        [ "$mode" = locked ] && sql=scripts/bench/naive.sql
+        say "run $run/$runs: $mode — booking-cli, then pgbench -M prepared, ${seconds}s each at $users users"
+        "$cli" stress --mode "$mode" --duration "${seconds}s" "${spread[@]}" --json \
+            --lock-wait-ms 10000 --serializable-retries 50 --serializable-backoff-ms 2 >"$out/strategy-run.json"
+        limit=$(pgbench -n -M prepared -c "$users" -j 2 -T "$seconds" --max-tries 50 -f "$sql" "$DATABASE_URL" 2>&1 |
+            sed -n 's/^tps = \([0-9.]*\).*/\1/p')
         python3 -c '
 import json, sys
-j = json.loads(sys.argv[1])
-print(json.dumps({"users": j["users"], "where": sys.argv[2], "created": j["created"], "errors": j["errors"],
-    "bookings_per_sec": round(j["bookings_per_sec"], 1), "elapsed_ms": j["elapsed_ms"],
-    "peak_rss_mb": round(int(open("target/bench/time.txt").read().split()[-1]) / 1024, 1)}))' "$out" "$where" >>"$scale"
+t = json.load(open(sys.argv[1]))
+print(json.dumps({"run": int(sys.argv[2]), "strategy": sys.argv[3], "sql": sys.argv[4],
+    "tool": t["bookings_per_sec"], "pgbench": float(sys.argv[5] or 0),
+    "p50_ms": t["latency"]["p50_ms"], "p99_ms": t["latency"]["p99_ms"], "errors": t["errors"],
+    "verdict": t["verdict"], "histogram": t["latency_histogram"]}))' "$out/strategy-run.json" "$run" "$mode" "$sql" "$limit" \
+            >>"$out/strategies.jsonl"
     done
 done
 
-python3 - "$results" "$users" "$seconds" "$lock_tool" "$set_1" "$del_1" "$set_16" "$del_16" "$scale" <<'PY'
+# 2. The lock alone.
+read -r redis_host redis_port < <(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p.hostname or "127.0.0.1", p.port or 6379)' "$REDIS_URL")
+sha=$(redis-cli -u "$REDIS_URL" SCRIPT LOAD "$(cat src/lock/release.lua)")
+rate() { # pipeline, command...
+    local p=$1
+    shift
+    redis-benchmark -h "$redis_host" -p "$redis_port" -c "$users" -n 300000 -P "$p" -r 100000000 --csv "$@" |
+        tail -n 1 | cut -d, -f2 | tr -d '"'
+}
+: >"$out/lock.jsonl"
+for run in $(seq 1 "$runs"); do
+    say "run $run/$runs: lock — booking-cli bench lock (1 thread, default threads), redis-benchmark -P 1 and -P 16"
+    one=$("$cli" --threads 1 bench lock --concurrency "$users" --duration "${seconds}s")
+    default=$("$cli" bench lock --concurrency "$users" --duration "${seconds}s")
+    deep=$("$cli" --threads 1 bench lock --concurrency $((users * 4)) --duration "${seconds}s")
+    set_1=$(rate 1 SET 'bench:__rand_int__' tok NX PX 5000)
+    eval_1=$(rate 1 EVALSHA "$sha" 1 'bench:__rand_int__' tok)
+    set_16=$(rate 16 SET 'bench:__rand_int__' tok NX PX 5000)
+    eval_16=$(rate 16 EVALSHA "$sha" 1 'bench:__rand_int__' tok)
+    python3 -c '
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-for r in rows:
-    r["ratio"] = round(r["tool_bookings_per_sec"] / r["pgbench_tps"], 2) if r["pgbench_tps"] else None
-head = f"{'strategy':<13} {'booking-cli /s':>14} {'pgbench tps':>12} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}  verdict"
-print(f"bench: {sys.argv[2]} users, {sys.argv[3]} s per measurement, pgbench -M prepared on the same SQL")
-print(head)
-print("-" * len(head))
-for r in rows:
-    print(f"{r['strategy']:<13} {r['tool_bookings_per_sec']:>14.0f} {r['pgbench_tps']:>12.0f} {r['ratio'] or 0:>6.2f} "
-          f"{r['tool_p50_ms']:>7.2f} {r['tool_p99_ms']:>7.2f}  {r['tool_verdict']}")
-lock = json.loads(sys.argv[4])
-pair = lambda a, b: 1 / (1 / float(a) + 1 / float(b))
-p1, p16 = pair(sys.argv[5], sys.argv[6]), pair(sys.argv[7], sys.argv[8])
-lock_rows = {"booking_cli_pairs_per_sec": round(lock["pairs_per_sec"]), "redis_benchmark_pairs_per_sec_p1": round(p1),
-             "redis_benchmark_pairs_per_sec_p16": round(p16), "ratio_to_p1": round(lock["pairs_per_sec"] / p1, 2),
-             "ratio_to_p16": round(lock["pairs_per_sec"] / p16, 2)}
-print()
-print(f"lock alone: booking-cli {lock_rows['booking_cli_pairs_per_sec']} pairs/s; redis-benchmark -P 1 {lock_rows['redis_benchmark_pairs_per_sec_p1']}"
-      f" (ratio {lock_rows['ratio_to_p1']}), -P 16 {lock_rows['redis_benchmark_pairs_per_sec_p16']} (ratio {lock_rows['ratio_to_p16']})")
-scale = [json.loads(l) for l in open(sys.argv[9])]
-print()
-print(f"{'scale (atomic)':<22} {'created':>8} {'errors':>7} {'bookings/s':>11} {'elapsed ms':>11} {'peak MB':>8}")
-for r in scale:
-    print(f"{str(r['users']) + ' users, ' + r['where']:<22} {r['created']:>8} {r['errors']:>7} {r['bookings_per_sec']:>11.0f} {r['elapsed_ms']:>11} {r['peak_rss_mb']:>8}")
-json.dump({"users": int(sys.argv[2]), "seconds": int(sys.argv[3]), "strategies": rows, "lock": lock_rows, "scale": scale},
-          open("target/bench/bench.json", "w"), indent=2)
-print("written: target/bench/bench.json")
-PY
+one, default, deep = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[7])
+print(json.dumps({"one_thread": one["pairs_per_sec"], "default_threads": default["pairs_per_sec"],
+    "one_thread_4x_tasks": deep["pairs_per_sec"], "tasks_4x": deep["concurrency"],
+    "threads": default["threads"], "set_p1": float(sys.argv[3]), "eval_p1": float(sys.argv[4]),
+    "set_p16": float(sys.argv[5]), "eval_p16": float(sys.argv[6])}))' \
+        "$one" "$default" "$set_1" "$eval_1" "$set_16" "$eval_16" "$deep" >>"$out/lock.jsonl"
+done
+redis-cli -u "$REDIS_URL" --scan --pattern 'bench:*' | xargs -r -n 1000 redis-cli -u "$REDIS_URL" DEL >/dev/null
+
+# 3. The reference run.
+say "reference run: stress --users 20 --mode locked, 5 times"
+: >"$out/reference.jsonl"
+for _ in 1 2 3 4 5; do
+    "$cli" stress --users 20 --mode locked --json | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print(json.dumps({"elapsed_ms": j["elapsed_ms"], "hold_ms": j["hold_ms"], "created": j["created"],
+    "conflicts": j["conflicts_sold_out"] + j["conflicts_lock"], "errors": j["errors"],
+    "booked_count": j["booked_count"]}))' >>"$out/reference.jsonl"
+done
+
+# 4. Scale.
+: >"$out/scale.jsonl"
+for n in $scale_users; do
+    for where in one-slot 1000-slots; do
+        case $where in
+            one-slot) slot=(--room 1 --from 2024-12-25 --nights 1) label="one slot" ;;
+            1000-slots) slot=(--rooms 1000 --from 2024-12-25 --nights 1) label="1,000 slots" ;;
+        esac
+        say "scale: $n users, $label"
+        /usr/bin/time -f '%M' -o "$out/time.txt" "$cli" stress --mode atomic --users "$n" \
+            --hold-ms 0 --inventory 1000000 "${slot[@]}" --json >"$out/scale-run.json"
+        python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+peak_kb = int(open(sys.argv[3]).read().split()[-1])
+print(json.dumps({"users": j["users"], "where": sys.argv[2], "created": j["created"], "errors": j["errors"],
+    "bookings_per_sec": round(j["bookings_per_sec"], 1), "elapsed_ms": j["elapsed_ms"],
+    "verdict": j["verdict"], "peak_rss_mb": round(peak_kb / 1024, 1)}))' "$out/scale-run.json" "$label" "$out/time.txt" \
+            >>"$out/scale.jsonl"
+    done
+done
+
+python3 scripts/bench/report.py "$users" "$seconds" "$runs"

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""The table, histograms, JSON and SVG chart of one scripts/bench.sh run.
+
+Reads the JSON lines that bench.sh wrote under target/bench/ and prints medians of the
+interleaved runs, with each ratio computed per run (tool and limit measured back to back) and
+then taken as the median. Writes target/bench/bench.json and target/bench/throughput.svg.
+Standard library only.
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+OUT = Path("target/bench")
+TARGETS = {"locked": 0.75}  # every other strategy: 0.85 (PostgreSQL alone)
+LOCK_TARGET = 0.6
+BARS = "▏▎▍▌▋▊▉█"
+
+
+def lines(name):
+    path = OUT / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def bar(value, peak, width=32):
+    """A horizontal bar in eighths of a character."""
+    if peak <= 0:
+        return ""
+    eighths = round(value / peak * width * 8)
+    return "█" * (eighths // 8) + (BARS[eighths % 8 - 1] if eighths % 8 else "")
+
+
+def strategies(settings):
+    runs = lines("strategies.jsonl")
+    order = list(dict.fromkeys(r["strategy"] for r in runs))
+    rows = []
+    for name in order:
+        mine = [r for r in runs if r["strategy"] == name]
+        ratios = [r["tool"] / r["pgbench"] if r["pgbench"] else None for r in mine]
+        # The run whose throughput is the median, for its latency and histogram.
+        middle = sorted(mine, key=lambda r: r["tool"])[len(mine) // 2]
+        ratio = median(ratios)
+        target = TARGETS.get(name, 0.85)
+        rows.append({
+            "strategy": name,
+            "sql": mine[0]["sql"],
+            "runs": len(mine),
+            "tool_bookings_per_sec": round(median([r["tool"] for r in mine]), 1),
+            "pgbench_tps": round(median([r["pgbench"] for r in mine]), 1),
+            "ratio": round(ratio, 2) if ratio is not None else None,
+            "ratios": [round(r, 2) if r is not None else None for r in ratios],
+            "target": target,
+            "met": ratio is not None and ratio >= target,
+            "tool_p50_ms": middle["p50_ms"],
+            "tool_p99_ms": middle["p99_ms"],
+            "tool_errors": sum(r["errors"] for r in mine),
+            "verdicts": sorted({r["verdict"] for r in mine}),
+            "latency_histogram": middle["histogram"],
+        })
+    print(f"bench: {settings['users']} users, {settings['seconds']} s per measurement, "
+          f"median of {settings['runs']} interleaved runs; pgbench -M prepared on the same SQL")
+    head = (f"{'strategy':<13} {'booking-cli/s':>13} {'pgbench tps':>11} {'ratio':>6} {'target':>7} "
+            f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6}  ratios per run       verdict")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        mark = "met" if r["met"] else "MISSED"
+        runs_text = " ".join(f"{x:.2f}" if x is not None else "-" for x in r["ratios"])
+        print(f"{r['strategy']:<13} {r['tool_bookings_per_sec']:>13.0f} {r['pgbench_tps']:>11.0f} "
+              f"{r['ratio'] or 0:>6.2f} {'≥' + format(r['target'], '.2f'):>7} {r['tool_p50_ms']:>7.2f} "
+              f"{r['tool_p99_ms']:>7.2f} {r['tool_errors']:>6}  {runs_text:<20} {'/'.join(r['verdicts'])} ({mark})")
+    return rows
+
+
+def histograms(rows):
+    print()
+    print("latency per booking (the median run of each strategy; 8 bands up to p99, then the tail):")
+    for r in rows:
+        bands = r["latency_histogram"]
+        peak = max((b["count"] for b in bands), default=0)
+        total = sum(b["count"] for b in bands) or 1
+        print(f"  {r['strategy']}")
+        lower = 0.0
+        for b in bands:
+            share = b["count"] / total * 100
+            print(f"    {lower:>7.2f} – {b['upper_ms']:>7.2f} ms │{bar(b['count'], peak, 30):<30} {share:5.1f} %")
+            lower = b["upper_ms"]
+
+
+def lock():
+    runs = lines("lock.jsonl")
+    pair = lambda a, b: 1 / (1 / a + 1 / b)
+    per_run = []
+    for r in runs:
+        p1, p16 = pair(r["set_p1"], r["eval_p1"]), pair(r["set_p16"], r["eval_p16"])
+        per_run.append({"one_thread": r["one_thread"], "default_threads": r["default_threads"],
+                        "deep": r["one_thread_4x_tasks"], "tasks_4x": r["tasks_4x"], "ratio_p16_deep": r["one_thread_4x_tasks"] / p16,
+                        "threads": r["threads"], "p1": p1, "p16": p16,
+                        "ratio_p16": r["one_thread"] / p16, "ratio_p16_default": r["default_threads"] / p16,
+                        "ratio_p1": r["one_thread"] / p1})
+    m = lambda key: median([r[key] for r in per_run])
+    result = {
+        "runs": len(per_run),
+        "booking_cli_pairs_per_sec_one_thread": round(m("one_thread")),
+        "booking_cli_pairs_per_sec_default_threads": round(m("default_threads")),
+        "default_threads": per_run[0]["threads"] if per_run else None,
+        "booking_cli_pairs_per_sec_one_thread_4x_tasks": round(m("deep")),
+        "tasks_4x": per_run[0]["tasks_4x"] if per_run else None,
+        "ratio_to_p16_4x_tasks": round(m("ratio_p16_deep"), 2),
+        "redis_benchmark_pairs_per_sec_p1": round(m("p1")),
+        "redis_benchmark_pairs_per_sec_p16": round(m("p16")),
+        "ratio_to_p1": round(m("ratio_p1"), 2),
+        "ratio_to_p16": round(m("ratio_p16"), 2),
+        "ratio_to_p16_default_threads": round(m("ratio_p16_default"), 2),
+        "ratios_to_p16_per_run": [round(r["ratio_p16"], 2) for r in per_run],
+        "target": LOCK_TARGET,
+        "met": m("ratio_p16") >= LOCK_TARGET,
+    }
+    print()
+    print(f"lock alone (acquire + release pairs/s on distinct keys, median of {result['runs']} runs):")
+    print(f"  booking-cli --threads 1            {result['booking_cli_pairs_per_sec_one_thread']:>8}   "
+          f"÷ -P 16 = {result['ratio_to_p16']:.2f} (target ≥ {LOCK_TARGET}: {'met' if result['met'] else 'MISSED'}; "
+          f"per run {' '.join(f'{x:.2f}' for x in result['ratios_to_p16_per_run'])}), ÷ -P 1 = {result['ratio_to_p1']:.2f}")
+    print(f"  booking-cli ({result['default_threads']} threads, the default) {result['booking_cli_pairs_per_sec_default_threads']:>8}   "
+          f"÷ -P 16 = {result['ratio_to_p16_default_threads']:.2f}")
+    print(f"  booking-cli --threads 1, {result['tasks_4x']} tasks     {result['booking_cli_pairs_per_sec_one_thread_4x_tasks']:>8}   "
+          f"÷ -P 16 = {result['ratio_to_p16_4x_tasks']:.2f} (for information: more commands in flight)")
+    print(f"  redis-benchmark -P 1               {result['redis_benchmark_pairs_per_sec_p1']:>8}")
+    print(f"  redis-benchmark -P 16              {result['redis_benchmark_pairs_per_sec_p16']:>8}")
+    return result
+
+
+def reference():
+    runs = lines("reference.jsonl")
+    elapsed = [r["elapsed_ms"] for r in runs]
+    hold = runs[0]["hold_ms"] if runs else 200
+    result = {
+        "runs": len(runs),
+        "elapsed_ms": elapsed,
+        "median_elapsed_ms": median(elapsed),
+        "hold_ms": hold,
+        "target_ms": hold + 150,
+        "outcomes": sorted({f"{r['created']}/{r['conflicts']}/{r['errors']} booked_count {r['booked_count']}" for r in runs}),
+    }
+    result["met"] = result["median_elapsed_ms"] is not None and result["median_elapsed_ms"] <= result["target_ms"]
+    print()
+    print(f"reference run, locked, 20 users, inventory 1, hold {hold} ms: elapsed {' '.join(map(str, elapsed))} ms, "
+          f"median {result['median_elapsed_ms']} (target ≤ {result['target_ms']}: {'met' if result['met'] else 'MISSED'}); "
+          f"created/409/errors: {', '.join(result['outcomes'])}")
+    return result
+
+
+def scale():
+    rows = lines("scale.jsonl")
+    print()
+    print(f"{'scale (atomic, hold 0)':<26} {'created':>8} {'errors':>7} {'bookings/s':>11} {'elapsed ms':>11} {'peak MB':>8}")
+    for r in rows:
+        label = f"{r['users']:,} users, {r['where']}"
+        print(f"{label:<26} {r['created']:>8} {r['errors']:>7} {r['bookings_per_sec']:>11.0f} {r['elapsed_ms']:>11} {r['peak_rss_mb']:>8}")
+    by = {(r["users"], r["where"]): r for r in rows}
+    small, large = by.get((1000, "1,000 slots")), by.get((100000, "1,000 slots"))
+    result = {"runs": rows}
+    if small and large:
+        ratio = large["bookings_per_sec"] / small["bookings_per_sec"]
+        result["throughput_100k_over_1k_on_1000_slots"] = round(ratio, 2)
+        result["peak_mb_100k"] = large["peak_rss_mb"]
+        result["met"] = ratio >= 0.9 and large["peak_rss_mb"] < 100
+        print(f"100,000 ÷ 1,000 users on 1,000 slots: {ratio:.2f} × the bookings/s (target ≥ 0.9), "
+              f"peak {large['peak_rss_mb']} MB (target < 100): {'met' if result['met'] else 'MISSED'}")
+    return result
+
+
+def svg(rows, lock_result):
+    """Grouped horizontal bars: each strategy against pgbench, the lock against redis-benchmark."""
+    width, label_w, bar_h, gap = 860, 130, 14, 10
+    plot_w = width - label_w - 250  # room for the longest bar's label
+    parts = []
+    y = 40
+
+    def text(x, y, s, size=12, anchor="start", weight="normal"):
+        s = s.replace("&", "&amp;").replace("<", "&lt;")
+        parts.append(f'<text x="{x}" y="{y}" font-size="{size}" text-anchor="{anchor}" font-weight="{weight}">{s}</text>')
+
+    def group(title, unit, items):
+        nonlocal y
+        text(10, y, title, 14, weight="bold")
+        y += 14
+        peak = max(v for _, pairs in items for _, v, _ in pairs) or 1
+        for name, pairs in items:
+            text(label_w - 8, y + bar_h * len(pairs) / 2 + 4, name, anchor="end")
+            for legend, value, colour in pairs:
+                w = value / peak * plot_w
+                parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h - 2}" fill="{colour}"/>')
+                text(label_w + w + 4, y + bar_h - 4, f"{value:,.0f} {unit} {legend}", 10)
+                y += bar_h
+            y += gap
+        y += 16
+
+    tool, limit, extra = "#2f6fb3", "#b0b0b0", "#7aa6d6"
+    group("Bookings per second: booking-cli against pgbench -M prepared on the same SQL (median)", "/s", [
+        (r["strategy"], [(f"booking-cli (×{r['ratio']:.2f})", r["tool_bookings_per_sec"], tool),
+                         ("pgbench", r["pgbench_tps"], limit)]) for r in rows])
+    group("Lock acquire + release pairs per second: booking-cli against redis-benchmark (median)", "/s", [
+        ("lock", [(f"booking-cli, 1 thread (×{lock_result['ratio_to_p16']:.2f} of -P 16)",
+                   lock_result["booking_cli_pairs_per_sec_one_thread"], tool),
+                  (f"booking-cli, {lock_result['default_threads']} threads",
+                   lock_result["booking_cli_pairs_per_sec_default_threads"], extra),
+                  (f"booking-cli, 1 thread, {lock_result['tasks_4x']} tasks",
+                   lock_result["booking_cli_pairs_per_sec_one_thread_4x_tasks"], extra),
+                  ("redis-benchmark -P 1", lock_result["redis_benchmark_pairs_per_sec_p1"], limit),
+                  ("redis-benchmark -P 16", lock_result["redis_benchmark_pairs_per_sec_p16"], "#808080")])])
+    height = y
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif">'
+            f'<rect width="100%" height="100%" fill="white"/>' + "".join(parts) + "</svg>\n")
+
+
+def main():
+    settings = {"users": int(sys.argv[1]), "seconds": int(sys.argv[2]), "runs": int(sys.argv[3])}
+    rows = strategies(settings)
+    histograms(rows)
+    lock_result = lock()
+    reference_result = reference()
+    scale_result = scale()
+    (OUT / "bench.json").write_text(json.dumps({
+        **settings, "strategies": rows, "lock": lock_result,
+        "reference_run": reference_result, "scale": scale_result}, indent=2) + "\n")
+    (OUT / "throughput.svg").write_text(svg(rows, lock_result))
+    print()
+    print(f"written: {OUT / 'bench.json'}, {OUT / 'throughput.svg'}")
+
+
+if __name__ == "__main__":
+    main()
