@@ -231,9 +231,10 @@ fn write_lock_line(out: &mut impl Write, lock: &LockStats, policy: &LockPolicy) 
     };
     writeln!(
         out,
-        "Lock ({waiting}): {} taken, {} busy attempts; wait p50 {} / max {} ms; hold p50 {} / max {} ms",
+        "Lock ({waiting}): {} taken, {} busy attempts, {} waits ended by a release; wait p50 {} / max {} ms; hold p50 {} / max {} ms",
         lock.locks_acquired,
         lock.lock_busy_attempts,
+        lock.lock_waits_woken_by_release,
         ms(lock.lock_wait.p50_ms),
         ms(lock.lock_wait.max_ms),
         ms(lock.lock_hold.p50_ms),
