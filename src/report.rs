@@ -382,24 +382,21 @@ pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::R
     }
     for r in reports {
         let summary = r.latency.summary();
-        if sustained {
-            writeln!(
-                out,
-                "  {:<13}{} p99 {} / max {} ms",
-                r.config.mode.name(),
-                sparkline(&r.latency.bins_to_p99(23)),
-                ms(summary.p99_ms),
-                ms(summary.max_ms)
-            )?;
+        let (bins, p99) = if sustained {
+            (
+                r.latency.bins_to_p99(23),
+                format!("p99 {} / max ", ms(summary.p99_ms)),
+            )
         } else {
-            writeln!(
-                out,
-                "  {:<13}{} {} ms",
-                r.config.mode.name(),
-                sparkline(&r.latency.bins(24)),
-                ms(summary.max_ms)
-            )?;
-        }
+            (r.latency.bins(24), String::new())
+        };
+        writeln!(
+            out,
+            "  {:<13}{} {p99}{} ms",
+            r.config.mode.name(),
+            sparkline(&bins),
+            ms(summary.max_ms)
+        )?;
     }
     let failed: Vec<_> = reports
         .iter()

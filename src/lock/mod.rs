@@ -242,6 +242,16 @@ fn record(histogram: &Mutex<Latencies>, duration: Duration) {
         .record(duration);
 }
 
+impl Counters {
+    /// Counts a wait that a release ended; passes `woken` on.
+    fn note_wake(&self, woken: Woken) -> Woken {
+        if woken == Woken::Released {
+            self.woken.fetch_add(1, Ordering::Relaxed);
+        }
+        woken
+    }
+}
+
 fn summary(histogram: &Mutex<Latencies>) -> Percentiles {
     histogram
         .lock()
@@ -501,17 +511,13 @@ impl RedisLock {
                 Some(ref waiter) => waiter,
                 None => waiter.insert(self.releases.waiter(key).await),
             };
-            let woken = waiter.wait(pause, &self.stop).await;
+            let woken = self
+                .counters
+                .note_wake(waiter.wait(pause, &self.stop).await);
             tracing::info!(key = %key, attempt, pause_ms = pause.as_millis(), ?woken, "lock busy, retried");
-            match woken {
-                Woken::Released => {
-                    self.counters.woken.fetch_add(1, Ordering::Relaxed);
-                }
-                Woken::PauseOver => {}
-                Woken::Stopped => {
-                    tracing::info!(key = %key, "interrupted while waiting for the lock");
-                    return Ok(Acquired::Interrupted);
-                }
+            if woken == Woken::Stopped {
+                tracing::info!(key = %key, "interrupted while waiting for the lock");
+                return Ok(Acquired::Interrupted);
             }
         }
     }

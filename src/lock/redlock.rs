@@ -215,22 +215,19 @@ impl RedLock {
             let Some(pause) = policy.next_pause(attempt, started.elapsed()) else {
                 return Ok(OneKey::Busy { attempts: attempt });
             };
-            if waiter.is_none()
-                && let Some(instance) = self.instances.iter().flatten().next()
-            {
-                waiter = Some(instance.release_waiter(key).await);
-            }
-            let woken = match &waiter {
-                Some(waiter) => waiter.wait(pause, &self.stop).await,
-                None if self.stop.sleep(pause).await => Woken::Stopped,
-                None => Woken::PauseOver,
+            let waiter = match waiter {
+                Some(ref waiter) => waiter,
+                // A busy answer means a majority answered, so some instance is live.
+                None => waiter.insert(match self.instances.iter().flatten().next() {
+                    Some(instance) => instance.release_waiter(key).await,
+                    None => Waiter::polling(),
+                }),
             };
-            match woken {
-                Woken::Released => {
-                    self.counters.woken.fetch_add(1, Ordering::Relaxed);
-                }
-                Woken::PauseOver => {}
-                Woken::Stopped => return Ok(OneKey::Interrupted),
+            let woken = self
+                .counters
+                .note_wake(waiter.wait(pause, &self.stop).await);
+            if woken == Woken::Stopped {
+                return Ok(OneKey::Interrupted);
             }
         }
     }

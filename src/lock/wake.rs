@@ -124,7 +124,8 @@ impl Releases {
     }
 }
 
-/// A registered waiter for one key; unregisters itself when dropped.
+/// A registered waiter for one key; unregisters itself when dropped. Without a listener it only
+/// waits out its pause.
 pub(crate) struct Waiter {
     key: String,
     notify: Option<Arc<Notify>>,
@@ -132,6 +133,15 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
+    /// A waiter that no release can wake: it only polls.
+    pub(crate) fn polling() -> Self {
+        Self {
+            key: String::new(),
+            notify: None,
+            waiting: Arc::default(),
+        }
+    }
+
     /// Waits until the key is released, `pause` has passed, or the run stops.
     pub(crate) async fn wait(&self, pause: Duration, stop: &Stop) -> Woken {
         let released = async {
