@@ -77,14 +77,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Db(DbCommand::Reset(args)) => reset(&connection, args.rooms).await,
         Command::Book(args) => book(&connection, &args).await,
-        Command::Stress(args) => stress(&connection, &args, cli.verbose).await,
+        Command::Stress(args) => stress(&connection, &args, cli.verbose, cli.threads).await,
         Command::Bench(BenchCommand::Lock(args)) => bench_lock(&connection, &args).await,
     }
 }
 
 async fn reset(connection: &Connection, rooms: u32) -> anyhow::Result<Exit> {
     let plan = db::reference_hotel().with_rooms(rooms);
-    let report = db::reset(&connection.database_url, &plan)
+    let report = db::reset(&connection.database_url, &plan, connection.db_timeout)
         .await
         .map_err(surface_db)
         .with_context(|| {
@@ -185,12 +185,18 @@ async fn book(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exit> 
         Outcome::SoldOut { .. }
         | Outcome::LockNotAcquired { .. }
         | Outcome::RetriesExhausted { .. }
-        | Outcome::FencedOut { .. } => Exit::Unexpected,
+        | Outcome::FencedOut { .. }
+        | Outcome::LockExpired { .. } => Exit::Unexpected,
         Outcome::Interrupted => Exit::Interrupted,
     })
 }
 
-async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyhow::Result<Exit> {
+async fn stress(
+    connection: &Connection,
+    args: &StressArgs,
+    verbose: u8,
+    threads: Option<u16>,
+) -> anyhow::Result<Exit> {
     let settings = StressSettings::from_args(args)?;
     let Some(first) = settings.runs.first() else {
         return Ok(Exit::Success);
@@ -205,7 +211,7 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
         .spare_connections()
         .await
         .context("failed to ask PostgreSQL how many connections it accepts")?;
-    probe.pool().close().await;
+    probe.close().await;
     let size = if first.processes > 1 {
         // Each worker opens one connection per user plus one; the parent needs two.
         let needed = first.users + first.processes + 2;
@@ -220,7 +226,7 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
     } else {
         pool_size(first.users, args.connections, spare)
     };
-    let repo = connect_repo(connection, size).await?;
+    let repo = connect_sized_repo(connection, size).await?;
     // Connect to Redis before anything is written, so that a dead Redis writes nothing.
     let lock = connect_lock(
         connection,
@@ -245,7 +251,7 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
                 &repo,
                 redis_servers(&lock, &redlock),
                 run,
-                verbose,
+                (verbose, threads),
             )
             .await
         } else {
@@ -276,7 +282,7 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
         .with_context(|| format!("stress run of --mode {} failed", run.mode))?;
         reports.push(report);
     }
-    repo.pool().close().await;
+    repo.close().await;
 
     let mut out = std::io::stdout().lock();
     let printed = match (settings.json, reports.as_slice()) {
@@ -291,6 +297,14 @@ async fn stress(connection: &Connection, args: &StressArgs, verbose: u8) -> anyh
         (false, all) => report::write_comparison(&mut out, all),
     };
     finish_output(printed.and_then(|()| out.flush()))?;
+    // A worker that stopped answering is an error of the run, whatever the verdict says.
+    let lost: Vec<&String> = reports.iter().flat_map(|r| &r.lost_workers).collect();
+    if !lost.is_empty() {
+        for sentence in lost {
+            eprintln!("error: {sentence}");
+        }
+        return Ok(Exit::RuntimeError);
+    }
     Ok(if stop.is_stopped() {
         Exit::Interrupted
     } else if reports.iter().all(StressReport::expectation_met) {
@@ -306,18 +320,19 @@ async fn run_processes(
     repo: &Repo,
     redis: Vec<RedisLock>,
     run: &StressConfig,
-    verbose: u8,
+    (verbose, threads): (u8, Option<u16>),
 ) -> anyhow::Result<StressReport> {
     let cleared = stress::prepare(repo, run).await.map_err(surface_booking)?;
     // With several processes, fault times count from when the workers are started.
     let faults = tokio::spawn(crate::chaos::inject(run.chaos.clone(), repo.clone(), redis));
-    let workers = processes::run_workers(connection, run, verbose).await;
+    let workers = processes::run_workers(connection, run, verbose, threads).await;
     faults.abort();
-    let (race, rows) = workers?;
-    let mut report = stress::judge(repo, run, race, cleared)
+    let workers = workers?;
+    let mut report = stress::judge(repo, run, workers.race, cleared)
         .await
         .map_err(surface_booking)?;
-    report.processes = rows;
+    report.processes = workers.rows;
+    report.lost_workers = workers.lost;
     Ok(report)
 }
 
@@ -328,7 +343,7 @@ async fn worker(
     run: &StressConfig,
     first_user: u32,
 ) -> anyhow::Result<Exit> {
-    let repo = connect_repo(connection, run.users.saturating_add(1)).await?;
+    let repo = connect_sized_repo(connection, run.users.saturating_add(1)).await?;
     let lock = connect_lock(connection, run.mode.needs_redis()).await?;
     // Ctrl-C reaches the workers too (one process group): each stops its own users.
     let stop = stop_on_ctrl_c(false);
@@ -350,6 +365,20 @@ async fn worker(
     let mut out = std::io::stdout();
     writeln!(out, "ready")?;
     out.flush()?;
+    // The parent takes a worker that stays silent for long for hung (processes::SILENCE).
+    let heartbeat = tokio::spawn(async {
+        loop {
+            tokio::time::sleep(processes::HEARTBEAT).await;
+            // One synchronous write per line: aborting this task can never cut a line.
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{}", processes::ALIVE)
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
     let go = async {
         // Any line — or the parent closing the pipe — starts the race; a parent that died has
         // already killed this worker (kill_on_drop).
@@ -360,17 +389,21 @@ async fn worker(
         )
         .await;
     };
+    // One lane per pooled connection: fewer than users when PostgreSQL was short of slots.
+    let lanes = repo.pool().options().get_max_connections();
     let race = stress::race(
         strategy,
         run,
         first_user,
-        run.users,
+        lanes,
         go,
         &stop,
         &ProgressBar::hidden(),
     )
     .await;
-    repo.pool().close().await;
+    heartbeat.abort();
+    let _ = heartbeat.await;
+    repo.close().await;
     serde_json::to_writer(&mut out, &processes::WorkerReport::from_race(&race))?;
     writeln!(out)?;
     out.flush()?;
@@ -437,7 +470,25 @@ fn progress_bar(run: &StressConfig, quiet: bool) -> ProgressBar {
 }
 
 async fn connect_repo(connection: &Connection, max_connections: u32) -> anyhow::Result<Repo> {
-    db::repo(connection.database.clone(), max_connections)
+    db::repo(
+        connection.database.clone(),
+        max_connections,
+        connection.db_timeout,
+    )
+    .await
+    .map_err(surface_db)
+    .with_context(|| {
+        format!(
+            "failed to connect to DATABASE_URL {}",
+            connection.database_display()
+        )
+    })
+}
+
+/// Like [`connect_repo`], with a pool of `wanted` connections or of as many as PostgreSQL has
+/// slots for (see [`db::sized_repo`]).
+async fn connect_sized_repo(connection: &Connection, wanted: u32) -> anyhow::Result<Repo> {
+    db::sized_repo(connection.database.clone(), wanted, connection.db_timeout)
         .await
         .map_err(surface_db)
         .with_context(|| {

@@ -12,6 +12,8 @@ use crate::strategy::{Expectation, Mode};
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/booking";
 /// The default `REDIS_URL`: the `docker-compose.yml` Redis.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// The default prefix of booking-cli's Redis keys: its own namespace on a shared Redis.
+pub const DEFAULT_KEY_PREFIX: &str = "booking-cli:";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -82,16 +84,29 @@ pub struct ConnectionArgs {
     )]
     pub redis_url: Vec<String>,
 
-    /// Put this before every lock key, so that separate runs can share one Redis
+    /// Put this before every Redis key booking-cli creates (locks, fencing counters), so that
+    /// separate runs, and other applications, can share one Redis [default: booking-cli:]
     #[arg(
         long,
         env = "LOCK_KEY_PREFIX",
-        default_value = "",
+        default_value = DEFAULT_KEY_PREFIX,
         hide_default_value = true,
         global = true,
         value_name = "PREFIX"
     )]
     pub lock_key_prefix: String,
+
+    /// Client-side deadline of every PostgreSQL call — connecting, each statement, commit (e.g.
+    /// 30s, 500ms). A stalled server cannot enforce its own statement_timeout
+    #[arg(
+        long,
+        env = "BOOKING_DB_TIMEOUT",
+        default_value = "30s",
+        global = true,
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub db_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,12 +28,14 @@ pub struct Connection {
     /// Every Redis URL given, for Redlock.
     pub redis_urls: Vec<String>,
     pub lock_key_prefix: String,
+    /// The client-side deadline of every PostgreSQL call (`--db-timeout`).
+    pub db_timeout: Duration,
 }
 
 impl Connection {
     pub fn from_args(args: &ConnectionArgs) -> Result<Self, InputError> {
         Ok(Self {
-            database: db::connect_options(&args.database_url)?,
+            database: db::connect_options(&args.database_url, args.db_timeout)?,
             database_url: args.database_url.clone(),
             redis_url: args
                 .redis_url
@@ -42,6 +44,7 @@ impl Connection {
                 .unwrap_or_else(|| crate::cli::DEFAULT_REDIS_URL.to_owned()),
             redis_urls: args.redis_url.clone(),
             lock_key_prefix: args.lock_key_prefix.clone(),
+            db_timeout: args.db_timeout,
         })
     }
 

@@ -1,9 +1,17 @@
 //! Connecting to PostgreSQL, and `db reset`.
 //!
-//! Every way of reaching the server is bounded in time: a probe connection under
-//! [`CONNECT_TIMEOUT`] before any pool is built (so a wrong URL or a stopped server is one clear
-//! error within seconds, not a pool's generic time-out), an acquire time-out on the pool, and a
-//! server-side `statement_timeout` on every connection.
+//! **Its own schema.** Everything booking-cli creates — its tables, its migration history, the
+//! fencing state — lives in the schema [`SCHEMA`] (`booking_cli`). Every connection sets its
+//! `search_path` to that schema alone, so an unqualified `bookings` can only ever mean
+//! `booking_cli.bookings`: another application's `public.bookings` (or `public._sqlx_migrations`)
+//! in the same database is never read, written or dropped. `db reset` drops and recreates that
+//! schema and nothing else.
+//!
+//! **No hang.** Every way of reaching the server is bounded by a client-side deadline
+//! (`--db-timeout`, [`DEFAULT_TIMEOUT`]): a probe connection before any pool is built (so a wrong
+//! URL or a stopped server is one clear error, not a pool's generic time-out), the pool's
+//! acquire time-out, and every statement (see [`crate::repo`]). A server-side
+//! `statement_timeout` is set too, but it cannot fire when the server itself is stalled.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,12 +26,14 @@ use crate::domain::RoomId;
 use crate::error::InputError;
 use crate::repo::{Repo, SeedPlan, SeedSummary};
 
-/// How long connecting (and waiting for a pooled connection) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The schema that holds every object booking-cli creates.
+pub const SCHEMA: &str = "booking_cli";
 
-/// The server cancels any statement that runs longer, so that a statement stuck behind a lock
-/// ends as an error instead of a hang.
-const STATEMENT_TIMEOUT: &str = "30s";
+/// SQLSTATE `too_many_connections`: the server has no connection slot free.
+pub const TOO_MANY_CLIENTS: &str = "53300";
+
+/// The default client-side deadline of every PostgreSQL call (`--db-timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the database could not be reached or prepared.
 #[derive(Debug, thiserror::Error)]
@@ -34,24 +44,39 @@ pub enum DbError {
     Timeout(Duration),
     #[error("database \"{0}\" does not exist; run `booking-cli db reset` to create it")]
     MissingDatabase(String),
-    #[error("the database has no booking tables; run `booking-cli db reset` first")]
+    #[error("the database has no booking_cli schema; run `booking-cli db reset` first")]
     MissingSchema,
+    /// `db reset` found objects of other schemas that depend on booking-cli's tables; it will
+    /// not drop them.
+    #[error(
+        "other objects depend on booking-cli's tables, and booking-cli drops nothing of theirs: {0}"
+    )]
+    Dependents(String),
+    #[error(
+        "PostgreSQL has no connection slot free (too many clients); try again, or with fewer --users"
+    )]
+    NoSlots,
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// Parses `DATABASE_URL` into connect options carrying the statement time-out. The error never
-/// repeats the URL (it may hold a password).
-pub fn connect_options(url: &str) -> Result<PgConnectOptions, InputError> {
+/// Parses `DATABASE_URL` into connect options: `search_path` set to [`SCHEMA`] alone, and a
+/// server-side statement time-out of `timeout`. The error never repeats the URL (it may hold a
+/// password).
+pub fn connect_options(url: &str, timeout: Duration) -> Result<PgConnectOptions, InputError> {
     let options = PgConnectOptions::from_str(url).map_err(|e| InputError::BadUrl {
         variable: "DATABASE_URL",
         what: "PostgreSQL",
         reason: e.to_string(),
     })?;
+    let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
     Ok(options
-        .options([("statement_timeout", STATEMENT_TIMEOUT)])
+        .options([
+            ("search_path", SCHEMA),
+            ("statement_timeout", statement_timeout.as_str()),
+        ])
         .application_name("booking-cli")
         // Statements are logged by this tool's own tracing; sqlx's per-statement and
         // slow-statement logs would interleave with the tables on stderr.
@@ -59,11 +84,27 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, InputError> {
 }
 
 /// Opens one connection and closes it: a wrong host, a stopped server, bad credentials or a
-/// missing database surface here, each with its own message.
-pub async fn probe(options: &PgConnectOptions) -> Result<(), DbError> {
-    let connection = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+/// missing database surface here, each with its own message, within `timeout`.
+pub async fn probe(options: &PgConnectOptions, timeout: Duration) -> Result<(), DbError> {
+    let connect = async {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match options.connect().await {
+                // A server out of connection slots may have one again in a moment (another
+                // client leaving): wait for it, as the pool does, within the deadline.
+                Err(sqlx::Error::Database(db))
+                    if db.code().as_deref() == Some(TOO_MANY_CLIENTS) =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    };
+    let connection = tokio::time::timeout(timeout, connect)
         .await
-        .map_err(|_| DbError::Timeout(CONNECT_TIMEOUT))?
+        .map_err(|_| DbError::Timeout(timeout))?
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
                 DbError::MissingDatabase(options.get_database().unwrap_or("?").to_owned())
@@ -71,17 +112,22 @@ pub async fn probe(options: &PgConnectOptions) -> Result<(), DbError> {
             _ => DbError::Sqlx(e),
         })?;
     // Closing politely is best effort: the probe already proved what it had to.
-    let _ = connection.close().await;
+    let _ = tokio::time::timeout(timeout, connection.close()).await;
     Ok(())
 }
 
-/// A pool of at most `max_connections`, after a successful [`probe`]. Connections are opened
-/// lazily; call [`warm_up`] to open them before a race starts.
-pub async fn pool(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, DbError> {
-    probe(&options).await?;
+/// A pool of at most `max_connections`, after a successful [`probe`]; waiting for a connection
+/// (and opening one) is bounded by `timeout`. Connections are opened lazily; call [`warm_up`]
+/// to open them before a race starts.
+pub async fn pool(
+    options: PgConnectOptions,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<PgPool, DbError> {
+    probe(&options, timeout).await?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections.max(1))
-        .acquire_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(timeout)
         // A ping before every checkout is a round trip on the hot path; a connection that died
         // fails its first statement instead, which the run reports as an error.
         .test_before_acquire(false)
@@ -89,8 +135,12 @@ pub async fn pool(options: PgConnectOptions, max_connections: u32) -> Result<PgP
 }
 
 /// A pool for the booking tables: probed, and checked that `db reset` has run.
-pub async fn repo(options: PgConnectOptions, max_connections: u32) -> Result<Repo, DbError> {
-    let repo = Repo::new(pool(options, max_connections).await?);
+pub async fn repo(
+    options: PgConnectOptions,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<Repo, DbError> {
+    let repo = Repo::new(pool(options, max_connections, timeout).await?, timeout);
     if !repo.schema_ready().await? {
         return Err(DbError::MissingSchema);
     }
@@ -100,6 +150,8 @@ pub async fn repo(options: PgConnectOptions, max_connections: u32) -> Result<Rep
 /// Opens `n` connections at once and returns them to the pool idle, so that no user of a race
 /// pays for a connection handshake after the start barrier.
 pub async fn warm_up(pool: &PgPool, n: u32) -> Result<(), sqlx::Error> {
+    // Holding more than the pool's size would wait for itself until the acquire time-out.
+    let n = n.min(pool.options().get_max_connections());
     let mut opening = JoinSet::new();
     for _ in 0..n {
         let pool = pool.clone();
@@ -156,16 +208,28 @@ pub struct ResetReport {
     pub seed: SeedSummary,
 }
 
-/// `db reset`: creates the database if it is missing, drops the project's tables, applies the
-/// migrations and seeds `plan`. Idempotent.
-pub async fn reset(url: &str, plan: &SeedPlan) -> Result<ResetReport, DbError> {
-    let options = connect_options(url)?;
+/// `db reset`: creates the database if it is missing, drops and recreates the [`SCHEMA`]
+/// (nothing outside it), applies the migrations into it and seeds `plan`. Idempotent.
+pub async fn reset(url: &str, plan: &SeedPlan, timeout: Duration) -> Result<ResetReport, DbError> {
+    let options = connect_options(url, timeout)?;
     let database = options.get_database().unwrap_or("postgres").to_owned();
-    let created_database = create_if_missing(url).await?;
-    let repo = Repo::new(pool(options, 2).await?);
-    let migrations = repo.recreate_schema().await?;
+    let created_database = create_if_missing(url, timeout).await?;
+    let repo = Repo::new(pool(options, 2, timeout).await?, timeout);
+    repo.recreate_schema().await.map_err(|e| match &e {
+        // dependent_objects_still_exist: PostgreSQL names them in the detail.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("2BP01") => {
+            let detail = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.detail())
+                .unwrap_or_default()
+                .replace('\n', "; ");
+            DbError::Dependents(format!("{}; {detail}", db.message()))
+        }
+        _ => DbError::Sqlx(e),
+    })?;
+    let migrations = repo.migrate().await?;
     let seed = repo.seed(plan).await?;
-    repo.pool().close().await;
+    repo.close().await;
     Ok(ResetReport {
         database,
         created_database,
@@ -174,20 +238,87 @@ pub async fn reset(url: &str, plan: &SeedPlan) -> Result<ResetReport, DbError> {
     })
 }
 
-async fn create_if_missing(url: &str) -> Result<bool, DbError> {
-    if within_timeout(Postgres::database_exists(url)).await? {
+async fn create_if_missing(url: &str, timeout: Duration) -> Result<bool, DbError> {
+    if within_timeout(timeout, Postgres::database_exists(url)).await? {
         return Ok(false);
     }
-    within_timeout(Postgres::create_database(url)).await?;
+    within_timeout(timeout, Postgres::create_database(url)).await?;
     Ok(true)
 }
 
 async fn within_timeout<T>(
+    timeout: Duration,
     work: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, DbError> {
-    Ok(tokio::time::timeout(CONNECT_TIMEOUT, work)
+    Ok(tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| DbError::Timeout(CONNECT_TIMEOUT))??)
+        .map_err(|_| DbError::Timeout(timeout))??)
+}
+
+/// A repository on a pool of `wanted` connections — or of as many as PostgreSQL has slots for
+/// right now, if other clients took some since the caller counted them: the users of a race
+/// then take turns on fewer lanes instead of failing for want of a connection. The pool cannot
+/// learn this by itself: its connect waits out a "too many clients" refusal until its
+/// time-out. So the slots are counted by opening the connections directly, and the pool is
+/// sized to the count. At least 2 are needed (one lane, one to read the final state).
+pub async fn sized_repo(
+    options: PgConnectOptions,
+    wanted: u32,
+    timeout: Duration,
+) -> Result<Repo, DbError> {
+    probe(&options, timeout).await?;
+    let open = free_slots(&options, wanted, timeout).await?;
+    if open < 2 {
+        return Err(DbError::NoSlots);
+    }
+    if open < wanted {
+        tracing::warn!(
+            wanted,
+            open,
+            "PostgreSQL has slots for only {open} of {wanted} connections: users take turns on fewer lanes"
+        );
+    }
+    let repo = Repo::new(pool(options, open, timeout).await?, timeout);
+    if !repo.schema_ready().await? {
+        return Err(DbError::MissingSchema);
+    }
+    Ok(repo)
+}
+
+/// How many of `wanted` connections the server accepts now (they are opened at once, then
+/// closed). A refusal for lack of slots ends the count; any other failure is an error.
+async fn free_slots(
+    options: &PgConnectOptions,
+    wanted: u32,
+    timeout: Duration,
+) -> Result<u32, DbError> {
+    let mut opening = JoinSet::new();
+    for _ in 0..wanted {
+        let options = options.clone();
+        opening.spawn(async move { tokio::time::timeout(timeout, options.connect()).await });
+    }
+    let mut open = Vec::with_capacity(wanted as usize);
+    let mut failure = None;
+    while let Some(joined) = opening.join_next().await {
+        match joined {
+            Ok(Ok(Ok(connection))) => open.push(connection),
+            Ok(Ok(Err(sqlx::Error::Database(db))))
+                if db.code().as_deref() == Some(TOO_MANY_CLIENTS) => {}
+            Ok(Ok(Err(error))) => failure = Some(DbError::Sqlx(error)),
+            Ok(Err(_)) => failure = Some(DbError::Timeout(timeout)),
+            Err(join) => {
+                failure = Some(DbError::Sqlx(sqlx::Error::Io(std::io::Error::other(join))))
+            }
+        }
+    }
+    let count = u32::try_from(open.len()).unwrap_or(u32::MAX);
+    for connection in open {
+        let _ = tokio::time::timeout(timeout, connection.close()).await;
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(count),
+    }
 }
 
 #[cfg(test)]

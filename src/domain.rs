@@ -205,6 +205,10 @@ pub enum Outcome {
     /// `409 Conflict`: the write carried a fencing token older than one claimed since — this
     /// user's lock had expired and a newer holder had taken the night. Rolled back.
     FencedOut { night: NaiveDate },
+    /// `409 Conflict`: the lock on this key (a Redlock) stopped being valid before the booking
+    /// could commit, so its transaction was rolled back: a commit after the validity would rely
+    /// on a lock the majority may already have handed to someone else.
+    LockExpired { key: String },
     /// Not booked because the run was interrupted (Ctrl-C) before this user started, or while
     /// it waited for a lock or a retry. Nothing was written.
     Interrupted,
@@ -218,7 +222,8 @@ impl Outcome {
             Outcome::SoldOut { .. }
             | Outcome::LockNotAcquired { .. }
             | Outcome::RetriesExhausted { .. }
-            | Outcome::FencedOut { .. } => 409,
+            | Outcome::FencedOut { .. }
+            | Outcome::LockExpired { .. } => 409,
             Outcome::Interrupted => 499,
         }
     }

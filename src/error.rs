@@ -51,6 +51,13 @@ pub enum BookingError {
     /// `db reset` removed rows mid-booking).
     #[error("inconsistent state: {0}")]
     Inconsistent(String),
+    /// The users ran, but the final state could not be read: there is no verdict.
+    #[error("{tally}; the final state could not be read, so there is no verdict: {source}")]
+    Unjudged {
+        tally: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// `--lock-renew`: a held lock could not be renewed, so the booking was abandoned.
     #[error("{0}; booking abandoned")]
     LockLost(String),

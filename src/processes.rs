@@ -8,6 +8,11 @@
 //!
 //! Connection URLs reach the workers through their environment, never their command line,
 //! where `ps` would show a password.
+//!
+//! **No hang:** while its users run, a worker prints `alive` every [`HEARTBEAT`]. A worker that
+//! stays silent for [`SILENCE`] (stopped, swapped out, wedged) is killed; its users count as
+//! errors, the rest of the run is judged from the database as usual, and the run ends with
+//! exit status 1 rather than waiting for it forever.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -27,6 +32,16 @@ use crate::stress::{ProcessRow, RaceResult, StressConfig, Tally};
 
 /// How long a worker may take to connect and get ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a racing worker says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How long a racing worker may stay silent before it is taken for hung and killed: many
+/// heartbeats, so that a busy machine is not mistaken for a hung worker.
+pub const SILENCE: Duration = Duration::from_secs(10);
+
+/// The line a racing worker prints every [`HEARTBEAT`].
+pub const ALIVE: &str = "alive";
 
 /// Why the workers could not run.
 #[derive(Debug, thiserror::Error)]
@@ -125,19 +140,30 @@ struct Worker {
     users: u32,
 }
 
+/// What the workers of a run reported, merged.
+#[derive(Debug, Default)]
+pub struct Workers {
+    pub race: RaceResult,
+    /// Each process's own figures.
+    pub rows: Vec<ProcessRow>,
+    /// Workers that stopped answering and were killed, each said in a sentence.
+    pub lost: Vec<String>,
+}
+
 /// Starts the workers of `config`, releases them together, and merges what they report.
 pub async fn run_workers(
     connection: &Connection,
     config: &StressConfig,
     verbose: u8,
-) -> Result<(RaceResult, Vec<ProcessRow>), WorkerError> {
+    threads: Option<u16>,
+) -> Result<Workers, WorkerError> {
     let exe = std::env::current_exe().map_err(WorkerError::Spawn)?;
     let mut workers = Vec::with_capacity(config.processes as usize);
     for i in 0..config.processes {
         let (first, users) = share(config.users, config.processes, i);
         let mut command = Command::new(&exe);
         command
-            .args(worker_args(config, first, users, verbose))
+            .args(worker_args(config, first, users, verbose, threads))
             .env("DATABASE_URL", &connection.database_url)
             .env("REDIS_URL", connection.redis_urls.join(","))
             .env("LOCK_KEY_PREFIX", &connection.lock_key_prefix)
@@ -187,26 +213,27 @@ pub async fn run_workers(
     }
     let started = Instant::now();
 
-    let mut merged = RaceResult::default();
-    let mut rows = Vec::with_capacity(workers.len());
-    for (i, mut worker) in workers.into_iter().enumerate() {
-        let line = read_line(&mut worker.stdout)
-            .await
-            .map_err(|e| failed(i, e))?;
-        let status = worker
-            .child
-            .wait()
-            .await
-            .map_err(|e| failed(i, e.to_string()))?;
-        if !status.success() {
-            return Err(failed(i, format!("exited with {status}")));
+    // Every worker is listened to at once, so that a silent one is noticed while the others
+    // are still running.
+    let mut listening = tokio::task::JoinSet::new();
+    for (i, worker) in workers.into_iter().enumerate() {
+        listening.spawn(async move { (i, collect(i, worker).await) });
+    }
+    let mut collected = Vec::with_capacity(config.processes as usize);
+    while let Some(joined) = listening.join_next().await {
+        let (i, result) = joined.map_err(|e| failed(0, e.to_string()))?;
+        collected.push((i, result?));
+    }
+    collected.sort_by_key(|(i, _)| *i);
+
+    let mut merged = Workers::default();
+    for (i, (users, race, lost)) in collected {
+        if let Some(lost) = lost {
+            merged.lost.push(lost);
         }
-        let report: WorkerReport = serde_json::from_str(&line)
-            .map_err(|e| failed(i, format!("unreadable report: {e}")))?;
-        let race = report.into_race();
-        rows.push(ProcessRow {
+        merged.rows.push(ProcessRow {
             process: i as u32 + 1,
-            users: worker.users,
+            users,
             created: race.tally.created,
             conflicts_sold_out: race.tally.sold_out,
             conflicts_lock: race.tally.lock_not_acquired,
@@ -214,10 +241,53 @@ pub async fn run_workers(
             errors: race.tally.error_count(),
             elapsed_ms: race.elapsed.as_millis(),
         });
-        merged.merge(race);
+        merged.race.merge(race);
     }
-    merged.elapsed = started.elapsed();
-    Ok((merged, rows))
+    merged.race.elapsed = started.elapsed();
+    Ok(merged)
+}
+
+/// Reads one racing worker until its report: (its users, its results, and a sentence when it
+/// stopped answering and was killed — its users then count as errors).
+async fn collect(
+    i: usize,
+    mut worker: Worker,
+) -> Result<(u32, RaceResult, Option<String>), WorkerError> {
+    let line = loop {
+        match tokio::time::timeout(SILENCE, read_line(&mut worker.stdout)).await {
+            Ok(Ok(line)) if line.trim() == ALIVE => continue,
+            Ok(Ok(line)) => break line,
+            Ok(Err(reason)) => return Err(failed(i, reason)),
+            Err(_) => {
+                // SIGKILL ends a stopped process too; its connections close, and PostgreSQL
+                // rolls back whatever it had open.
+                let _ = worker.child.start_kill();
+                let _ = tokio::time::timeout(SILENCE, worker.child.wait()).await;
+                let lost = format!(
+                    "worker process {} stopped answering for {}s and was killed; its {} user(s) count as errors",
+                    i + 1,
+                    SILENCE.as_secs(),
+                    worker.users
+                );
+                let mut race = RaceResult::default();
+                race.tally.errors.insert(
+                    format!("worker process {} stopped answering", i + 1),
+                    worker.users,
+                );
+                return Ok((worker.users, race, Some(lost)));
+            }
+        }
+    };
+    let status = tokio::time::timeout(SILENCE, worker.child.wait())
+        .await
+        .map_err(|_| failed(i, "did not exit after its report"))?
+        .map_err(|e| failed(i, e.to_string()))?;
+    if !status.success() {
+        return Err(failed(i, format!("exited with {status}")));
+    }
+    let report: WorkerReport =
+        serde_json::from_str(&line).map_err(|e| failed(i, format!("unreadable report: {e}")))?;
+    Ok((worker.users, report.into_race(), None))
 }
 
 fn failed(i: usize, reason: impl Into<String>) -> WorkerError {
@@ -237,7 +307,13 @@ async fn read_line(stdout: &mut BufReader<ChildStdout>) -> Result<String, String
 }
 
 /// The command line of one worker: the run's settings, its share of the users, no secrets.
-fn worker_args(config: &StressConfig, first: u32, users: u32, verbose: u8) -> Vec<String> {
+fn worker_args(
+    config: &StressConfig,
+    first: u32,
+    users: u32,
+    verbose: u8,
+    threads: Option<u16>,
+) -> Vec<String> {
     let p = &config.lock_policy;
     let mut args: Vec<String> = vec![
         "stress".into(),
@@ -282,12 +358,28 @@ fn worker_args(config: &StressConfig, first: u32, users: u32, verbose: u8) -> Ve
     if verbose > 0 {
         args.push(format!("-{}", "v".repeat(verbose as usize)));
     }
+    if let Some(threads) = threads {
+        args.extend(["--threads".into(), threads.to_string()]);
+    }
     args
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_get_the_runtime_threads_and_never_a_url() {
+        let config = crate::stress::StressConfig::reference(crate::strategy::Mode::Locked);
+        let args = worker_args(&config, 0, 10, 0, Some(1));
+        let at = args.iter().position(|a| a == "--threads");
+        assert_eq!(
+            at.and_then(|i| args.get(i + 1)).map(String::as_str),
+            Some("1")
+        );
+        assert!(!worker_args(&config, 0, 10, 0, None).contains(&"--threads".to_owned()));
+        assert!(args.iter().all(|a| !a.contains("://")), "{args:?}");
+    }
 
     #[test]
     fn shares_cover_every_user_once() {

@@ -5,6 +5,19 @@
 //! slot), and the steps of a booking on [`BookingTx`], a transaction a strategy drives step by
 //! step so that the *order* of the steps — the thing the strategies differ in — stays visible in
 //! the strategy's own file.
+//!
+//! Every statement names its tables without a schema: the connection's `search_path` is
+//! `booking_cli` alone (see [`crate::db`]), so they can only be booking-cli's own. The statements
+//! that drop or create the schema name it in full.
+//!
+//! **Every statement has a client-side deadline** (`--db-timeout`): [`within`] gives up on an
+//! answer that does not come in time. A server-side `statement_timeout` is no substitute: a
+//! server that is stalled (SIGSTOP, a frozen VM, a network that drops packets) cannot cancel
+//! anything. A transaction abandoned this way is never committed by this tool; sqlx rolls it
+//! back when the connection is next usable, and if it never is, the server rolls it back when
+//! the connection closes.
+
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -12,10 +25,37 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::domain::{BookingRequest, RoomId, Stay};
 use crate::error::{BookingError, InputError};
 
-/// The project's tables, dropped by `db reset`. `_sqlx_migrations` goes too, so the migrations
-/// are applied again from scratch.
-const DROP_PROJECT_TABLES: &str =
-    "DROP TABLE IF EXISTS bookings, inventory, rooms, _sqlx_migrations";
+/// `db reset`'s first step: the project's tables, then its schema, then the schema again,
+/// empty. `DROP TABLE` without `CASCADE` refuses when an object of another schema depends on
+/// one of them (a view, a foreign key), so another application's objects are never dropped
+/// along with ours; what is left in our schema after that is ours by its name.
+const RECREATE_SCHEMA: [&str; 3] = [
+    "DROP TABLE IF EXISTS booking_cli.bookings, booking_cli.inventory, booking_cli.rooms,
+                          booking_cli._sqlx_migrations",
+    "DROP SCHEMA IF EXISTS booking_cli CASCADE",
+    "CREATE SCHEMA booking_cli",
+];
+
+/// Awaits one statement for at most `limit`: the client-side deadline every PostgreSQL call has.
+pub async fn within<T>(
+    limit: Duration,
+    statement: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(limit, statement)
+        .await
+        .unwrap_or_else(|_| Err(timed_out(limit)))
+}
+
+/// The error of a statement that got no answer within `limit`.
+pub fn timed_out(limit: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no answer from PostgreSQL within {} (--db-timeout)",
+            humantime::format_duration(limit)
+        ),
+    ))
+}
 
 /// The hotel that `db reset` seeds.
 #[derive(Debug, Clone)]
@@ -97,56 +137,101 @@ pub enum Availability {
 #[derive(Debug, Clone)]
 pub struct Repo {
     pool: PgPool,
+    /// The client-side deadline of every statement (`--db-timeout`).
+    limit: Duration,
+}
+
+/// What claiming a night's fencing token found (see `strategy::fenced`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The token is newer than every token claimed for the night before: it is the night's now.
+    Claimed,
+    /// A token at least as new was claimed already: `stored`, the newest the night has seen.
+    Behind { stored: i64 },
 }
 
 impl Repo {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, limit: Duration) -> Self {
+        Self { pool, limit }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Drops the project's tables and applies the embedded migrations; returns how many were
-    /// applied.
-    pub async fn recreate_schema(&self) -> Result<usize, sqlx::migrate::MigrateError> {
-        sqlx::query(DROP_PROJECT_TABLES).execute(&self.pool).await?;
-        let migrator = sqlx::migrate!();
-        migrator.run(&self.pool).await?;
+    /// The deadline of every statement.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// Closes the pool, waiting at most the deadline for connections in use to come back (one
+    /// stuck on a stalled server never would).
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(self.limit, self.pool.close()).await;
+    }
+
+    /// Drops the project's tables and schema, and creates the schema again, empty, in one
+    /// transaction (see [`RECREATE_SCHEMA`]).
+    pub async fn recreate_schema(&self) -> Result<(), sqlx::Error> {
+        let mut tx = within(self.limit, self.pool.begin()).await?;
+        for statement in RECREATE_SCHEMA {
+            within(self.limit, sqlx::query(statement).execute(&mut *tx)).await?;
+        }
+        within(self.limit, tx.commit()).await
+    }
+
+    /// Applies the embedded migrations into the (empty) schema; returns how many there are.
+    /// `_sqlx_migrations` lands in `booking_cli` too, through the `search_path`.
+    pub async fn migrate(&self) -> Result<usize, sqlx::migrate::MigrateError> {
+        let mut migrator = sqlx::migrate!();
+        // sqlx would take an advisory lock keyed by the database's name — the very lock
+        // another sqlx application migrating this database takes. `db reset` owns its schema
+        // and needs no such lock.
+        migrator.set_locking(false);
+        tokio::time::timeout(self.limit, migrator.run(&self.pool))
+            .await
+            .map_err(|_| sqlx::migrate::MigrateError::Execute(timed_out(self.limit)))??;
         Ok(migrator.iter().count())
     }
 
     /// Seeds rooms and their inventory (on a freshly created schema).
     pub async fn seed(&self, plan: &SeedPlan) -> Result<SeedSummary, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let rooms = sqlx::query(
+        let mut tx = within(self.limit, self.pool.begin()).await?;
+        let rooms = within(self.limit, sqlx::query(
             "INSERT INTO rooms (id, name)
              SELECT ordinality::int, name FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ordinality)",
         )
         .bind(&plan.room_names)
-        .execute(&mut *tx)
+        .execute(&mut *tx))
         .await?
         .rows_affected();
-        let inventory_rows = sqlx::query(
-            "INSERT INTO inventory (room_id, date, total_inventory, booked_count)
+        let inventory_rows = within(
+            self.limit,
+            sqlx::query(
+                "INSERT INTO inventory (room_id, date, total_inventory, booked_count)
              SELECT r.id, d::date, $3, 0
              FROM rooms r CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS d",
+            )
+            .bind(plan.first_night)
+            .bind(plan.last_night)
+            .bind(plan.total_inventory)
+            .execute(&mut *tx),
         )
-        .bind(plan.first_night)
-        .bind(plan.last_night)
-        .bind(plan.total_inventory)
-        .execute(&mut *tx)
         .await?
         .rows_affected();
         let (room, night, total) = plan.scarce;
-        sqlx::query("UPDATE inventory SET total_inventory = $3 WHERE room_id = $1 AND date = $2")
+        within(
+            self.limit,
+            sqlx::query(
+                "UPDATE inventory SET total_inventory = $3 WHERE room_id = $1 AND date = $2",
+            )
             .bind(room.get())
             .bind(night)
             .bind(total)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .execute(&mut *tx),
+        )
+        .await?;
+        within(self.limit, tx.commit()).await?;
         Ok(SeedSummary {
             rooms,
             inventory_rows,
@@ -155,34 +240,43 @@ impl Repo {
 
     /// Whether `db reset` has created the tables this tool needs.
     pub async fn schema_ready(&self) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT to_regclass('public.inventory') IS NOT NULL
-                AND to_regclass('public.bookings') IS NOT NULL
-                AND to_regclass('public.rooms') IS NOT NULL",
+        within(
+            self.limit,
+            sqlx::query_scalar(
+                "SELECT to_regclass('booking_cli.inventory') IS NOT NULL
+                AND to_regclass('booking_cli.bookings') IS NOT NULL
+                AND to_regclass('booking_cli.rooms') IS NOT NULL",
+            )
+            .fetch_one(&self.pool),
         )
-        .fetch_one(&self.pool)
         .await
     }
 
     /// Checks, without writing, that the room exists and every night of the stay has an
     /// inventory row; the first failure is the error.
     pub async fn ensure_bookable(&self, room: RoomId, stay: &Stay) -> Result<(), BookingError> {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)")
-            .bind(room.get())
-            .fetch_one(&self.pool)
-            .await?;
+        let exists: bool = within(
+            self.limit,
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)")
+                .bind(room.get())
+                .fetch_one(&self.pool),
+        )
+        .await?;
         if !exists {
             return Err(InputError::UnknownRoom { room }.into());
         }
-        let missing: Option<NaiveDate> = sqlx::query_scalar(
-            "SELECT d::date FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
+        let missing: Option<NaiveDate> = within(
+            self.limit,
+            sqlx::query_scalar(
+                "SELECT d::date FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
              WHERE NOT EXISTS (SELECT 1 FROM inventory i WHERE i.room_id = $1 AND i.date = d::date)
              ORDER BY d LIMIT 1",
+            )
+            .bind(room.get())
+            .bind(stay.from())
+            .bind(stay.to())
+            .fetch_optional(&self.pool),
         )
-        .bind(room.get())
-        .bind(stay.from())
-        .bind(stay.to())
-        .fetch_optional(&self.pool)
         .await?;
         match missing {
             Some(night) => Err(InputError::NoInventory { room, night }.into()),
@@ -199,27 +293,33 @@ impl Repo {
         stay: &Stay,
         inventory: i32,
     ) -> Result<u64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query(
-            "DELETE FROM bookings WHERE room_id = $1 AND start_date < $3 AND end_date > $2",
+        let mut tx = within(self.limit, self.pool.begin()).await?;
+        let deleted = within(
+            self.limit,
+            sqlx::query(
+                "DELETE FROM bookings WHERE room_id = $1 AND start_date < $3 AND end_date > $2",
+            )
+            .bind(room.get())
+            .bind(stay.from())
+            .bind(stay.to())
+            .execute(&mut *tx),
         )
-        .bind(room.get())
-        .bind(stay.from())
-        .bind(stay.to())
-        .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query(
-            "UPDATE inventory SET total_inventory = $4, booked_count = 0, fence_token = 0
+        within(
+            self.limit,
+            sqlx::query(
+                "UPDATE inventory SET total_inventory = $4, booked_count = 0, fence_token = 0
              WHERE room_id = $1 AND date >= $2 AND date < $3",
+            )
+            .bind(room.get())
+            .bind(stay.from())
+            .bind(stay.to())
+            .bind(inventory)
+            .execute(&mut *tx),
         )
-        .bind(room.get())
-        .bind(stay.from())
-        .bind(stay.to())
-        .bind(inventory)
-        .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        within(self.limit, tx.commit()).await?;
         Ok(deleted)
     }
 
@@ -229,19 +329,22 @@ impl Repo {
         room: RoomId,
         stay: &Stay,
     ) -> Result<Vec<NightState>, sqlx::Error> {
-        let rows: Vec<(NaiveDate, i32, i32, i64)> = sqlx::query_as(
-            "SELECT i.date, i.total_inventory, i.booked_count,
+        let rows: Vec<(NaiveDate, i32, i32, i64)> = within(
+            self.limit,
+            sqlx::query_as(
+                "SELECT i.date, i.total_inventory, i.booked_count,
                     (SELECT count(*) FROM bookings b
                      WHERE b.room_id = i.room_id AND b.status = 'confirmed'
                        AND b.start_date <= i.date AND b.end_date > i.date)
              FROM inventory i
              WHERE i.room_id = $1 AND i.date >= $2 AND i.date < $3
              ORDER BY i.date",
+            )
+            .bind(room.get())
+            .bind(stay.from())
+            .bind(stay.to())
+            .fetch_all(&self.pool),
         )
-        .bind(room.get())
-        .bind(stay.from())
-        .bind(stay.to())
-        .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
@@ -259,60 +362,90 @@ impl Repo {
 
     /// How many more client connections the server accepts right now (never negative).
     pub async fn spare_connections(&self) -> Result<u32, sqlx::Error> {
-        let spare: i64 = sqlx::query_scalar(
-            "SELECT current_setting('max_connections')::bigint
+        let spare: i64 = within(
+            self.limit,
+            sqlx::query_scalar(
+                "SELECT current_setting('max_connections')::bigint
                   - current_setting('superuser_reserved_connections')::bigint
                   - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+            )
+            .fetch_one(&self.pool),
         )
-        .fetch_one(&self.pool)
         .await?;
         Ok(u32::try_from(spare.max(0)).unwrap_or(u32::MAX))
     }
 
-    /// Records that a lock holder with fencing token `token` has claimed this night, in its own
-    /// short statement (not inside the booking's transaction, which would hold the row lock
-    /// and turn this into `row-lock`). Tokens only grow: an older claim changes nothing.
+    /// Claims one night for the lock holder with fencing token `token`, in its own short
+    /// statement (not inside the booking's transaction, which would hold the row lock and turn
+    /// this into `row-lock`). Only a token newer than every earlier claim is taken; an equal or
+    /// older one gets [`Claim::Behind`] with the newest the night has seen — so two holders can
+    /// never both own the same token, even after Redis lost its counter and hands one out
+    /// again.
     pub async fn claim_fence(
         &self,
         room: RoomId,
         night: NaiveDate,
         token: i64,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE inventory SET fence_token = GREATEST(fence_token, $3)
-             WHERE room_id = $1 AND date = $2",
+    ) -> Result<Claim, BookingError> {
+        let claimed: Option<i64> = within(
+            self.limit,
+            sqlx::query_scalar(
+                "UPDATE inventory SET fence_token = $3
+                 WHERE room_id = $1 AND date = $2 AND fence_token < $3
+                 RETURNING fence_token",
+            )
+            .bind(room.get())
+            .bind(night)
+            .bind(token)
+            .fetch_optional(&self.pool),
         )
-        .bind(room.get())
-        .bind(night)
-        .bind(token)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
+        .await?;
+        if claimed.is_some() {
+            return Ok(Claim::Claimed);
+        }
+        let stored: Option<i64> = within(
+            self.limit,
+            sqlx::query_scalar(
+                "SELECT fence_token FROM inventory WHERE room_id = $1 AND date = $2",
+            )
+            .bind(room.get())
+            .bind(night)
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        match stored {
+            Some(stored) => Ok(Claim::Behind { stored }),
+            None => Err(InputError::NoInventory { room, night }.into()),
+        }
     }
 
     /// Chaos: terminates the backend of one booking transaction of this database that is open
     /// and idle (a user in its hold). Returns its pid, if there was one.
     pub async fn terminate_one_open_booking(&self) -> Result<Option<i32>, sqlx::Error> {
-        sqlx::query_scalar(
-            // The victim is chosen in a subquery with LIMIT, which PostgreSQL cannot flatten:
-            // in one WHERE clause, the planner may call pg_terminate_backend before the other
-            // conditions and kill backends that do not match them.
-            "SELECT pid FROM (
+        within(
+            self.limit,
+            sqlx::query_scalar(
+                // The victim is chosen in a subquery with LIMIT, which PostgreSQL cannot flatten:
+                // in one WHERE clause, the planner may call pg_terminate_backend before the other
+                // conditions and kill backends that do not match them.
+                "SELECT pid FROM (
                  SELECT pid FROM pg_stat_activity
                  WHERE datname = current_database() AND application_name = 'booking-cli'
                    AND state = 'idle in transaction' AND pid <> pg_backend_pid()
                  LIMIT 1
              ) AS victim
              WHERE pg_terminate_backend(pid)",
+            )
+            .fetch_optional(&self.pool),
         )
-        .fetch_optional(&self.pool)
         .await
     }
 
     /// Starts the transaction of one booking (READ COMMITTED, PostgreSQL's default).
     pub async fn begin(&self) -> Result<BookingTx, sqlx::Error> {
         Ok(BookingTx {
-            tx: self.pool.begin().await?,
+            tx: within(self.limit, self.pool.begin()).await?,
+            limit: self.limit,
         })
     }
 }
@@ -321,6 +454,8 @@ impl Repo {
 /// [`commit`](BookingTx::commit) rolls it back.
 pub struct BookingTx {
     tx: Transaction<'static, Postgres>,
+    /// The client-side deadline of every statement.
+    limit: Duration,
 }
 
 impl BookingTx {
@@ -334,16 +469,19 @@ impl BookingTx {
         room: RoomId,
         stay: &Stay,
     ) -> Result<Availability, BookingError> {
-        let rows: Vec<(NaiveDate, Option<i32>, Option<i32>)> = sqlx::query_as(
-            "SELECT d::date, i.total_inventory, i.booked_count
+        let rows: Vec<(NaiveDate, Option<i32>, Option<i32>)> = within(
+            self.limit,
+            sqlx::query_as(
+                "SELECT d::date, i.total_inventory, i.booked_count
              FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
              LEFT JOIN inventory i ON i.room_id = $1 AND i.date = d::date
              ORDER BY d",
+            )
+            .bind(room.get())
+            .bind(stay.from())
+            .bind(stay.to())
+            .fetch_all(&mut *self.tx),
         )
-        .bind(room.get())
-        .bind(stay.from())
-        .bind(stay.to())
-        .fetch_all(&mut *self.tx)
         .await?;
         let mut counts = Vec::with_capacity(rows.len());
         for (night, total, booked) in rows {
@@ -366,14 +504,17 @@ impl BookingTx {
         room: RoomId,
         stay: &Stay,
     ) -> Result<(), BookingError> {
-        let updated = sqlx::query(
-            "UPDATE inventory SET booked_count = booked_count + 1
+        let updated = within(
+            self.limit,
+            sqlx::query(
+                "UPDATE inventory SET booked_count = booked_count + 1
              WHERE room_id = $1 AND date >= $2 AND date < $3",
+            )
+            .bind(room.get())
+            .bind(stay.from())
+            .bind(stay.to())
+            .execute(&mut *self.tx),
         )
-        .bind(room.get())
-        .bind(stay.from())
-        .bind(stay.to())
-        .execute(&mut *self.tx)
         .await?
         .rows_affected();
         if updated != u64::from(stay.len()) {
@@ -388,10 +529,12 @@ impl BookingTx {
 
     /// Makes this transaction SERIALIZABLE; must be its first statement.
     pub async fn set_serializable(&mut self) -> Result<(), sqlx::Error> {
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-            .execute(&mut *self.tx)
-            .await
-            .map(|_| ())
+        within(
+            self.limit,
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *self.tx),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `SELECT … FOR UPDATE` on every night's inventory row, in date order: from here to the
@@ -401,34 +544,39 @@ impl BookingTx {
         room: RoomId,
         stay: &Stay,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "SELECT 1 FROM inventory
+        within(
+            self.limit,
+            sqlx::query(
+                "SELECT 1 FROM inventory
              WHERE room_id = $1 AND date >= $2 AND date < $3
              ORDER BY date FOR UPDATE",
+            )
+            .bind(room.get())
+            .bind(stay.from())
+            .bind(stay.to())
+            .execute(&mut *self.tx),
         )
-        .bind(room.get())
-        .bind(stay.from())
-        .bind(stay.to())
-        .execute(&mut *self.tx)
         .await
         .map(|_| ())
     }
 
     /// Takes the transaction-scoped advisory lock of one room-night (released at commit or
-    /// rollback). The key is the pair (room id, days since 1970-01-01).
+    /// rollback). Advisory locks are shared by every application of the database, so the key is
+    /// not a bare (room, day) pair another application might use too: it is the 64-bit hash of
+    /// `booking_cli:room:{room}:{night}`, a key no other application would choose.
     pub async fn advisory_lock_night(
         &mut self,
         room: RoomId,
         night: NaiveDate,
     ) -> Result<(), sqlx::Error> {
-        let day = i32::try_from(night.signed_duration_since(NaiveDate::default()).num_days())
-            .unwrap_or(i32::MAX);
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(room.get())
-            .bind(day)
-            .execute(&mut *self.tx)
-            .await
-            .map(|_| ())
+        within(
+            self.limit,
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("booking_cli:room:{room}:{night}"))
+                .execute(&mut *self.tx),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Writes `booked_count = value` on one night: a blind write of a value computed from an
@@ -439,13 +587,16 @@ impl BookingTx {
         night: NaiveDate,
         value: i32,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE inventory SET booked_count = $3 WHERE room_id = $1 AND date = $2")
-            .bind(room.get())
-            .bind(night)
-            .bind(value)
-            .execute(&mut *self.tx)
-            .await
-            .map(|_| ())
+        within(
+            self.limit,
+            sqlx::query("UPDATE inventory SET booked_count = $3 WHERE room_id = $1 AND date = $2")
+                .bind(room.get())
+                .bind(night)
+                .bind(value)
+                .execute(&mut *self.tx),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The check and the write as one statement: increments one night only if it still has a
@@ -457,24 +608,30 @@ impl BookingTx {
         room: RoomId,
         night: NaiveDate,
     ) -> Result<bool, BookingError> {
-        let updated = sqlx::query(
-            "UPDATE inventory SET booked_count = booked_count + 1
+        let updated = within(
+            self.limit,
+            sqlx::query(
+                "UPDATE inventory SET booked_count = booked_count + 1
              WHERE room_id = $1 AND date = $2 AND booked_count < total_inventory",
+            )
+            .bind(room.get())
+            .bind(night)
+            .execute(&mut *self.tx),
         )
-        .bind(room.get())
-        .bind(night)
-        .execute(&mut *self.tx)
         .await?
         .rows_affected();
         if updated == 1 {
             return Ok(true);
         }
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM inventory WHERE room_id = $1 AND date = $2)",
+        let exists: bool = within(
+            self.limit,
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM inventory WHERE room_id = $1 AND date = $2)",
+            )
+            .bind(room.get())
+            .bind(night)
+            .fetch_one(&mut *self.tx),
         )
-        .bind(room.get())
-        .bind(night)
-        .fetch_one(&mut *self.tx)
         .await?;
         if exists {
             Ok(false)
@@ -491,14 +648,17 @@ impl BookingTx {
         night: NaiveDate,
         token: i64,
     ) -> Result<bool, sqlx::Error> {
-        let updated = sqlx::query(
-            "UPDATE inventory SET booked_count = booked_count + 1
+        let updated = within(
+            self.limit,
+            sqlx::query(
+                "UPDATE inventory SET booked_count = booked_count + 1
              WHERE room_id = $1 AND date = $2 AND fence_token = $3",
+            )
+            .bind(room.get())
+            .bind(night)
+            .bind(token)
+            .execute(&mut *self.tx),
         )
-        .bind(room.get())
-        .bind(night)
-        .bind(token)
-        .execute(&mut *self.tx)
         .await?
         .rows_affected();
         Ok(updated == 1)
@@ -506,24 +666,30 @@ impl BookingTx {
 
     /// Inserts the `confirmed` booking row and returns its id.
     pub async fn insert_booking(&mut self, req: &BookingRequest) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "INSERT INTO bookings (user_id, room_id, start_date, end_date, status)
+        within(
+            self.limit,
+            sqlx::query_scalar(
+                "INSERT INTO bookings (user_id, room_id, start_date, end_date, status)
              VALUES ($1, $2, $3, $4, 'confirmed')
              RETURNING id",
+            )
+            .bind(req.user.as_uuid())
+            .bind(req.room.get())
+            .bind(req.stay.from())
+            .bind(req.stay.to())
+            .fetch_one(&mut *self.tx),
         )
-        .bind(req.user.as_uuid())
-        .bind(req.room.get())
-        .bind(req.stay.from())
-        .bind(req.stay.to())
-        .fetch_one(&mut *self.tx)
         .await
     }
 
+    /// Commits within the deadline. A commit that times out may still have been applied — the
+    /// server may have received it and be about to answer — so the caller reports an error,
+    /// and the verdict, read from the database afterwards, shows what really happened.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        within(self.limit, self.tx.commit()).await
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+        within(self.limit, self.tx.rollback()).await
     }
 }

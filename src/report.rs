@@ -243,9 +243,16 @@ fn write_lock_line(out: &mut impl Write, lock: &LockStats, policy: &LockPolicy) 
     if lock.locks_expired_before_release > 0 {
         writeln!(
             out,
-            "warning: {} lock(s) expired before their holder released them (--lock-ttl-ms {} is too short for the work)",
+            "warning: {} lock(s) did not last until their release — expired, re-taken, or the release failed (--lock-ttl-ms {}: is it shorter than the work?)",
             lock.locks_expired_before_release,
             policy.ttl.as_millis()
+        )?;
+    }
+    if lock.lock_notifications_dropped > 0 {
+        writeln!(
+            out,
+            "warning: release notifications dropped {} time(s) and came back {} time(s); meanwhile lock waiters fell back to polling",
+            lock.lock_notifications_dropped, lock.lock_notifications_resubscribed
         )?;
     }
     Ok(())
@@ -570,6 +577,7 @@ impl BookJson {
             }
             Outcome::RetriesExhausted { .. } => ("retries_exhausted", None, None, None),
             Outcome::FencedOut { night } => ("fenced_out", None, Some(night.to_string()), None),
+            Outcome::LockExpired { key } => ("lock_expired", None, None, Some(key.clone())),
             Outcome::Interrupted => ("interrupted", None, None, None),
         };
         Self {
@@ -609,6 +617,11 @@ pub fn write_book(out: &mut impl Write, config: &BookConfig, outcome: &Outcome) 
         Outcome::FencedOut { night } => writeln!(
             out,
             "409 Conflict (stale lock token): the lock on {night} expired and a newer holder claimed it; nothing written ({})",
+            config.mode
+        ),
+        Outcome::LockExpired { key } => writeln!(
+            out,
+            "409 Conflict (lock expired): {key} stopped being valid before the booking could commit; rolled back ({})",
             config.mode
         ),
         Outcome::Interrupted => writeln!(out, "interrupted: nothing was booked ({})", config.mode),

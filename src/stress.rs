@@ -61,6 +61,42 @@ pub struct StressConfig {
 }
 
 impl StressConfig {
+    /// The reference run with `mode`: 20 users, room 1, the night of 2024-12-25 with one room,
+    /// 200 ms of work, the reference lock policy (5 s TTL, 10 retries 50 ms apart) and 20
+    /// serializable retries — what `stress --mode M` runs without other flags.
+    pub fn reference(mode: Mode) -> Self {
+        let night = chrono::NaiveDate::from_ymd_opt(2024, 12, 25).unwrap_or(chrono::NaiveDate::MIN);
+        Self {
+            mode,
+            users: 20,
+            room: RoomId::new(1).unwrap_or_else(|_| unreachable!("1 is a valid room id")),
+            rooms: 1,
+            stay: Stay::nights_from(night, 1)
+                .unwrap_or_else(|_| unreachable!("one night is a stay")),
+            mixed_ranges: false,
+            inventory: 1,
+            hold: Duration::from_millis(200),
+            lock_policy: LockPolicy {
+                ttl: Duration::from_secs(5),
+                retries: 10,
+                retry_delay: Duration::from_millis(50),
+                wait: None,
+                renew: false,
+            },
+            retry: RetryPolicy {
+                retries: 20,
+                backoff: crate::backoff::Backoff {
+                    base: Duration::from_millis(20),
+                    cap: Duration::from_millis(320),
+                },
+            },
+            expect: mode.default_expectation(1),
+            processes: 1,
+            chaos: Vec::new(),
+            duration: None,
+        }
+    }
+
     /// The rooms the users are spread over.
     pub fn rooms(&self) -> impl Iterator<Item = RoomId> + use<> {
         let first = self.room.get();
@@ -128,10 +164,12 @@ impl StressConfig {
         }
     }
 
-    /// `locked` with a fixed retry budget is known to refuse users while rooms are left; every
-    /// other strategy (and `locked` with a deadline) is expected not to.
+    /// A Redis lock (`locked`, `fenced`, `redlock`) with a fixed retry budget is known to refuse
+    /// users while rooms are left: the budget runs out while the lock is still changing hands.
+    /// The same policy gets the same judgement, whichever lock it drives; every other strategy
+    /// (and a lock with a deadline, `--lock-wait-ms`) is expected not to under-sell.
     pub fn under_selling_expected(&self) -> bool {
-        self.mode == Mode::Locked && self.lock_policy.wait.is_none()
+        self.mode.takes_redis_lock() && self.lock_policy.wait.is_none()
     }
 }
 
@@ -155,7 +193,10 @@ impl Tally {
         match result {
             Ok(Outcome::Created { .. }) => self.created += 1,
             Ok(Outcome::SoldOut { .. }) => self.sold_out += 1,
-            Ok(Outcome::LockNotAcquired { .. }) => self.lock_not_acquired += 1,
+            // The lock could not be relied on: not acquired, or no longer valid at commit.
+            Ok(Outcome::LockNotAcquired { .. } | Outcome::LockExpired { .. }) => {
+                self.lock_not_acquired += 1
+            }
             Ok(Outcome::RetriesExhausted { .. }) => self.retries_exhausted += 1,
             Ok(Outcome::FencedOut { .. }) => self.fenced_out += 1,
             Ok(Outcome::Interrupted) => self.interrupted += 1,
@@ -214,6 +255,9 @@ pub struct StressReport {
     pub cleared_bookings: u64,
     /// With `--processes`, each process's own figures.
     pub processes: Vec<ProcessRow>,
+    /// With `--processes`, workers that stopped answering and were killed (their users count as
+    /// errors), each said in a sentence. Any makes the run an error (exit 1).
+    pub lost_workers: Vec<String>,
 }
 
 /// One worker process's share of a `--processes` run.
@@ -424,32 +468,41 @@ pub async fn race(
 
 /// The closed loop of `--duration`: every user, released by one barrier, books again as soon as
 /// its last booking ended, until the duration is over (or Ctrl-C).
+///
+/// As in [`race`], users run on at most `lanes` lanes, one per pooled connection: with more
+/// users than lanes, booking `n` of the run goes to the next free lane, on behalf of user
+/// `n mod users` — the closed loop keeps `lanes` bookings in flight, and no user waits for a
+/// pooled connection past its time-out (2,000 users on 32 connections would otherwise).
 pub async fn sustain(
     strategy: Arc<dyn Strategy>,
     config: &StressConfig,
+    lanes: u32,
     duration: Duration,
     stop: &Stop,
     progress: &ProgressBar,
 ) -> RaceResult {
     let (report, mut results) = mpsc::unbounded_channel::<UserResult>();
-    let start_line = Arc::new(Barrier::new(config.users as usize));
+    let lanes = config.users.min(lanes.max(1));
+    let start_line = Arc::new(Barrier::new(lanes as usize));
+    let next_booking = Arc::new(AtomicU32::new(0));
     let shared = Arc::new(config.clone());
     let mut users = JoinSet::new();
-    for i in 0..config.users {
-        let (strategy, start_line, report, stop, config) = (
+    for _ in 0..lanes {
+        let (strategy, start_line, report, stop, config, next_booking) = (
             Arc::clone(&strategy),
             Arc::clone(&start_line),
             report.clone(),
             stop.clone(),
             Arc::clone(&shared),
+            Arc::clone(&next_booking),
         );
         users.spawn(async move {
             start_line.wait().await;
             let deadline = Instant::now() + duration;
-            let mut j = 0;
             while Instant::now() < deadline && !stop.is_stopped() {
-                let request = config.sustained_request(i, j);
-                j = j.wrapping_add(1);
+                let n = next_booking.fetch_add(1, Ordering::Relaxed);
+                let users = config.users.max(1);
+                let request = config.sustained_request(n % users, n / users);
                 let started = Instant::now();
                 let result = strategy.book(&request).await;
                 let sent = report.send(UserResult {
@@ -519,7 +572,17 @@ pub async fn judge(
     let region = config.region()?;
     let mut nights = Vec::new();
     for room in config.rooms() {
-        nights.extend(repo.slot_state(room, &region).await?);
+        match repo.slot_state(room, &region).await {
+            Ok(state) => nights.extend(state),
+            // No verdict without the database: say what the users reported, and why there is
+            // nothing to judge it by.
+            Err(error) => {
+                return Err(BookingError::Unjudged {
+                    tally: tally_line(&race.tally, config.users),
+                    source: error,
+                });
+            }
+        }
     }
     Ok(StressReport {
         config: config.clone(),
@@ -531,6 +594,7 @@ pub async fn judge(
         elapsed: race.elapsed,
         cleared_bookings,
         processes: Vec::new(),
+        lost_workers: Vec::new(),
     })
 }
 
@@ -564,14 +628,15 @@ pub async fn run_with_chaos(
         .min(config.users);
     db::warm_up(repo.pool(), connections).await?;
     let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), redis));
+    // One connection stays free for reading the final state.
+    let lanes = repo
+        .pool()
+        .options()
+        .get_max_connections()
+        .saturating_sub(1);
     let race = match config.duration {
-        Some(duration) => sustain(strategy, config, duration, stop, progress).await,
+        Some(duration) => sustain(strategy, config, lanes, duration, stop, progress).await,
         None => {
-            let lanes = repo
-                .pool()
-                .options()
-                .get_max_connections()
-                .saturating_sub(1);
             race(
                 strategy,
                 config,
@@ -587,6 +652,20 @@ pub async fn run_with_chaos(
     // Faults scheduled after the last user finished have nothing left to break.
     faults.abort();
     judge(repo, config, race, cleared).await
+}
+
+/// One line on what the users reported, for a run whose final state could not be read.
+pub fn tally_line(tally: &Tally, users: u32) -> String {
+    let mut line = format!(
+        "{users} users: {} created, {} refused, {} failed",
+        tally.created,
+        tally.sold_out + tally.lock_not_acquired + tally.retries_exhausted + tally.fenced_out,
+        tally.error_count()
+    );
+    if let Some((message, count)) = tally.errors.iter().max_by_key(|(_, count)| **count) {
+        line.push_str(&format!(" ({count} × {message})"));
+    }
+    line
 }
 
 /// Refused users whose every night still had a room at the end: they could have been sold.

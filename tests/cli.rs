@@ -4,93 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TestDb, redis_url};
-use serde_json::Value;
-
-const USER: &str = "6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f";
-
-struct Cli {
-    db: TestDb,
-    prefix: String,
-}
-
-impl Cli {
-    fn new() -> Self {
-        Self {
-            db: TestDb::unique_url(),
-            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_booking-cli"))
-            .args(args)
-            .env("DATABASE_URL", &self.db.url)
-            .env("REDIS_URL", redis_url())
-            .env("LOCK_KEY_PREFIX", &self.prefix)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("the binary runs")
-    }
-
-    fn reset(&self) {
-        let out = self.run(&["db", "reset"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "db reset: {}",
-            text(&out.stderr)
-        );
-    }
-
-    fn snapshot(&self) -> (i64, i64, i64) {
-        block_on(common::snapshot(&self.db.url))
-    }
-
-    /// (total_inventory, booked_count, confirmed rows) of room 1 on 2024-12-25, from the database.
-    fn reference_slot(&self) -> (i64, i64, i64) {
-        block_on(async {
-            let pool = sqlx::PgPool::connect(&self.db.url).await.expect("connect");
-            let row = sqlx::query_as(
-                "SELECT total_inventory::bigint, booked_count::bigint,
-                        (SELECT count(*) FROM bookings WHERE room_id = 1 AND status = 'confirmed'
-                           AND start_date <= '2024-12-25' AND end_date > '2024-12-25')
-                 FROM inventory WHERE room_id = 1 AND date = '2024-12-25'",
-            )
-            .fetch_one(&pool)
-            .await
-            .expect("slot query");
-            pool.close().await;
-            row
-        })
-    }
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(future)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}): {}",
-            text(&out.stdout)
-        )
-    })
-}
+use common::{Cli, USER, block_on, json, redis_url, text};
 
 #[test]
 fn db_reset_creates_the_database_then_is_idempotent() {
@@ -562,7 +479,8 @@ fn mixed_ranges_need_a_stay_of_two_nights() {
 /// exactly one booking through; an in-process mutex does not, because each process has its own.
 #[test]
 fn across_processes_locked_stays_safe_and_an_in_process_mutex_overbooks() {
-    let cli = Cli::new();
+    // 20 users, 4 workers, 2 for the parent.
+    let cli = Cli::with_budget(26);
     cli.reset();
     let locked = cli.run(&["stress", "--mode", "locked", "--processes", "4", "--json"]);
     assert_eq!(locked.status.code(), Some(0), "{}", text(&locked.stderr));

@@ -76,13 +76,92 @@ async fn redis_killed_mid_run_fails_closed_for_locked_and_fenced() {
     }
 }
 
-#[tokio::test]
+/// Redis dies between connecting and the first booking: every user tries, none gets a lock,
+/// none books — fail closed — and the database says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_redis_makes_no_booking() {
-    // The server is gone before the first user starts: connecting already fails.
-    let mut redis = PrivateRedis::start().await;
-    let url = redis.url();
-    redis.kill();
-    assert!(RedisLock::connect(&url, "").await.is_err());
+    for mode in [Mode::Locked, Mode::Fenced] {
+        let (_db, repo) = TestDb::seeded().await;
+        let mut redis = PrivateRedis::start().await;
+        let lock = RedisLock::connect(&redis.url(), "")
+            .await
+            .expect("private redis");
+        redis.kill();
+        let c = config(mode, 1);
+        let strategy = strategy::build(mode, context(&repo, Some(lock), &c)).unwrap();
+        let report = tokio::time::timeout(
+            Duration::from_secs(20),
+            stress::run(&repo, strategy, &c, &ProgressBar::hidden()),
+        )
+        .await
+        .expect("the run ends")
+        .expect("the run reports");
+        let t = &report.tally;
+        assert_eq!(
+            (t.created, t.error_count()),
+            (0, 20),
+            "{mode}: every user tried and failed: {t:?}"
+        );
+        let night = report.nights[0];
+        assert_eq!(
+            (night.booked_count, night.confirmed_bookings),
+            (0, 0),
+            "{mode}: nothing booked"
+        );
+        assert!(
+            !report.expectation_met(),
+            "{mode}: twenty failed users prove nothing"
+        );
+    }
+}
+
+/// `--chaos pause-redis@100` on a Redis of the test's own: the server answers nobody for 5 s.
+/// Waiters run into the command time-out and fail closed, the holder's booking is judged by
+/// the database, and the run ends instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_redis_fails_closed_and_the_run_ends() {
+    let (_db, repo) = TestDb::seeded().await;
+    let redis = PrivateRedis::start().await;
+    let lock = RedisLock::connect(&redis.url(), "")
+        .await
+        .expect("private redis");
+    let mut c = config(Mode::Locked, 1);
+    c.chaos = vec![Chaos {
+        fault: Fault::PauseRedis,
+        after: Duration::from_millis(100),
+    }];
+    let strategy = strategy::build(Mode::Locked, context(&repo, Some(lock.clone()), &c)).unwrap();
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        stress::run_with_chaos(
+            &repo,
+            strategy,
+            vec![lock],
+            &c,
+            &booking_cli::stop::Stop::new(),
+            &ProgressBar::hidden(),
+        ),
+    )
+    .await
+    .expect("the run ends, not hangs")
+    .expect("the run reports");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let t = &report.tally;
+    assert!(t.error_count() >= 1, "waiters fail closed: {t:?}");
+    assert!(t.created <= 1, "{t:?}");
+    assert!(!report.overbooked(), "{:?}", report.nights);
+    let night = report.nights[0];
+    assert_eq!(i64::from(night.booked_count), night.confirmed_bookings);
+    assert_eq!(
+        i64::from(t.created),
+        night.confirmed_bookings,
+        "the tally agrees with the rows"
+    );
 }
 
 /// A user's backend is terminated while its transaction is open (in the hold, holding the row

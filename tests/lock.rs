@@ -25,7 +25,7 @@ async fn a_second_acquire_fails_while_the_lock_is_held() {
     // With retries, still busy: every attempt is counted.
     match lock.acquire(&key, &policy(5000, 2, 10)).await.unwrap() {
         Acquired::Busy { attempts } => assert_eq!(attempts, 3),
-        Acquired::Held(_) | Acquired::Interrupted => panic!("acquired a held lock"),
+        other => panic!("acquired a held lock: {other:?}"),
     }
     assert_eq!(lock.release(first).await.unwrap(), Released::Released);
     assert!(lock.leftover_keys().await.unwrap().is_empty());
@@ -159,4 +159,86 @@ async fn a_waiter_is_woken_by_the_release_not_by_its_pause() {
     assert_eq!(stats.lock_busy_attempts, 1);
     assert_eq!(lock.release(guard).await.unwrap(), Released::Released);
     assert!(lock.leftover_keys().await.unwrap().is_empty());
+}
+
+/// A release that fails (Redis gone) is not silently forgotten: its hold time is recorded and
+/// it counts as a lock lost.
+#[tokio::test]
+async fn a_failed_release_counts_as_a_lost_lock_with_its_hold_time() {
+    let mut redis = common::PrivateRedis::start().await;
+    let lock = booking_cli::lock::RedisLock::connect(&redis.url(), "")
+        .await
+        .expect("private redis");
+    let guard = lock
+        .try_acquire("lock:room:1:2024-12-25", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("free key");
+    redis.kill();
+    assert!(lock.release(guard).await.is_err(), "Redis is gone");
+    let stats = lock.stats();
+    assert_eq!(stats.locks_expired_before_release, 1, "{stats:?}");
+    assert_eq!(stats.locks_released, 0);
+    assert_eq!(
+        stats.lock_hold.count, 1,
+        "the hold time is recorded: {stats:?}"
+    );
+}
+
+/// The release-notification subscription is cut (`CLIENT KILL TYPE pubsub`, as a Redis restart
+/// or a network cut would): the listener notices, subscribes again, says so in the stats, and
+/// the next release wakes its waiter again instead of leaving it to poll.
+#[tokio::test]
+async fn release_notifications_come_back_after_the_subscription_is_cut() {
+    let redis = common::PrivateRedis::start().await;
+    let lock = booking_cli::lock::RedisLock::connect(&redis.url(), "")
+        .await
+        .expect("private redis");
+    let key = "lock:room:1:2024-12-25";
+    // A first wait opens the subscription.
+    let holder = lock
+        .try_acquire(key, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("free");
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire(key, &policy(30_000, 1, 10_000)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "one subscription to cut");
+    let started = std::time::Instant::now();
+    while lock.stats().lock_notifications_resubscribed < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not subscribed again: {:?}",
+            lock.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lock.stats().lock_notifications_dropped, 1);
+
+    // The waiter's one retry is 10 s away: only a notification ends its wait sooner.
+    let released_at = std::time::Instant::now();
+    assert_eq!(lock.release(holder).await.unwrap(), Released::Released);
+    let Acquired::Held(guard) = waiter.await.unwrap().unwrap() else {
+        panic!("the waiter gets the released lock");
+    };
+    assert!(
+        released_at.elapsed() < Duration::from_secs(3),
+        "woken by the release after the resubscription, not by its pause: {:?}",
+        released_at.elapsed()
+    );
+    assert_eq!(lock.stats().lock_waits_woken_by_release, 1);
+    lock.release(guard).await.unwrap();
 }

@@ -17,12 +17,20 @@ async fn run_over(servers: &[PrivateRedis]) -> StressReport {
     let urls: Vec<String> = servers.iter().map(PrivateRedis::url).collect();
     let redlock = RedLock::connect(&urls, "").await.expect("URLs are valid");
     let config = common::stress_config(Mode::Redlock, 1, deadline_policy(5_000, 20));
+    run_on(&repo, &redlock, &config).await
+}
+
+async fn run_on(
+    repo: &booking_cli::repo::Repo,
+    redlock: &RedLock,
+    config: &stress::StressConfig,
+) -> StressReport {
     let strategy = strategy::build(
         Mode::Redlock,
         strategy::Context {
             repo: repo.clone(),
             lock: None,
-            redlock: Some(redlock),
+            redlock: Some(redlock.clone()),
             lock_policy: config.lock_policy,
             retry: config.retry,
             hold: config.hold,
@@ -31,8 +39,8 @@ async fn run_over(servers: &[PrivateRedis]) -> StressReport {
     )
     .expect("strategy builds");
     tokio::time::timeout(
-        Duration::from_secs(30),
-        stress::run(&repo, strategy, &config, &ProgressBar::hidden()),
+        Duration::from_secs(60),
+        stress::run(repo, strategy, config, &ProgressBar::hidden()),
     )
     .await
     .expect("the run ends")
@@ -70,6 +78,37 @@ async fn redlock_stays_safe_with_one_instance_stopped() {
         "2 of 3 is a majority: {t:?}"
     );
     assert!(report.verdicts().is_empty(), "{:?}", report.nights);
+}
+
+/// An instance that stops answering after the connection is made (frozen with SIGSTOP): its
+/// votes run into the per-instance time-out mid-run. One frozen of three leaves a majority;
+/// two frozen leave none, and every user fails closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redlock_times_out_frozen_instances_and_keeps_or_loses_its_majority() {
+    let servers = three().await;
+    let (_db, repo) = TestDb::seeded().await;
+    let urls: Vec<String> = servers.iter().map(PrivateRedis::url).collect();
+    let redlock = RedLock::connect(&urls, "").await.expect("all three answer");
+    let config = common::stress_config(Mode::Redlock, 1, deadline_policy(2_000, 20));
+    servers[2].pause();
+    let report = run_on(&repo, &redlock, &config).await;
+    let t = &report.tally;
+    assert_eq!((t.created, t.error_count()), (1, 0), "2 of 3 answer: {t:?}");
+    assert_eq!(report.nights[0].confirmed_bookings, 1);
+
+    servers[1].pause();
+    let report = run_on(&repo, &redlock, &config).await;
+    let t = &report.tally;
+    assert_eq!(
+        (t.created, t.error_count()),
+        (0, 20),
+        "1 of 3 answers: {t:?}"
+    );
+    assert!(t.errors.keys().all(|m| m.contains("no quorum")), "{t:?}");
+    let night = report.nights[0];
+    assert_eq!((night.booked_count, night.confirmed_bookings), (0, 0));
+    servers[1].resume();
+    servers[2].resume();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

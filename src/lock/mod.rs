@@ -17,6 +17,14 @@
 //! - **Release is an explicit `async fn`**, not a `Drop`: dropping cannot await a network round
 //!   trip. A [`LockGuard`] that is dropped without release still frees itself when the TTL ends,
 //!   which is exactly the crashed-holder case the TTL exists for.
+//! - **A lock is used only while it is valid.** A guard knows until when it can be relied on:
+//!   the instant its `SET` was *sent*, plus the TTL, minus a clock-drift allowance ([`drift`]) —
+//!   the validity Redlock computes. [`RedisLock::acquire_all`] never waits for a later night
+//!   past the validity of the nights it already holds (it gives them back and starts over, or
+//!   gives up), and hands over the set only if every lock in it is still valid at that instant:
+//!   so a critical section never *starts* on an expired lock, whatever `--lock-wait-ms` is next
+//!   to `--lock-ttl-ms`. One that outlives its locks midway is the expiry problem fencing
+//!   tokens (`fenced`) exist for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +50,21 @@ end
 return 0
 ";
 
+/// Raises the fencing counter KEYS[2] to at least ARGV[2] and draws the next token from it, only
+/// while the lock KEYS[1] still holds our token ARGV[1]; 0 when it does not. Used after Redis lost
+/// the counter (a restart without persistence, a deleted key): only the current holder may
+/// move it past the newest token PostgreSQL accepted.
+const RAISE_FENCE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+if current < tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[2], ARGV[2])
+end
+return redis.call('INCR', KEYS[2])
+";
+
 /// Extends the key's TTL to ARGV[2] ms only if it still holds our token ARGV[1]: 1 if extended.
 const EXTEND_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -57,6 +80,13 @@ const RELEASE_SCRIPT: &str = include_str!("release.lua");
 /// How long connecting to Redis, and each command, may take before it is an error. A lock that
 /// cannot reach Redis must fail closed, quickly — never hang a booking.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The clock-drift allowance for a TTL: 1 % of it plus 2 ms, as the Redlock description
+/// suggests. A lock is relied on only until `TTL − drift` after its `SET` was sent: Redis
+/// measures the TTL on its own clock, from when it received the command.
+pub fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
 
 pub mod redlock;
 mod wake;
@@ -148,10 +178,24 @@ pub struct LockGuard {
     token: String,
     /// The fencing token drawn with the lock (for fenced keys).
     fence: Option<u64>,
+    /// The counter the token was drawn from (for fenced keys).
+    fence_key: Option<String>,
     acquired_at: Instant,
+    /// Until when the lock can be relied on: `TTL − drift` after the `SET` was sent.
+    valid_until: Instant,
 }
 
 impl LockGuard {
+    /// Whether the lock can still be relied on now (see [`drift`]).
+    pub fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until
+    }
+
+    /// Until when the lock can be relied on.
+    pub fn valid_until(&self) -> Instant {
+        self.valid_until
+    }
+
     /// The fencing token: larger than that of every earlier holder of this key.
     pub fn fence(&self) -> Option<u64> {
         self.fence
@@ -199,6 +243,11 @@ pub enum Acquired {
     Held(LockGuard),
     /// Someone else held the key on every attempt.
     Busy {
+        attempts: u32,
+    },
+    /// Still busy when the locks already held would stop being valid: waiting longer would
+    /// hand over an expired set.
+    OutOfTime {
         attempts: u32,
     },
     /// The run was interrupted while waiting.
@@ -272,9 +321,15 @@ pub struct LockStats {
     pub lock_waits_woken_by_release: u64,
     /// Releases that found our own token and deleted it.
     pub locks_released: u64,
-    /// Releases that found the key expired or held by another token: the lock did not protect
-    /// the whole critical section.
+    /// Releases that found the key expired or held by another token, or that failed (Redis
+    /// gone): the lock may not have protected the whole critical section.
     pub locks_expired_before_release: u64,
+    /// Times the release-notification subscription dropped: waiters polled until it was back.
+    #[serde(default)]
+    pub lock_notifications_dropped: u64,
+    /// Times it was subscribed again after a drop.
+    #[serde(default)]
+    pub lock_notifications_resubscribed: u64,
     /// Time spent waiting for locks (per acquire, including those that gave up).
     pub lock_wait: Percentiles,
     /// Time locks were held (per released lock).
@@ -290,6 +345,8 @@ impl LockStats {
         self.lock_waits_woken_by_release += other.lock_waits_woken_by_release;
         self.locks_released += other.locks_released;
         self.locks_expired_before_release += other.locks_expired_before_release;
+        self.lock_notifications_dropped += other.lock_notifications_dropped;
+        self.lock_notifications_resubscribed += other.lock_notifications_resubscribed;
         self.lock_wait = self.lock_wait.worst(&other.lock_wait);
         self.lock_hold = self.lock_hold.worst(&other.lock_hold);
     }
@@ -304,6 +361,7 @@ pub struct RedisLock {
     release: Arc<Script>,
     extend: Arc<Script>,
     acquire_fenced: Arc<Script>,
+    raise_fence: Arc<Script>,
     counters: Arc<Counters>,
     /// Wakes this process's waiters when a key they wait for is released.
     releases: Arc<Releases>,
@@ -339,6 +397,7 @@ impl RedisLock {
             release: Arc::new(Script::new(RELEASE_SCRIPT)),
             extend: Arc::new(Script::new(EXTEND_SCRIPT)),
             acquire_fenced: Arc::new(Script::new(ACQUIRE_FENCED_SCRIPT)),
+            raise_fence: Arc::new(Script::new(RAISE_FENCE_SCRIPT)),
             counters: Arc::default(),
             releases: Arc::new(Releases::new(client, key_prefix)),
             stop: Stop::new(),
@@ -399,6 +458,8 @@ impl RedisLock {
     ) -> Result<Option<LockGuard>, LockError> {
         let token = new_token();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        // Redis starts the TTL when it receives the command, which is after this instant.
+        let sent = Instant::now();
         let fence = match &key.fence {
             None => {
                 if !self.set_nx(&key.key, &token, ttl).await? {
@@ -426,40 +487,77 @@ impl RedisLock {
             key: key.key.clone(),
             token,
             fence,
+            fence_key: key.fence.clone(),
             acquired_at: Instant::now(),
+            valid_until: sent + ttl.saturating_sub(drift(ttl)),
         }))
     }
 
     /// Takes the locks of `keys` one by one, in the order given (callers give ascending date
     /// order; see `strategy::locked` for why that cannot deadlock). If one stays busy or Redis
     /// fails, the locks already taken are released before returning.
+    ///
+    /// The set is handed over only if every lock in it is valid at that instant. Waiting for a
+    /// later key never outlasts the validity of the earlier ones: when it would, they are given
+    /// back, and with a deadline policy the whole set is taken again from the first key while
+    /// the deadline allows (with fixed retries, the user is refused as for a busy lock).
     pub async fn acquire_all(
         &self,
         keys: Vec<LockKey>,
         policy: &LockPolicy,
     ) -> Result<AcquiredAll, LockError> {
-        let mut held = Vec::with_capacity(keys.len());
-        for key in keys {
-            match self.acquire_key(&key, policy).await {
-                Ok(Acquired::Held(guard)) => held.push(guard),
-                Ok(Acquired::Busy { attempts }) => {
-                    self.release_all(held).await;
-                    return Ok(AcquiredAll::Busy {
-                        key: key.key,
-                        attempts,
-                    });
+        let started = Instant::now();
+        'round: loop {
+            let mut held: Vec<LockGuard> = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let until = held.iter().map(LockGuard::valid_until).min();
+                let answer = self.acquire_key(key, policy, started, until).await;
+                let attempts = match answer {
+                    Ok(Acquired::Held(guard)) => {
+                        held.push(guard);
+                        continue;
+                    }
+                    Ok(Acquired::OutOfTime { attempts }) => attempts,
+                    Ok(Acquired::Busy { attempts }) => {
+                        self.release_all(held).await;
+                        return Ok(AcquiredAll::Busy {
+                            key: key.key.clone(),
+                            attempts,
+                        });
+                    }
+                    Ok(Acquired::Interrupted) => {
+                        self.release_all(held).await;
+                        return Ok(AcquiredAll::Interrupted);
+                    }
+                    Err(error) => {
+                        self.release_all(held).await;
+                        return Err(error);
+                    }
+                };
+                // The earlier locks would expire before this one is free: give them back
+                // while they are still ours.
+                tracing::info!(key = %key.key, attempts, "the locks already held would expire first; starting over");
+                self.release_all(held).await;
+                if policy.wait.is_some_and(|wait| started.elapsed() < wait) {
+                    continue 'round;
                 }
-                Ok(Acquired::Interrupted) => {
-                    self.release_all(held).await;
-                    return Ok(AcquiredAll::Interrupted);
-                }
-                Err(error) => {
-                    self.release_all(held).await;
-                    return Err(error);
-                }
+                return Ok(AcquiredAll::Busy {
+                    key: key.key.clone(),
+                    attempts,
+                });
             }
+            // The critical section starts when this returns: only on locks that are all valid.
+            if let Some(expired) = held.iter().find(|guard| !guard.is_valid()) {
+                let key = expired.key.clone();
+                tracing::info!(%key, "a lock expired before the set was complete; starting over");
+                self.release_all(held).await;
+                if policy.wait.is_some_and(|wait| started.elapsed() < wait) {
+                    continue 'round;
+                }
+                return Ok(AcquiredAll::Busy { key, attempts: 1 });
+            }
+            return Ok(AcquiredAll::Held(held));
         }
-        Ok(AcquiredAll::Held(held))
     }
 
     /// Releases in reverse order of taking. A release that fails (Redis gone) is logged, not
@@ -475,13 +573,22 @@ impl RedisLock {
 
     /// Takes the lock, waiting for a busy key as `policy` says (see [`LockPolicy`]).
     pub async fn acquire(&self, key: &str, policy: &LockPolicy) -> Result<Acquired, LockError> {
-        self.acquire_key(&LockKey::plain(key), policy).await
+        self.acquire_key(&LockKey::plain(key), policy, Instant::now(), None)
+            .await
     }
 
-    async fn acquire_key(&self, key: &LockKey, policy: &LockPolicy) -> Result<Acquired, LockError> {
-        let started = Instant::now();
-        let result = self.acquire_inner(key, policy, started).await;
-        record(&self.counters.wait, started.elapsed());
+    /// One key: waiting as `policy` says, its deadline counted from `started`, and never past
+    /// `until` (the validity of the locks already held).
+    async fn acquire_key(
+        &self,
+        key: &LockKey,
+        policy: &LockPolicy,
+        started: Instant,
+        until: Option<Instant>,
+    ) -> Result<Acquired, LockError> {
+        let begun = Instant::now();
+        let result = self.acquire_inner(key, policy, started, until).await;
+        record(&self.counters.wait, begun.elapsed());
         result
     }
 
@@ -490,6 +597,7 @@ impl RedisLock {
         lock_key: &LockKey,
         policy: &LockPolicy,
         started: Instant,
+        until: Option<Instant>,
     ) -> Result<Acquired, LockError> {
         let key = lock_key.key.as_str();
         let mut attempt: u32 = 0;
@@ -506,6 +614,13 @@ impl RedisLock {
             let Some(pause) = policy.next_pause(attempt, started.elapsed()) else {
                 tracing::info!(key = %key, attempts = attempt, "lock busy, giving up");
                 return Ok(Acquired::Busy { attempts: attempt });
+            };
+            let pause = match until.map(|until| until.saturating_duration_since(Instant::now())) {
+                None => pause,
+                Some(left) if left.is_zero() => {
+                    return Ok(Acquired::OutOfTime { attempts: attempt });
+                }
+                Some(left) => pause.min(left),
             };
             let waiter = match waiter {
                 Some(ref waiter) => waiter,
@@ -529,10 +644,21 @@ impl RedisLock {
     }
 
     /// Gives the lock back if it is still ours, and says whether it was.
+    ///
+    /// A release that fails (Redis gone) still ends the holding: its hold time is recorded, and
+    /// it counts as a lock lost, since nobody can say whether the key outlived its holder's
+    /// work — it frees itself at its TTL.
     pub async fn release(&self, guard: LockGuard) -> Result<Released, LockError> {
-        let released = self.compare_and_delete(&guard.key, &guard.token).await?;
+        let answer = self.compare_and_delete(&guard.key, &guard.token).await;
         let held = guard.acquired_at.elapsed();
         record(&self.counters.hold, held);
+        let released = match answer {
+            Ok(released) => released,
+            Err(error) => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                return Err(error);
+            }
+        };
         let held_ms = held.as_millis();
         match released {
             Released::Released => {
@@ -551,6 +677,26 @@ impl RedisLock {
             }
         }
         Ok(released)
+    }
+
+    /// Raises the guard's fencing counter to at least `floor` and draws a new token above it,
+    /// if the lock is still ours: `None` when it is not (or the key is not fenced).
+    pub async fn raise_fence(
+        &self,
+        guard: &LockGuard,
+        floor: u64,
+    ) -> Result<Option<u64>, LockError> {
+        let Some(fence_key) = &guard.fence_key else {
+            return Ok(None);
+        };
+        let token: u64 = self
+            .eval(
+                &self.raise_fence,
+                (guard.key.as_str(), fence_key.as_str()),
+                (guard.token.as_str(), floor),
+            )
+            .await?;
+        Ok((token > 0).then_some(token))
     }
 
     /// Extends a held lock to `ttl` from now, if it is still ours; says whether it was.
@@ -643,9 +789,15 @@ impl RedisLock {
         Ok(())
     }
 
-    /// What this lock handle (and its clones) did so far.
+    /// What this lock handle (and its clones) did so far, and what happened to the process's
+    /// release notifications.
     pub fn stats(&self) -> LockStats {
-        snapshot(&self.counters)
+        let (dropped, resubscribed) = self.releases.health();
+        LockStats {
+            lock_notifications_dropped: dropped,
+            lock_notifications_resubscribed: resubscribed,
+            ..snapshot(&self.counters)
+        }
     }
 
     /// Keys under this handle's prefix that match `lock:*`: after a clean run, none.
@@ -688,6 +840,8 @@ fn snapshot(c: &Counters) -> LockStats {
         lock_waits_woken_by_release: c.woken.load(Ordering::Relaxed),
         locks_released: c.released.load(Ordering::Relaxed),
         locks_expired_before_release: c.lost.load(Ordering::Relaxed),
+        lock_notifications_dropped: 0,
+        lock_notifications_resubscribed: 0,
         lock_wait: summary(&c.wait),
         lock_hold: summary(&c.hold),
     }

@@ -35,11 +35,7 @@ use crate::stop::Stop;
 /// How long one instance may take to answer one command before its vote counts as "no".
 pub const INSTANCE_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// The clock-drift allowance for a TTL: 1 % of it plus 2 ms, as the Redlock description
-/// suggests.
-pub fn drift(ttl: Duration) -> Duration {
-    ttl / 100 + Duration::from_millis(2)
-}
+pub use super::drift;
 
 /// A lock held on a majority.
 #[derive(Debug)]
@@ -60,10 +56,27 @@ pub enum RedAcquired {
     Interrupted,
 }
 
+impl RedGuard {
+    /// Whether the lock can still be relied on now.
+    pub fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 /// The answer for one key.
 enum OneKey {
     Held(RedGuard),
-    Busy { attempts: u32 },
+    Busy {
+        attempts: u32,
+    },
+    /// Still busy when the keys already held would stop being valid.
+    OutOfTime {
+        attempts: u32,
+    },
     Interrupted,
 }
 
@@ -150,7 +163,9 @@ impl RedLock {
                 key: key.to_owned(),
                 token,
                 acquired_at: Instant::now(),
-                valid_until: started + validity,
+                // Each instance started the TTL after the votes were sent: from `started` on,
+                // the lock is safe for `TTL − drift` (the validity left now is what remains).
+                valid_until: started + ttl.saturating_sub(drift(ttl)),
             }));
         }
         // No majority (or no time left): give back what was granted.
@@ -165,34 +180,63 @@ impl RedLock {
     }
 
     /// Takes every key in order (ascending dates), waiting per `policy`; on a busy key or an
-    /// error, what was taken is released.
+    /// error, what was taken is released. As for the single-instance lock, waiting for a later
+    /// key never outlasts the validity of the earlier ones, and the set is handed over only if
+    /// every lock is valid at that instant (see `lock` for the rule).
     pub async fn acquire_all(
         &self,
         keys: Vec<String>,
         policy: &LockPolicy,
     ) -> Result<RedAcquired, LockError> {
-        let mut held = Vec::with_capacity(keys.len());
-        for key in keys {
-            let started = Instant::now();
-            let result = self.acquire_one(&key, policy, started).await;
-            record(&self.counters.wait, started.elapsed());
-            match result {
-                Ok(OneKey::Held(guard)) => held.push(guard),
-                Ok(OneKey::Busy { attempts }) => {
-                    self.release_all(held).await;
-                    return Ok(RedAcquired::Busy { key, attempts });
+        let started = Instant::now();
+        'round: loop {
+            let mut held: Vec<RedGuard> = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let until = held.iter().map(|guard| guard.valid_until).min();
+                let begun = Instant::now();
+                let result = self.acquire_one(key, policy, started, until).await;
+                record(&self.counters.wait, begun.elapsed());
+                let attempts = match result {
+                    Ok(OneKey::Held(guard)) => {
+                        held.push(guard);
+                        continue;
+                    }
+                    Ok(OneKey::OutOfTime { attempts }) => attempts,
+                    Ok(OneKey::Busy { attempts }) => {
+                        self.release_all(held).await;
+                        return Ok(RedAcquired::Busy {
+                            key: key.clone(),
+                            attempts,
+                        });
+                    }
+                    Ok(OneKey::Interrupted) => {
+                        self.release_all(held).await;
+                        return Ok(RedAcquired::Interrupted);
+                    }
+                    Err(error) => {
+                        self.release_all(held).await;
+                        return Err(error);
+                    }
+                };
+                self.release_all(held).await;
+                if policy.wait.is_some_and(|wait| started.elapsed() < wait) {
+                    continue 'round;
                 }
-                Ok(OneKey::Interrupted) => {
-                    self.release_all(held).await;
-                    return Ok(RedAcquired::Interrupted);
-                }
-                Err(error) => {
-                    self.release_all(held).await;
-                    return Err(error);
-                }
+                return Ok(RedAcquired::Busy {
+                    key: key.clone(),
+                    attempts,
+                });
             }
+            if let Some(expired) = held.iter().find(|guard| !guard.is_valid()) {
+                let key = expired.key.clone();
+                self.release_all(held).await;
+                if policy.wait.is_some_and(|wait| started.elapsed() < wait) {
+                    continue 'round;
+                }
+                return Ok(RedAcquired::Busy { key, attempts: 1 });
+            }
+            return Ok(RedAcquired::Held(held));
         }
-        Ok(RedAcquired::Held(held))
     }
 
     async fn acquire_one(
@@ -200,6 +244,7 @@ impl RedLock {
         key: &str,
         policy: &LockPolicy,
         started: Instant,
+        until: Option<Instant>,
     ) -> Result<OneKey, LockError> {
         let mut attempt: u32 = 0;
         // Releases publish on every instance; listening to one live instance is enough.
@@ -214,6 +259,11 @@ impl RedLock {
             self.counters.busy_attempts.fetch_add(1, Ordering::Relaxed);
             let Some(pause) = policy.next_pause(attempt, started.elapsed()) else {
                 return Ok(OneKey::Busy { attempts: attempt });
+            };
+            let pause = match until.map(|until| until.saturating_duration_since(Instant::now())) {
+                None => pause,
+                Some(left) if left.is_zero() => return Ok(OneKey::OutOfTime { attempts: attempt }),
+                Some(left) => pause.min(left),
             };
             let waiter = match waiter {
                 Some(ref waiter) => waiter,

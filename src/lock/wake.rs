@@ -17,9 +17,14 @@
 //! release that happened just before the waiter registered, a pub/sub connection that failed. So
 //! a waiter waits for a notification *or* its policy's pause, whichever comes first: the poll is
 //! the fallback, and the retry budget is unchanged.
+//!
+//! **When the subscription drops** (Redis restarted, a network cut, `CLIENT KILL`), the listener
+//! says so, subscribes again — backing off while Redis is unreachable — and counts both, so the
+//! run's report can say that waiters polled meanwhile instead of silently losing the hand-over.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -47,6 +52,17 @@ pub(crate) struct Releases {
     waiting: Arc<Mutex<HashMap<String, Entry>>>,
     /// Whether the subscription is up; set once, by the first waiter.
     listening: OnceCell<bool>,
+    /// How often the subscription dropped and came back, shared with the listener task.
+    health: Arc<Health>,
+}
+
+/// What happened to the subscription since it was opened.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// Times the subscription ended (its connection dropped).
+    pub(crate) dropped: AtomicU64,
+    /// Times it was opened again after a drop.
+    pub(crate) resubscribed: AtomicU64,
 }
 
 /// The waiters of one key: how many, and where a release is handed to one of them.
@@ -62,7 +78,16 @@ impl Releases {
             pattern: format!("{}lock:*", escape_glob(key_prefix)),
             waiting: Arc::default(),
             listening: OnceCell::new(),
+            health: Arc::default(),
         }
+    }
+
+    /// (dropped, resubscribed): see [`Health`].
+    pub(crate) fn health(&self) -> (u64, u64) {
+        (
+            self.health.dropped.load(Ordering::Relaxed),
+            self.health.resubscribed.load(Ordering::Relaxed),
+        )
     }
 
     /// Registers interest in `key` for as long as the returned [`Waiter`] lives. Registering
@@ -89,38 +114,97 @@ impl Releases {
     /// Opens the subscription and spawns the task that dispatches releases. `false` (and a
     /// warning) when it cannot: waiters then poll, as they would without notifications.
     async fn listen(&self) -> bool {
-        let subscribed = tokio::time::timeout(REDIS_TIMEOUT, async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.psubscribe(&self.pattern).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        let pubsub = match subscribed {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(error)) => {
+        let pubsub = match subscribe(&self.client, &self.pattern).await {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
                 tracing::warn!(%error, "no release notifications; lock waiters will poll");
                 return false;
             }
-            Err(_) => {
-                tracing::warn!(
-                    "no release notifications (subscribing timed out); lock waiters will poll"
-                );
-                return false;
-            }
         };
-        let waiting = Arc::clone(&self.waiting);
+        // The task holds the waiters weakly: once every handle on this lock is gone, it ends.
+        let waiting = Arc::downgrade(&self.waiting);
+        let (client, pattern, health) = (
+            self.client.clone(),
+            self.pattern.clone(),
+            Arc::clone(&self.health),
+        );
         tokio::spawn(async move {
-            // The sink is kept alive with the stream: dropping it could end the subscription.
-            let (_sink, mut messages) = pubsub.split();
-            while let Some(message) = messages.next().await {
-                let waiting = waiting.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(entry) = waiting.get(message.get_channel_name()) {
-                    entry.notify.notify_one();
+            let mut pubsub = pubsub;
+            loop {
+                if !dispatch(pubsub, &waiting).await {
+                    return;
                 }
+                health.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "release notifications lost; lock waiters poll until the subscription is back"
+                );
+                let Some(again) = resubscribe(&client, &pattern, &waiting).await else {
+                    return;
+                };
+                pubsub = again;
+                health.resubscribed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("release notifications subscribed again");
             }
-            tracing::debug!("release notifications ended; lock waiters fall back to polling");
         });
         true
+    }
+}
+
+/// Opens a pub/sub connection subscribed to `pattern`, within the command time-out.
+async fn subscribe(client: &redis::Client, pattern: &str) -> Result<redis::aio::PubSub, String> {
+    let subscribed = tokio::time::timeout(REDIS_TIMEOUT, async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.psubscribe(pattern).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    })
+    .await;
+    match subscribed {
+        Ok(Ok(pubsub)) => Ok(pubsub),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("subscribing timed out after {REDIS_TIMEOUT:?}")),
+    }
+}
+
+/// Hands each release to one waiter of its key until the subscription ends. `false` when
+/// nobody is left to wake (every lock handle dropped): the listener can stop.
+async fn dispatch(
+    pubsub: redis::aio::PubSub,
+    waiting: &Weak<Mutex<HashMap<String, Entry>>>,
+) -> bool {
+    // The sink is kept alive with the stream: dropping it could end the subscription.
+    let (_sink, mut messages) = pubsub.split();
+    while let Some(message) = messages.next().await {
+        let Some(waiting) = waiting.upgrade() else {
+            return false;
+        };
+        let waiting = waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = waiting.get(message.get_channel_name()) {
+            entry.notify.notify_one();
+        }
+    }
+    waiting.strong_count() > 0
+}
+
+/// Subscribes again after a drop, backing off (up to a second between tries) while Redis does
+/// not answer; `None` once nobody is left to wake.
+async fn resubscribe(
+    client: &redis::Client,
+    pattern: &str,
+    waiting: &Weak<Mutex<HashMap<String, Entry>>>,
+) -> Option<redis::aio::PubSub> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if waiting.strong_count() == 0 {
+            return None;
+        }
+        match subscribe(client, pattern).await {
+            Ok(pubsub) => return Some(pubsub),
+            Err(error) => {
+                tracing::debug!(%error, "release notifications: subscribing again failed")
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

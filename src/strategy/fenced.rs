@@ -6,10 +6,29 @@
 //!
 //! **How:** taking a lock also draws a token from a counter in Redis (one script, so every
 //! holder's token is larger than every earlier holder's). Before its check, the holder
-//! *claims* each night in PostgreSQL (`fence_token = GREATEST(fence_token, token)`, its own
+//! *claims* each night in PostgreSQL (`fence_token = token WHERE fence_token < token`, its own
 //! statement). Its write then increments only `WHERE fence_token = token`: if a newer holder
 //! has claimed the night since, the write matches nothing, the transaction rolls back, and the
 //! user gets `409 Conflict (stale lock token)`.
+//!
+//! **When Redis loses the counter** (a restart without persistence, the key deleted), it hands
+//! out small tokens again, at or below what PostgreSQL has already accepted. Such a claim is
+//! refused (only a strictly newer token is claimed, so two holders can never share one), and
+//! the holder learns the newest token the night has seen. Then it raises the counter above
+//! that and draws a fresh token — in one script that first checks it still holds the lock
+//! (`RedisLock::raise_fence`) — and claims again. Why this is safe:
+//! - only the current holder of the Redis lock can raise the counter, so the raise cannot be
+//!   used by a holder whose lock expired: that one stays fenced out;
+//! - the raised token is larger than every token PostgreSQL accepted for the night, so a
+//!   holder whose token predates the loss is older than it — its claim or its write is
+//!   refused, exactly as before the loss;
+//! - the counter only grows from there, so every later holder's token is larger again.
+//!
+//! Without this, the first holder after the loss would draw a token below the stored one,
+//! never match its write, and the night would refuse every booking until the counter caught
+//! up by itself.
+//!
+
 //!
 //! **It is the token that saves the run:** the transaction is exactly `locked`'s check → hold →
 //! write → insert; the only difference is the token in the write's `WHERE`. The claim is not
@@ -18,12 +37,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 
 use super::{Strategy, StrategyStats, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
-use crate::repo::{Availability, Repo};
+use crate::repo::{Availability, Claim, Repo};
 
 pub struct Fenced {
     repo: Repo,
@@ -42,25 +62,46 @@ impl Fenced {
         }
     }
 
+    /// Claims `night` for the holder of `guard`: its token, or `None` when a newer holder has
+    /// the night. A token PostgreSQL has already seen is raised past it first (see the module
+    /// docs: Redis lost its counter).
+    async fn claim(
+        &self,
+        request: &BookingRequest,
+        night: NaiveDate,
+        guard: &LockGuard,
+    ) -> Result<Option<i64>, BookingError> {
+        let token = as_token(guard.fence().unwrap_or(0));
+        let Claim::Behind { stored } = self.repo.claim_fence(request.room, night, token).await?
+        else {
+            return Ok(Some(token));
+        };
+        let floor = u64::try_from(stored).unwrap_or(0);
+        let Some(raised) = self.lock.raise_fence(guard, floor).await? else {
+            // The lock is no longer ours: a newer holder has (or had) the night.
+            tracing::warn!(%night, token, stored, "claim refused: a newer lock holder claimed the night");
+            return Ok(None);
+        };
+        let raised = as_token(raised);
+        tracing::warn!(%night, token, stored, raised, "fencing counter was behind PostgreSQL (Redis lost it): raised");
+        match self.repo.claim_fence(request.room, night, raised).await? {
+            Claim::Claimed => Ok(Some(raised)),
+            Claim::Behind { .. } => Ok(None),
+        }
+    }
+
     /// Claim every night, then check → hold → fenced write → insert.
     async fn book_fenced(
         &self,
         request: &BookingRequest,
         held: &[LockGuard],
     ) -> Result<Outcome, BookingError> {
-        let tokens: Vec<_> = request
-            .stay
-            .nights()
-            .zip(held)
-            .map(|(night, guard)| {
-                (
-                    night,
-                    i64::try_from(guard.fence().unwrap_or(0)).unwrap_or(i64::MAX),
-                )
-            })
-            .collect();
-        for (night, token) in &tokens {
-            self.repo.claim_fence(request.room, *night, *token).await?;
+        let mut tokens = Vec::with_capacity(held.len());
+        for (night, guard) in request.stay.nights().zip(held) {
+            match self.claim(request, night, guard).await? {
+                Some(token) => tokens.push((night, token)),
+                None => return Ok(Outcome::FencedOut { night }),
+            }
         }
         let mut tx = self.repo.begin().await?;
         if let Availability::SoldOut { night } =
@@ -79,6 +120,11 @@ impl Fenced {
         let booking_id = tx.insert_booking(request).await?;
         commit(tx, Outcome::Created { booking_id }).await
     }
+}
+
+/// A fencing token as PostgreSQL stores it (BIGINT).
+fn as_token(fence: u64) -> i64 {
+    i64::try_from(fence).unwrap_or(i64::MAX)
 }
 
 #[async_trait]

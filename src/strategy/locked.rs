@@ -10,9 +10,17 @@
 //! night while waiting for the earlier; a waiter holds only nights before the one it waits for.
 //! A user who gives up on a busy night releases what it already took.
 //!
+//! **When the transaction may start:** only on locks that are all still valid at that instant
+//! (`RedisLock::acquire_all` hands over no other set), so a user who held night 1 while night 2
+//! stayed busy past night 1's TTL never books on the expired lock.
+//!
 //! **What it does not prevent:** a holder still working when its TTL ends. Then a second holder
 //! gets in and the slot can be overbooked; release reports it ([`Released::Expired`] or
-//! [`Released::Stolen`]). Keep `--lock-ttl-ms` well above `--hold-ms`.
+//! [`Released::Stolen`]). Keep `--lock-ttl-ms` well above `--hold-ms`, renew (`--lock-renew`),
+//! or fence (`fenced`).
+//!
+//! [`Released::Expired`]: crate::lock::Released::Expired
+//! [`Released::Stolen`]: crate::lock::Released::Stolen
 //!
 //! **What it costs:** a round trip to Redis before and after the transaction, and waiting.
 //! A release wakes the next waiter (`lock::wake`), but with a fixed retry budget
@@ -24,11 +32,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::naive::check_then_book;
-use super::{Strategy, StrategyStats};
+use super::naive::{check_hold_write, check_then_book};
+use super::{Strategy, StrategyStats, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
-use crate::lock::{AcquiredAll, LockPolicy, RedisLock};
+use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
 use crate::repo::Repo;
 
 pub struct Locked {
@@ -46,6 +54,28 @@ impl Locked {
             policy,
             hold,
         }
+    }
+
+    /// The naive transaction while `held` is renewed every ttl/3. Renewal races the check, the
+    /// hold and the write: if a lock cannot be renewed, that work is dropped — its transaction
+    /// rolls back — because it would no longer be protected. The commit is not raced: once it
+    /// is on its way, PostgreSQL decides, and the outcome reported is the one it recorded (a
+    /// renewal failing then changes nothing the lock still had to protect).
+    async fn book_renewing(
+        &self,
+        request: &BookingRequest,
+        held: &[LockGuard],
+    ) -> Result<Outcome, BookingError> {
+        let mut tx = self.repo.begin().await?;
+        let decided = tokio::select! {
+            decided = check_hold_write(&mut tx, request, self.hold) => decided?,
+            lost = self.lock.keep_alive(held, self.policy.ttl) => {
+                tracing::warn!(%lost, "aborting the booking");
+                // Dropping the transaction rolls it back.
+                return Err(BookingError::LockLost(lost));
+            }
+        };
+        commit(tx, decided).await
     }
 }
 
@@ -68,15 +98,7 @@ impl Strategy for Locked {
         };
         // Released on every path — created, sold out, and error alike.
         let outcome = if self.policy.renew {
-            // Renewal races the work: if a lock cannot be renewed, the work is dropped — its
-            // transaction rolls back — because it would no longer be protected.
-            tokio::select! {
-                outcome = check_then_book(&self.repo, request, self.hold) => outcome,
-                lost = self.lock.keep_alive(&held, self.policy.ttl) => {
-                    tracing::warn!(%lost, "aborting the booking");
-                    Err(BookingError::LockLost(lost))
-                }
-            }
+            self.book_renewing(request, &held).await
         } else {
             check_then_book(&self.repo, request, self.hold).await
         };

@@ -91,6 +91,7 @@ async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError
         Outcome::LockNotAcquired { .. }
         | Outcome::RetriesExhausted { .. }
         | Outcome::FencedOut { .. }
+        | Outcome::LockExpired { .. }
         | Outcome::Interrupted => {}
     }
     Ok(outcome)
@@ -140,6 +141,12 @@ impl Mode {
     /// Whether the strategy needs Redis (so that the others never connect to it).
     pub fn needs_redis(self) -> bool {
         matches!(self, Mode::Locked | Mode::Fenced)
+    }
+
+    /// Whether the strategy waits for a Redis lock (single-instance or Redlock), and so shares
+    /// the lock policy's behaviour — with fixed retries, under-selling.
+    pub fn takes_redis_lock(self) -> bool {
+        matches!(self, Mode::Locked | Mode::Fenced | Mode::Redlock)
     }
 
     /// Whether the strategy locks over every Redis URL given (Redlock).

@@ -5,6 +5,12 @@
 //! instances granted it within its validity time, so one of three may die and bookings go on.
 //! With a majority down, no lock can be taken and no booking is made: it fails closed.
 //!
+//! **Validity, enforced:** the transaction starts only on locks that are all valid, and commits
+//! only if they still are — Redlock's guarantee lasts for the validity time (TTL minus the time
+//! spent acquiring minus the drift allowance), so a booking that ran past it is rolled back and
+//! refused ([`Outcome::LockExpired`]) rather than committed on a lock that a majority may have
+//! handed to someone else meanwhile.
+//!
 //! **What it does not add:** safety under pauses. A holder that outlives its validity is in the
 //! same position as a `locked` holder whose TTL ran out; see `lock::redlock` for why a fencing
 //! token (`fenced`) is still needed for that.
@@ -13,12 +19,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::naive::check_then_book;
-use super::{Strategy, StrategyStats};
+use super::naive::check_hold_write;
+use super::{Strategy, StrategyStats, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::LockPolicy;
-use crate::lock::redlock::{RedAcquired, RedLock};
+use crate::lock::redlock::{RedAcquired, RedGuard, RedLock};
 use crate::repo::Repo;
 
 pub struct Redlock {
@@ -36,6 +42,29 @@ impl Redlock {
             policy,
             hold,
         }
+    }
+
+    /// The naive transaction, committed only while every lock of `held` is still valid.
+    async fn book_while_valid(
+        &self,
+        request: &BookingRequest,
+        held: &[RedGuard],
+    ) -> Result<Outcome, BookingError> {
+        let mut tx = self.repo.begin().await?;
+        let decided = check_hold_write(&mut tx, request, self.hold).await?;
+        if matches!(decided, Outcome::Created { .. })
+            && let Some(expired) = held.iter().find(|guard| !guard.is_valid())
+        {
+            tracing::warn!(
+                key = expired.key(),
+                "redlock validity ran out before commit; rolling back"
+            );
+            tx.rollback().await?;
+            return Ok(Outcome::LockExpired {
+                key: expired.key().to_owned(),
+            });
+        }
+        commit(tx, decided).await
     }
 }
 
@@ -56,13 +85,7 @@ impl Strategy for Redlock {
             }
             RedAcquired::Interrupted => return Ok(Outcome::Interrupted),
         };
-        let outcome = check_then_book(&self.repo, request, self.hold).await;
-        if held
-            .iter()
-            .any(|g| std::time::Instant::now() > g.valid_until)
-        {
-            tracing::warn!("redlock validity ran out before the booking finished");
-        }
+        let outcome = self.book_while_valid(request, &held).await;
         self.lock.release_all(held).await;
         outcome
     }

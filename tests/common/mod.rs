@@ -29,11 +29,54 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// How many PostgreSQL connections the tests of one test binary may hold at once. The suite
+/// shares its server with whatever else runs there — another copy of the suite, a CI job —
+/// within `max_connections` (100 by default, 97 for clients): two copies at 44 each leave room
+/// for the short-lived connections that create and drop databases.
+pub const CONNECTION_BUDGET: u32 = 44;
+
+static BUDGET: std::sync::Mutex<u32> = std::sync::Mutex::new(CONNECTION_BUDGET);
+static BUDGET_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Connections reserved from [`CONNECTION_BUDGET`], given back when dropped.
+pub struct Reserved(u32);
+
+/// Waits until `n` connections of the budget are free and takes them. A test that reserves
+/// before it connects can never push the suite past its budget, however many run at once.
+pub fn reserve(n: u32) -> Reserved {
+    let n = n.min(CONNECTION_BUDGET);
+    let mut free = BUDGET
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    while *free < n {
+        free = BUDGET_FREED
+            .wait(free)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    *free -= n;
+    Reserved(n)
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let mut free = BUDGET
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *free += self.0;
+        BUDGET_FREED.notify_all();
+    }
+}
+
 /// A database of the test's own, dropped (with FORCE, closing connections) when the value is
 /// dropped — also when the test panics.
 pub struct TestDb {
     pub url: String,
+    /// The connections the test may hold on the shared server (released after the drop).
+    pub budget: Option<Reserved>,
 }
+
+/// The pool of a seeded test database: enough for a 20-user race and the final read.
+pub const SEEDED_POOL: u32 = 21;
 
 impl TestDb {
     /// A name and URL only; the database does not exist yet (for `db reset` to create it).
@@ -43,22 +86,26 @@ impl TestDb {
         url.set_path(&name);
         Self {
             url: url.to_string(),
+            budget: None,
         }
     }
 
     /// A freshly created, migrated and seeded database, and a repository on it with enough
     /// connections for a 20-user race.
     pub async fn seeded() -> (Self, Repo) {
-        let test_db = Self::unique_url();
-        db::reset(&test_db.url, &db::reference_hotel())
+        let mut test_db = Self::unique_url();
+        // A 20-user race: one connection per user, one to read the final state.
+        test_db.budget = Some(reserve(SEEDED_POOL + 1));
+        db::reset(&test_db.url, &db::reference_hotel(), db::DEFAULT_TIMEOUT)
             .await
             .expect("db reset of the test database");
         // The tool's own connect options: statement time-out, application_name.
-        let options = db::connect_options(&test_db.url).expect("test URL parses");
-        let pool = db::pool(options, 30)
+        let options =
+            db::connect_options(&test_db.url, db::DEFAULT_TIMEOUT).expect("test URL parses");
+        let pool = db::pool(options, SEEDED_POOL, db::DEFAULT_TIMEOUT)
             .await
             .expect("pool on the test database");
-        (test_db, Repo::new(pool))
+        (test_db, Repo::new(pool, db::DEFAULT_TIMEOUT))
     }
 }
 
@@ -174,9 +221,9 @@ pub async fn snapshot(url: &str) -> (i64, i64, i64) {
     let options = PgConnectOptions::from_str(url).expect("URL parses");
     let pool = sqlx::PgPool::connect_with(options).await.expect("connect");
     let snapshot = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM bookings),
-                (SELECT coalesce(sum(booked_count), 0)::bigint FROM inventory),
-                (SELECT coalesce(sum(total_inventory), 0)::bigint FROM inventory)",
+        "SELECT (SELECT count(*) FROM booking_cli.bookings),
+                (SELECT coalesce(sum(booked_count), 0)::bigint FROM booking_cli.inventory),
+                (SELECT coalesce(sum(total_inventory), 0)::bigint FROM booking_cli.inventory)",
     )
     .fetch_one(&pool)
     .await
@@ -194,38 +241,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let redis = Self {
-            child: Some(child),
-            port,
-        };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("private redis-server on port {port} did not start");
+        Self::start_with(&[]).await
     }
 
     pub fn url(&self) -> String {
@@ -271,4 +287,370 @@ pub fn stress_config(
         chaos: vec![],
         duration: None,
     }
+}
+
+impl PrivateRedis {
+    /// Like [`start`](Self::start), with extra `redis-server` arguments (e.g. `--requirepass`).
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        let port_arg = port.to_string();
+        let mut args = vec![
+            "--port",
+            port_arg.as_str(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        args.extend_from_slice(extra);
+        let child = std::process::Command::new("redis-server")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let redis = Self {
+            child: Some(child),
+            port,
+        };
+        wait_for_port(port).await;
+        redis
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered — a server
+    /// that stops answering after the connection is made. [`resume`](Self::resume) undoes it.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "STOP");
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "CONT");
+        }
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..250 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// Sends `kill -SIG pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// The processes whose parent is `pid` (from /proc).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                // The fields after the command name, which is in parentheses: state, ppid, …
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1.to_owned();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// A PostgreSQL server of the test's own — initdb in a fresh private directory, started on a
+/// free loopback port, trust auth — so that a test can freeze "PostgreSQL" without touching
+/// anyone else's. Stopped, and its directory removed, when dropped.
+pub struct PrivatePostgres {
+    postmaster: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> Self {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::process::CommandExt;
+        let bin = pg_bin_dir();
+        let dir = std::env::temp_dir().join(format!(
+            "booking-cli-test-pg-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .expect("a private directory");
+        // PostgreSQL refuses to run as root: as root, it runs as the `postgres` user.
+        let owner = run_as();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the directory");
+        }
+        let data = dir.join("data");
+        let mut initdb = std::process::Command::new(bin.join("initdb"));
+        initdb
+            .args(["-D", data.to_str().expect("utf-8 path"), "-U", "postgres"])
+            .args(["--auth=trust", "--no-sync"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some((uid, gid)) = owner {
+            initdb.uid(uid).gid(gid);
+        }
+        assert!(
+            initdb.status().expect("initdb runs").success(),
+            "initdb failed"
+        );
+        let port = free_port();
+        let mut postgres = std::process::Command::new(bin.join("postgres"));
+        postgres
+            .args(["-D", data.to_str().expect("utf-8 path")])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-k",
+                dir.to_str().expect("utf-8 path"),
+            ])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "max_connections=40"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some((uid, gid)) = owner {
+            postgres.uid(uid).gid(gid);
+        }
+        let server = Self {
+            postmaster: Some(postgres.spawn().expect("postgres starts")),
+            dir,
+            port,
+        };
+        // Ready when a real connection succeeds (it listens before it accepts sessions).
+        let url = server.url("postgres");
+        for _ in 0..300 {
+            if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                pool.close().await;
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the private PostgreSQL on port {port} did not start");
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Sends `sig` to the postmaster and every backend: `STOP` freezes the whole server —
+    /// sockets open, nothing answered — and `CONT` resumes it.
+    pub fn signal_all(&self, sig: &str) {
+        let Some(postmaster) = &self.postmaster else {
+            return;
+        };
+        let pid = postmaster.id();
+        signal(pid, sig);
+        for child in children_of(pid) {
+            signal(child, sig);
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if let Some(mut postmaster) = self.postmaster.take() {
+            // Resume first: a stopped server cannot shut down. Then immediate shutdown.
+            let pid = postmaster.id();
+            let quietly = |sig: &str, pid: u32| {
+                let _ = std::process::Command::new("kill")
+                    .args([format!("-{sig}"), pid.to_string()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            };
+            quietly("CONT", pid);
+            for child in children_of(pid) {
+                quietly("CONT", child);
+            }
+            quietly("QUIT", pid);
+            let _ = postmaster.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where `initdb` and `postgres` are: `PG_BIN`, else `PATH`, else the newest
+/// /usr/lib/postgresql/*/bin.
+fn pg_bin_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return dir.into();
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .find(|dir| dir.join("initdb").exists() && dir.join("postgres").exists())
+    });
+    if let Some(dir) = on_path {
+        return dir;
+    }
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .expect("PostgreSQL's server binaries (initdb, postgres): apt-get install postgresql")
+}
+
+/// As root, the `postgres` user's (uid, gid); otherwise None (run as oneself).
+fn run_as() -> Option<(u32, u32)> {
+    let id = |flag: &str, user: &str| -> Option<u32> {
+        let out = std::process::Command::new("id")
+            .args([flag, user])
+            .output()
+            .ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    let me = std::process::Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&me.stdout).trim() != "0" {
+        return None;
+    }
+    Some((
+        id("-u", "postgres").expect("a 'postgres' user to run PostgreSQL as"),
+        id("-g", "postgres").expect("a 'postgres' group"),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary, as a user or CI runs it.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const USER: &str = "6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f";
+
+pub struct Cli {
+    pub db: TestDb,
+    pub prefix: String,
+}
+
+impl Cli {
+    /// A database and key prefix of the test's own, and connections reserved for a 20-user
+    /// run of the binary.
+    pub fn new() -> Self {
+        Self::with_budget(SEEDED_POOL + 1)
+    }
+
+    /// Like [`new`](Self::new), reserving `connections` (a `--processes` run needs one per
+    /// user, one per worker and two for the parent).
+    pub fn with_budget(connections: u32) -> Self {
+        let mut db = TestDb::unique_url();
+        db.budget = Some(reserve(connections));
+        Self {
+            db,
+            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// The same database and key prefix on another server (a [`PrivatePostgres`]).
+    pub fn on_server(url: String) -> Self {
+        Self {
+            db: TestDb { url, budget: None },
+            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// The binary with this test's servers in its environment, ready to spawn or run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_booking-cli"));
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.db.url)
+            .env("REDIS_URL", redis_url())
+            .env("LOCK_KEY_PREFIX", &self.prefix)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .env_remove("BOOKING_DB_TIMEOUT")
+            .env_remove("BOOKING_THREADS");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("the binary runs")
+    }
+
+    pub fn reset(&self) {
+        let out = self.run(&["db", "reset"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "db reset: {}",
+            text(&out.stderr)
+        );
+    }
+
+    pub fn snapshot(&self) -> (i64, i64, i64) {
+        block_on(snapshot(&self.db.url))
+    }
+
+    /// (total_inventory, booked_count, confirmed rows) of room 1 on 2024-12-25, from the database.
+    pub fn reference_slot(&self) -> (i64, i64, i64) {
+        block_on(async {
+            let pool = sqlx::PgPool::connect(&self.db.url).await.expect("connect");
+            let row = sqlx::query_as(
+                "SELECT total_inventory::bigint, booked_count::bigint,
+                        (SELECT count(*) FROM booking_cli.bookings
+                         WHERE room_id = 1 AND status = 'confirmed'
+                           AND start_date <= '2024-12-25' AND end_date > '2024-12-25')
+                 FROM booking_cli.inventory WHERE room_id = 1 AND date = '2024-12-25'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("slot query");
+            pool.close().await;
+            row
+        })
+    }
+}
+
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+pub fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            text(&out.stdout)
+        )
+    })
 }
