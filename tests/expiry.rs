@@ -270,3 +270,43 @@ async fn a_holder_whose_token_predates_a_lost_counter_is_still_fenced_out() {
         "one booking, counted once"
     );
 }
+
+/// The set is checked once more when it is complete: a lock whose `SET` was answered only after
+/// its validity had passed (Redis frozen for 400 ms with the command in flight, TTL 200 ms) is
+/// not relied on. With fixed retries the user is refused; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_granted_after_its_validity_is_not_used() {
+    let (_db, repo) = TestDb::seeded().await;
+    let redis = common::PrivateRedis::start().await;
+    let lock = RedisLock::connect(&redis.url(), "")
+        .await
+        .expect("private redis");
+    let stay = request(2, "2024-12-25", 1);
+    let locked = build(
+        Mode::Locked,
+        &repo,
+        Some(lock.clone()),
+        None,
+        lock_policy(200, None),
+        0,
+    );
+    redis.pause();
+    let booking = {
+        let locked = Arc::clone(&locked);
+        tokio::spawn(async move { locked.book(&stay).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    redis.resume();
+    let outcome = booking.await.unwrap().expect("answers");
+    assert!(
+        matches!(outcome, Outcome::LockNotAcquired { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(state(&repo, &stay).await, vec![(0, 0)]);
+    let stats = locked.stats().lock.expect("lock stats");
+    assert_eq!(
+        (stats.locks_acquired, stats.locks_released),
+        (1, 1),
+        "taken, found too old, given back: {stats:?}"
+    );
+}

@@ -89,7 +89,11 @@ async fn redlock_times_out_frozen_instances_and_keeps_or_loses_its_majority() {
     let (_db, repo) = TestDb::seeded().await;
     let urls: Vec<String> = servers.iter().map(PrivateRedis::url).collect();
     let redlock = RedLock::connect(&urls, "").await.expect("all three answer");
-    let config = common::stress_config(Mode::Redlock, 1, deadline_policy(2_000, 20));
+    let mut config = common::stress_config(Mode::Redlock, 1, deadline_policy(2_000, 20));
+    // A TTL well below the 3 s command time-out: only the per-instance time-out (250 ms) leaves
+    // a lock any validity when an instance does not answer.
+    config.lock_policy.ttl = Duration::from_secs(1);
+
     servers[2].pause();
     let report = run_on(&repo, &redlock, &config).await;
     let t = &report.tally;

@@ -73,6 +73,8 @@ pub struct TestDb {
     pub url: String,
     /// The connections the test may hold on the shared server (released after the drop).
     pub budget: Option<Reserved>,
+    /// Whether dropping drops the database (not on a private server, which goes whole).
+    pub drop_database: bool,
 }
 
 /// The pool of a seeded test database: enough for a 20-user race and the final read.
@@ -87,6 +89,7 @@ impl TestDb {
         Self {
             url: url.to_string(),
             budget: None,
+            drop_database: true,
         }
     }
 
@@ -111,6 +114,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.drop_database {
+            return;
+        }
         let url = self.url.clone();
         // Drop cannot await; a thread with its own runtime can, even inside a runtime.
         let _ = std::thread::spawn(move || {
@@ -118,10 +124,15 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .expect("runtime for cleanup");
-            runtime.block_on(async {
+            // Bounded, as every call to a server: a test that failed with its server frozen
+            // must still end.
+            let cleanup = async {
                 if sqlx::Postgres::database_exists(&url).await.unwrap_or(false) {
                     let _ = sqlx::Postgres::force_drop_database(&url).await;
                 }
+            };
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(Duration::from_secs(10), cleanup).await;
             });
         })
         .join();
@@ -575,7 +586,11 @@ impl Cli {
     /// The same database and key prefix on another server (a [`PrivatePostgres`]).
     pub fn on_server(url: String) -> Self {
         Self {
-            db: TestDb { url, budget: None },
+            db: TestDb {
+                url,
+                budget: None,
+                drop_database: false,
+            },
             prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
         }
     }
