@@ -26,9 +26,15 @@
 #
 # Prints the figures and ratios, latency histograms per strategy, and writes
 # target/bench/bench.json and target/bench/throughput.svg (scripts/bench/report.py).
-# The database is reset (1,000 rooms) at the start and left that way.
+# The database is reset (1,000 rooms) at the start and left that way; Redis keeps nothing:
+# every key the benchmark writes is under booking-cli:bench:, and only those are deleted.
+# pgbench gets the connection through libpq's environment (PGPASSWORD, …), never a command
+# line; redis-benchmark takes a password only on its command line, so a Redis with a password
+# is refused (benchmark against one of your own, or the private one scripts/services.sh starts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 users=${BENCH_USERS:-16}
 seconds=${BENCH_SECONDS:-5}
@@ -46,8 +52,13 @@ scripts/services.sh
 # shellcheck disable=SC1091
 source target/services.env
 export NO_COLOR=1
+if [ -n "$(url_password "$REDIS_URL")" ]; then
+    echo "bench: REDIS_URL has a password, which redis-benchmark would show on its command line; use a Redis without one" >&2
+    exit 1
+fi
+eval "$(pg_env DATABASE_URL)"
 cargo build --release --locked >&2
-cli=target/release/booking-cli
+cli=$(target_dir)/release/booking-cli
 out=target/bench
 mkdir -p "$out"
 "$cli" db reset --rooms 1000 >&2
@@ -64,7 +75,7 @@ for run in $(seq 1 "$runs"); do
         say "run $run/$runs: $mode — booking-cli, then pgbench -M prepared, ${seconds}s each at $users users"
         "$cli" stress --mode "$mode" --duration "${seconds}s" "${spread[@]}" --json \
             --lock-wait-ms 10000 --serializable-retries 50 --serializable-backoff-ms 2 >"$out/strategy-run.json"
-        limit=$(pgbench -n -M prepared -c "$users" -j 2 -T "$seconds" --max-tries 50 -f "$sql" "$DATABASE_URL" 2>&1 |
+        limit=$(pgbench -n -M prepared -c "$users" -j 2 -T "$seconds" --max-tries 50 -f "$sql" 2>&1 |
             sed -n 's/^tps = \([0-9.]*\).*/\1/p')
         python3 -c '
 import json, sys
@@ -78,8 +89,9 @@ print(json.dumps({"run": int(sys.argv[2]), "strategy": sys.argv[3], "sql": sys.a
 done
 
 # 2. The lock alone.
-read -r redis_host redis_port < <(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p.hostname or "127.0.0.1", p.port or 6379)' "$REDIS_URL")
-sha=$(redis-cli -u "$REDIS_URL" SCRIPT LOAD "$(cat src/lock/release.lua)")
+read -r redis_host redis_port < <(host_port "$REDIS_URL" 6379)
+rcli() { redis-cli -h "$redis_host" -p "$redis_port" "$@"; }
+sha=$(rcli SCRIPT LOAD "$(cat src/lock/release.lua)")
 rate() { # pipeline, key space, command...
     local p=$1 keys=$2
     shift 2
@@ -95,18 +107,20 @@ rate() { # pipeline, key space, command...
 held=1000000
 fill() {
     redis-benchmark -h "$redis_host" -p "$redis_port" -c "$users" -n $((held * 3)) -P 16 -r "$held" -q \
-        SET 'bench:held:__rand_int__' tok PX 600000 >/dev/null
+        SET 'booking-cli:bench:held:__rand_int__' tok PX 600000 >/dev/null
 }
 clean() {
-    redis-cli -u "$REDIS_URL" --scan --pattern 'bench:*' |
-        xargs -r -n 10000 redis-cli -u "$REDIS_URL" UNLINK >/dev/null
+    rcli --scan --pattern 'booking-cli:bench:*' |
+        xargs -r -n 10000 redis-cli -h "$redis_host" -p "$redis_port" UNLINK >/dev/null
 }
+# How many held keys the benchmark has in Redis (its own only: other keys may be there).
+held_keys() { rcli --scan --pattern 'booking-cli:bench:held:*' --count 10000 | wc -l; }
 release_rate() { # pipeline → "rate released"
     fill
     local before after r
-    before=$(redis-cli -u "$REDIS_URL" DBSIZE)
-    r=$(rate "$1" "$held" EVALSHA "$sha" 1 'bench:held:__rand_int__' tok)
-    after=$(redis-cli -u "$REDIS_URL" DBSIZE)
+    before=$(held_keys)
+    r=$(rate "$1" "$held" EVALSHA "$sha" 1 'booking-cli:bench:held:__rand_int__' tok)
+    after=$(held_keys)
     echo "$r $((before - after))"
 }
 : >"$out/lock.jsonl"
@@ -117,8 +131,8 @@ for run in $(seq 1 "$runs"); do
     one=$("$cli" --threads 1 bench lock --concurrency "$users" --duration "${seconds}s")
     default=$("$cli" bench lock --concurrency "$users" --duration "${seconds}s")
     deep=$("$cli" --threads 1 bench lock --concurrency $((users * 4)) --duration "${seconds}s")
-    set_1=$(rate 1 100000000 SET 'bench:__rand_int__' tok NX PX 600000)
-    set_16=$(rate 16 100000000 SET 'bench:__rand_int__' tok NX PX 600000)
+    set_1=$(rate 1 100000000 SET 'booking-cli:bench:__rand_int__' tok NX PX 600000)
+    set_16=$(rate 16 100000000 SET 'booking-cli:bench:__rand_int__' tok NX PX 600000)
     read -r eval_1 released_1 < <(release_rate 1)
     read -r eval_16 released_16 < <(release_rate 16)
     python3 -c '

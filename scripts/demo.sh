@@ -4,6 +4,8 @@
 # Makes the servers reachable, builds the release binary, resets the database and runs both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 say() { printf '\n%s\n' "$*" >&2; }
 
@@ -13,7 +15,7 @@ source target/services.env
 
 say "==> building booking-cli (release)"
 cargo build --release --locked
-cli=target/release/booking-cli
+cli=$(target_dir)/release/booking-cli
 
 say "==> resetting the database"
 "$cli" db reset

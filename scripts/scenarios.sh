@@ -7,13 +7,15 @@
 # of your own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 scripts/services.sh
 # shellcheck disable=SC1091
 source target/services.env
 export NO_COLOR=1
 cargo build --release --locked >&2
-cli=target/release/booking-cli
+cli=$(target_dir)/release/booking-cli
 "$cli" db reset >&2
 
 modes=(naive lost-update mutex locked fenced redlock row-lock atomic advisory serializable)
@@ -48,6 +50,8 @@ else:
 printf '| strategy |'; for s in "${order[@]}"; do printf ' %s |' "$s"; done; printf '\n|---|'
 for _ in "${order[@]}"; do printf -- '---|'; done; printf '\n'
 for mode in "${modes[@]}"; do
+    # Markdown backticks, not a command substitution.
+    # shellcheck disable=SC2016
     printf '| `%s` |' "$mode"
     for s in "${order[@]}"; do
         # shellcheck disable=SC2086
@@ -71,6 +75,7 @@ done
 trap 'for i in 1 2 3; do [ -f "$dir/redis-$i.pid" ] && kill "$(cat "$dir/redis-$i.pid")" 2>/dev/null; done; true' EXIT
 sleep 0.5
 urls="redis://127.0.0.1:${ports[0]},redis://127.0.0.1:${ports[1]},redis://127.0.0.1:${ports[2]}"
+# shellcheck disable=SC2016
 printf '\n| `redlock` over 3 instances | all up | one stopped | two stopped |\n|---|---|---|---|\n| |'
 for down in 0 1 2; do
     if [ "$down" -ge 1 ]; then kill "$(cat "$dir/redis-$((4 - down)).pid")"; sleep 0.3; fi

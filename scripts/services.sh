@@ -7,9 +7,13 @@
 #      under target/services/ (data) on free ports;
 #   4. otherwise it fails, saying what to install.
 # `scripts/services.sh stop` stops the private servers of step 3.
-# Chatter goes to stderr; the only output is target/services.env.
+# Chatter goes to stderr; the only output is target/services.env (mode 0600, shell-quoted
+# values: it holds the URLs, passwords included, and is meant to be sourced).
+# No password ever goes on a command line: pg_isready needs none, redis-cli gets REDISCLI_AUTH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 ENV_FILE=target/services.env
 PRIVATE=target/services
@@ -18,44 +22,46 @@ DEFAULT_REDIS_URL=redis://127.0.0.1:6379
 
 say() { echo "services: $*" >&2; }
 die() { say "error: $*"; exit 1; }
-mask() { sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#' <<<"$1"; }
 
-# host and port of a URL, as "host port" (default port $2)
-host_port() {
-    local rest=${1#*://}
-    rest=${rest#*@}
-    rest=${rest%%/*}
-    rest=${rest%%\?*}
-    local host=${rest%:*} port=${rest##*:}
-    [ "$host" = "$rest" ] && port=$2
-    [ -n "$host" ] || host=127.0.0.1
-    echo "${host#[}" | sed 's/]$//' | tr -d '\n'
-    echo " $port"
-}
-
-tcp_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+# The host and port reach the inner shell as arguments, never as code.
+# shellcheck disable=SC2016
+tcp_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
 
 pg_answers() {
-    local hp; hp=$(host_port "$1" 5432)
+    local host port
+    read -r host port < <(host_port "$1" 5432)
     if command -v pg_isready >/dev/null; then
-        timeout 5 pg_isready -q -d "$1" >/dev/null 2>&1
+        # Whether the server accepts connections needs no credentials.
+        timeout 5 pg_isready -q -h "$host" -p "$port" >/dev/null 2>&1
     else
-        tcp_open $hp
+        tcp_open "$host" "$port"
     fi
 }
 
 redis_answers() {
-    local hp; hp=$(host_port "$1" 6379)
-    if command -v redis-cli >/dev/null; then
-        [ "$(timeout 5 redis-cli -u "$1" ping 2>/dev/null)" = PONG ]
-    else
-        tcp_open $hp
+    local host port password reply
+    read -r host port < <(host_port "$1" 6379)
+    password=$(url_password "$1")
+    if ! command -v redis-cli >/dev/null; then
+        tcp_open "$host" "$port"
+        return
     fi
+    if [ -n "$password" ]; then
+        reply=$(REDISCLI_AUTH=$password timeout 5 redis-cli -h "$host" -p "$port" ping 2>/dev/null) || true
+    else
+        reply=$(timeout 5 redis-cli -h "$host" -p "$port" ping 2>/dev/null) || true
+    fi
+    [ "$reply" = PONG ]
 }
 
 write_env() {
     mkdir -p target
-    printf "export DATABASE_URL='%s'\nexport REDIS_URL='%s'\n" "$1" "$2" >"$ENV_FILE"
+    # Private from the start: created under umask 077, and narrowed if it existed.
+    (
+        umask 077
+        printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\n' "$1" "$2" >"$ENV_FILE"
+    )
+    chmod 600 "$ENV_FILE"
     say "PostgreSQL at $(mask "$1"), Redis at $(mask "$2") (written to $ENV_FILE)"
 }
 
@@ -68,7 +74,7 @@ free_port() {
 pg_bin() {
     if command -v pg_ctl >/dev/null; then dirname "$(command -v pg_ctl)"; return; fi
     local dir
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     [ -n "$dir" ] && [ -x "$dir/pg_ctl" ] && echo "$dir"
 }
 
@@ -85,10 +91,13 @@ start_private_postgres() {
     port=$(free_port 55432)
     data=$PWD/$PRIVATE/pg
     if [ "$(id -u)" = 0 ]; then
+        # As root, the server runs as `postgres`, which needs a directory of its own: a fresh
+        # one (mktemp), never a predictable path another user could have prepared.
         id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to start a private PostgreSQL"
-        data=${TMPDIR:-/tmp}/booking-cli-pg-$(echo "$PWD" | md5sum | cut -c1-8)
+        data=$(mktemp -d "${TMPDIR:-/tmp}/booking-cli-pg.XXXXXXXX")
+        chown postgres "$data"
     fi
-    mkdir -p "$data" && { [ "$(id -u)" != 0 ] || chown postgres "$data"; }
+    mkdir -p "$data"
     if [ ! -f "$data/PG_VERSION" ]; then
         say "initialising a private PostgreSQL in $data"
         as_pg_user "$bin/initdb" -D "$data" -U postgres --auth=trust >/dev/null
@@ -110,7 +119,11 @@ start_private_redis() {
 
 stop_private() {
     if [ -f "$PRIVATE/pg.datadir" ]; then
-        as_pg_user "$(cat "$PRIVATE/pg.bin")/pg_ctl" -D "$(cat "$PRIVATE/pg.datadir")" -m fast stop >/dev/null 2>&1 || true
+        local data
+        data=$(cat "$PRIVATE/pg.datadir")
+        as_pg_user "$(cat "$PRIVATE/pg.bin")/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+        # A throwaway directory made by mktemp (as root) goes with its server.
+        case $data in "$PWD"/*) ;; *) rm -rf "$data" ;; esac
         rm -f "$PRIVATE/pg.datadir" "$PRIVATE/pg.bin"
     fi
     if [ -f "$PRIVATE/redis.pid" ]; then

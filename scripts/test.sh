@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# The project's test command (CI runs it through .ci/run): services, formatting, lints, the test
-# suite against the real PostgreSQL and Redis, then the CLI smoke run of the reference scenario.
+# The project's test command (CI runs it through .ci/run): services, formatting, lints (Rust and
+# shell), the test suite against the real PostgreSQL and Redis, then the CLI smoke run of the
+# reference scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "shellcheck"
+if ! command -v shellcheck >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing shellcheck (Debian package)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; } >&2
+    else
+        echo "shellcheck is missing: apt-get install shellcheck (Debian/Ubuntu), brew install shellcheck (macOS)" >&2
+        exit 1
+    fi
+fi
+shellcheck scripts/*.sh .ci/run
 
 step "services"
 scripts/services.sh
@@ -22,7 +37,7 @@ step "cargo test"
 cargo test --locked
 
 step "smoke run: db reset, stress --mode naive, stress --mode locked (each must exit 0)"
-cli=target/debug/booking-cli
+cli=$(target_dir)/debug/booking-cli
 "$cli" db reset
 "$cli" stress --users 20 --mode naive
 "$cli" stress --users 20 --mode locked

@@ -175,14 +175,18 @@ pub struct StayArgs {
     pub to: Option<NaiveDate>,
 }
 
-/// How the lock of `--mode locked` is taken.
+/// How the lock of `--mode locked`, `fenced` and `redlock` is taken.
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// Lifetime of a lock, in milliseconds (PX)
+    /// Lifetime of a lock, in milliseconds (PX). A lock is relied on only until TTL minus a
+    /// drift allowance after its SET: no booking starts on an expired lock
     #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub lock_ttl_ms: u64,
 
-    /// How many times a busy lock is tried again after the first attempt
+    /// How many times a busy lock is tried again after the first attempt. Fixed retries are the
+    /// reference design: at --inventory above 1 they run out while the lock is still changing
+    /// hands, so users are refused while rooms are left — reported as UNDER_SOLD and tolerated
+    /// by the safe expectation for every lock strategy alike; --lock-wait-ms avoids it
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub lock_retries: u32,
 
@@ -196,7 +200,7 @@ pub struct LockArgs {
     pub lock_wait_ms: Option<u64>,
 
     /// Renew held locks every ttl/3 (compare-and-extend) while the booking runs, and abandon
-    /// it if a renewal fails (locked)
+    /// it if a renewal fails before its commit (locked only)
     #[arg(long)]
     pub lock_renew: bool,
 }

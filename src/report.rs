@@ -487,6 +487,8 @@ pub struct StressJson<'a> {
     pub processes: u32,
     /// With `--processes` > 1, each process's own outcome counts.
     pub per_process: &'a [ProcessRow],
+    /// Worker processes that stopped answering and were killed (the run exits 1).
+    pub lost_workers: &'a [String],
 }
 
 impl<'a> StressJson<'a> {
@@ -535,12 +537,13 @@ impl<'a> StressJson<'a> {
                 .collect(),
             cleared_bookings: report.cleared_bookings,
             nights: &report.nights,
-            lock_policy: c.mode.needs_redis().then_some(c.lock_policy),
+            lock_policy: c.mode.takes_redis_lock().then_some(c.lock_policy),
             lock: report.stats.lock,
             tx_retries: report.stats.tx_retries,
             serializable_retries: (c.mode == Mode::Serializable).then_some(c.retry.retries),
             processes: c.processes,
             per_process: &report.processes,
+            lost_workers: &report.lost_workers,
         }
     }
 }

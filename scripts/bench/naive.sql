@@ -5,11 +5,11 @@
 BEGIN;
 SELECT n::date, i.total_inventory, i.booked_count
   FROM generate_series('2024-12-20'::date + :d::int, '2024-12-20'::date + :d::int + 1 - 1, interval '1 day') AS n
-  LEFT JOIN inventory i ON i.room_id = :room AND i.date = n::date
+  LEFT JOIN booking_cli.inventory i ON i.room_id = :room AND i.date = n::date
   ORDER BY n;
-UPDATE inventory SET booked_count = booked_count + 1
+UPDATE booking_cli.inventory SET booked_count = booked_count + 1
  WHERE room_id = :room AND date >= '2024-12-20'::date + :d::int AND date < '2024-12-20'::date + :d::int + 1;
-INSERT INTO bookings (user_id, room_id, start_date, end_date, status)
+INSERT INTO booking_cli.bookings (user_id, room_id, start_date, end_date, status)
 VALUES (gen_random_uuid(), :room, '2024-12-20'::date + :d::int, '2024-12-20'::date + :d::int + 1, 'confirmed')
 RETURNING id;
 COMMIT;
