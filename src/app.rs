@@ -470,33 +470,36 @@ fn progress_bar(run: &StressConfig, quiet: bool) -> ProgressBar {
 }
 
 async fn connect_repo(connection: &Connection, max_connections: u32) -> anyhow::Result<Repo> {
-    db::repo(
-        connection.database.clone(),
-        max_connections,
-        connection.db_timeout,
+    let options = connection.database.clone();
+    connected(
+        connection,
+        db::repo(options, max_connections, connection.db_timeout),
     )
     .await
-    .map_err(surface_db)
-    .with_context(|| {
-        format!(
-            "failed to connect to DATABASE_URL {}",
-            connection.database_display()
-        )
-    })
 }
 
 /// Like [`connect_repo`], with a pool of `wanted` connections or of as many as PostgreSQL has
 /// slots for (see [`db::sized_repo`]).
 async fn connect_sized_repo(connection: &Connection, wanted: u32) -> anyhow::Result<Repo> {
-    db::sized_repo(connection.database.clone(), wanted, connection.db_timeout)
-        .await
-        .map_err(surface_db)
-        .with_context(|| {
-            format!(
-                "failed to connect to DATABASE_URL {}",
-                connection.database_display()
-            )
-        })
+    let options = connection.database.clone();
+    connected(
+        connection,
+        db::sized_repo(options, wanted, connection.db_timeout),
+    )
+    .await
+}
+
+/// A repository, or the error saying which server (password masked) could not be reached.
+async fn connected(
+    connection: &Connection,
+    repo: impl Future<Output = Result<Repo, DbError>>,
+) -> anyhow::Result<Repo> {
+    repo.await.map_err(surface_db).with_context(|| {
+        format!(
+            "failed to connect to DATABASE_URL {}",
+            connection.database_display()
+        )
+    })
 }
 
 /// The lock service, when `needed`.

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Cli, USER, block_on, json, redis_url, text};
+use common::{Cli, USER, json, redis_url, text};
 
 #[test]
 fn db_reset_creates_the_database_then_is_idempotent() {
@@ -539,24 +539,5 @@ fn ctrl_c_ends_the_run_with_a_partial_report_and_a_consistent_database() {
         .expect("kill runs");
     assert!(signalled.success());
     let out = child.wait_with_output().expect("the run ends");
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    let body = json(&out);
-    let interrupted = body["interrupted"].as_u64().unwrap_or(0);
-    assert!(interrupted > 0, "{body}");
-    assert_eq!(
-        body["created"].as_u64().unwrap_or(0) + interrupted + body["errors"].as_u64().unwrap_or(99),
-        20,
-        "{body}"
-    );
-    let (total, booked, rows) = cli.reference_slot();
-    assert_eq!(total, 5);
-    assert_eq!(booked, rows, "no count without its row");
-    assert!((1..5).contains(&booked), "interrupted early: {booked}");
-    let leftover = block_on(async {
-        let lock = booking_cli::lock::RedisLock::connect(&redis_url(), &cli.prefix)
-            .await
-            .expect("redis");
-        lock.leftover_keys().await.expect("scan")
-    });
-    assert!(leftover.is_empty(), "locks left: {leftover:?}");
+    cli.assert_interrupted(&out);
 }

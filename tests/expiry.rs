@@ -13,8 +13,7 @@ use booking_cli::error::BookingError;
 use booking_cli::lock::redlock::RedLock;
 use booking_cli::lock::{LockPolicy, RedisLock};
 use booking_cli::repo::Repo;
-use booking_cli::stop::Stop;
-use booking_cli::strategy::{self, Mode, Strategy};
+use booking_cli::strategy::{Mode, Strategy};
 use common::{TestDb, private_lock, retry_policy};
 
 fn request(room: i32, from: &str, nights: u32) -> BookingRequest {
@@ -43,19 +42,9 @@ fn build(
     policy: LockPolicy,
     hold_ms: u64,
 ) -> Arc<dyn Strategy> {
-    strategy::build(
-        mode,
-        strategy::Context {
-            repo: repo.clone(),
-            lock,
-            redlock,
-            lock_policy: policy,
-            retry: retry_policy(0),
-            hold: Duration::from_millis(hold_ms),
-            stop: Stop::new(),
-        },
-    )
-    .expect("strategy builds")
+    let mut context = common::context(repo, lock, redlock, policy, hold_ms);
+    context.retry = retry_policy(0);
+    common::build_with(mode, context)
 }
 
 /// (booked_count, confirmed rows) of every night of the request's stay.

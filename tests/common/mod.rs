@@ -191,19 +191,31 @@ pub fn build(
     lock_policy: LockPolicy,
     hold_ms: u64,
 ) -> Arc<dyn Strategy> {
-    strategy::build(
-        mode,
-        strategy::Context {
-            repo: repo.clone(),
-            lock,
-            redlock: None,
-            lock_policy,
-            retry: retry_policy(20),
-            hold: Duration::from_millis(hold_ms),
-            stop: booking_cli::stop::Stop::new(),
-        },
-    )
-    .expect("strategy builds")
+    build_with(mode, context(repo, lock, None, lock_policy, hold_ms))
+}
+
+/// What a strategy needs: this repository and lock(s), 20 serializable retries.
+pub fn context(
+    repo: &Repo,
+    lock: Option<RedisLock>,
+    redlock: Option<booking_cli::lock::redlock::RedLock>,
+    lock_policy: LockPolicy,
+    hold_ms: u64,
+) -> strategy::Context {
+    strategy::Context {
+        repo: repo.clone(),
+        lock,
+        redlock,
+        lock_policy,
+        retry: retry_policy(20),
+        hold: Duration::from_millis(hold_ms),
+        stop: booking_cli::stop::Stop::new(),
+    }
+}
+
+#[track_caller]
+pub fn build_with(mode: Mode, context: strategy::Context) -> Arc<dyn Strategy> {
+    strategy::build(mode, context).expect("strategy builds")
 }
 
 /// Books every request concurrently, all released by one barrier; results in request order.
@@ -645,6 +657,35 @@ impl Cli {
             pool.close().await;
             row
         })
+    }
+
+    /// What an interrupted 20-user `stress --json` at inventory 5 must leave: exit 130, a
+    /// partial report that accounts for every user, a counter equal to the rows with some but
+    /// not all rooms sold, and no lock key.
+    #[track_caller]
+    pub fn assert_interrupted(&self, out: &Output) {
+        assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+        let body = json(out);
+        let interrupted = body["interrupted"].as_u64().unwrap_or(0);
+        assert!(interrupted > 0, "{body}");
+        assert_eq!(
+            body["created"].as_u64().unwrap_or(0)
+                + interrupted
+                + body["errors"].as_u64().unwrap_or(99),
+            20,
+            "{body}"
+        );
+        let (total, booked, rows) = self.reference_slot();
+        assert_eq!(total, 5);
+        assert_eq!(booked, rows, "no count without its row");
+        assert!((1..5).contains(&booked), "interrupted early: {booked}");
+        let leftover = block_on(async {
+            let lock = booking_cli::lock::RedisLock::connect(&redis_url(), &self.prefix)
+                .await
+                .expect("redis");
+            lock.leftover_keys().await.expect("scan")
+        });
+        assert!(leftover.is_empty(), "locks left: {leftover:?}");
     }
 }
 
