@@ -114,7 +114,7 @@ clean() {
         xargs -r -n 10000 redis-cli -h "$redis_host" -p "$redis_port" UNLINK >/dev/null
 }
 # How many held keys the benchmark has in Redis (its own only: other keys may be there).
-held_keys() { rcli --scan --pattern 'booking-cli:bench:held:*' --count 10000 | wc -l; }
+held_keys() { rcli --scan --pattern 'booking-cli:bench:held:*' | wc -l; }
 release_rate() { # pipeline → "rate released"
     fill
     local before after r

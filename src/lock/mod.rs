@@ -811,7 +811,7 @@ impl RedisLock {
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(1000)
+                .arg(10_000)
                 .query_async(&mut self.conn.clone())
                 .await?;
             keys.extend(batch);
