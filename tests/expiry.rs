@@ -131,7 +131,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_rolls_back_a_booking_that_outlived_its_validity() {
     let (_db, repo) = TestDb::seeded().await;
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let prefix = common::test_prefix();
     let redlock = RedLock::connect(&[common::redis_url()], &prefix)
         .await
         .unwrap();

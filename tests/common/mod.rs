@@ -139,9 +139,16 @@ impl Drop for TestDb {
     }
 }
 
+/// Where every test's Redis keys live: `booking-cli-test:{uuid}:`. Fencing counters are never
+/// deleted by the tool (by design), so `scripts/test.sh` removes `booking-cli-test:*` after the
+/// suite — keys of the tests only, never anyone else's.
+pub fn test_prefix() -> String {
+    format!("booking-cli-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
 /// A lock handle whose keys live under a prefix of this test's own.
 pub async fn private_lock() -> RedisLock {
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let prefix = test_prefix();
     RedisLock::connect(&redis_url(), &prefix)
         .await
         .expect("Redis at REDIS_URL answers")
@@ -591,7 +598,7 @@ impl Cli {
         db.budget = Some(reserve(connections));
         Self {
             db,
-            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+            prefix: test_prefix(),
         }
     }
 
@@ -603,7 +610,7 @@ impl Cli {
                 budget: None,
                 drop_database: false,
             },
-            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+            prefix: test_prefix(),
         }
     }
 
