@@ -20,7 +20,8 @@
 //! - [`processes`]: `--processes N`: worker processes released together.
 //! - [`stop`]: the Ctrl-C stop signal.
 //! - [`report`]: tables and JSON, generic over `impl Write`.
-//! - [`app`]: runs a command, adds error context, chooses the exit status.
+//! - [`app`]: dispatches a command, chooses the exit status.
+//! - [`cmd`]: one module per command (`db reset`, `book`, `stress` and its workers, `bench`).
 //! - [`chaos`]: `--chaos FAULT@MS`, faults injected into a running stress.
 //! - [`bench`]: `bench lock`, the lock alone at full speed.
 //! - [`backoff`]: exponential backoff with full jitter.
@@ -32,6 +33,7 @@ pub mod backoff;
 pub mod bench;
 pub mod chaos;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,0 +1,59 @@
+//! `book`: one booking, through the same strategy code every other front door runs.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+
+use crate::app::{Exit, surface_booking};
+use crate::cli::BookArgs;
+use crate::config::BookConfig;
+use crate::config::Connection;
+use crate::domain::Outcome;
+use crate::report;
+use crate::stop::Stop;
+use crate::strategy;
+
+use super::{connect_lock, connect_redlock, connect_repo, finish_output};
+
+pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exit> {
+    let config = BookConfig::from_args(args)?;
+    let repo = connect_repo(connection, 2).await?;
+    // Validate against the hotel before touching Redis or writing anything.
+    repo.ensure_bookable(config.request.room, &config.request.stay)
+        .await
+        .map_err(surface_booking)?;
+    let lock = connect_lock(connection, config.mode.needs_redis()).await?;
+    let strategy = strategy::build(
+        config.mode,
+        strategy::Context {
+            repo: repo.clone(),
+            lock,
+            redlock: connect_redlock(connection, config.mode.needs_redlock()).await?,
+            lock_policy: config.lock_policy,
+            retry: config.retry,
+            hold: config.hold,
+            stop: Stop::new(),
+        },
+    )?;
+    let outcome = strategy
+        .book(&config.request)
+        .await
+        .map_err(surface_booking)
+        .context("booking failed")?;
+    let mut out = std::io::stdout().lock();
+    let printed = if config.json {
+        report::write_json(&mut out, &report::BookJson::new(&config, &outcome))
+    } else {
+        report::write_book(&mut out, &config, &outcome)
+    };
+    finish_output(printed.and_then(|()| out.flush()))?;
+    Ok(match outcome {
+        Outcome::Created { .. } => Exit::Success,
+        Outcome::SoldOut { .. }
+        | Outcome::LockNotAcquired { .. }
+        | Outcome::RetriesExhausted { .. }
+        | Outcome::FencedOut { .. }
+        | Outcome::LockExpired { .. } => Exit::Unexpected,
+        Outcome::Interrupted => Exit::Interrupted,
+    })
+}
