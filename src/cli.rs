@@ -118,6 +118,8 @@ pub enum Command {
     Book(BookArgs),
     /// Race many users for one slot and check the database afterwards
     Stress(StressArgs),
+    /// Serve the booking API over HTTP (POST /api/bookings), on the same strategies
+    Serve(ServeArgs),
     /// Measure a building block alone (used by scripts/bench.sh)
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -292,6 +294,66 @@ pub struct BookArgs {
     pub json: bool,
 }
 
+/// `serve`: the booking API.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Endpoints:
+  POST /api/bookings                 {\"user_id\": UUID, \"room_id\": 1, \"start_date\": \"2024-12-25\", \"end_date\": \"2024-12-26\"}
+                                     201 created, 409 sold out, 503 lock busy (Retry-After); header X-Booking-Mode picks the strategy
+  GET  /api/bookings/{id}            the booking, or 404
+  GET  /api/rooms/{id}/availability?from=YYYY-MM-DD&to=YYYY-MM-DD
+  GET  /ping, /healthz, /metrics     liveness, PostgreSQL and Redis health, Prometheus text
+Errors are application/problem+json (400, 404, 405, 413, 415, 422, 500, 503).
+
+Examples:
+  booking-cli serve                                   # http://127.0.0.1:8080, --mode locked
+  booking-cli serve --listen 127.0.0.1:8081 --mode naive
+  curl -si -H 'Content-Type: application/json' -d '{\"user_id\":\"6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f\",\"room_id\":1,\"start_date\":\"2024-12-25\",\"end_date\":\"2024-12-26\"}' http://127.0.0.1:8080/api/bookings
+
+Exit status: 0 after a graceful shutdown (SIGTERM or Ctrl-C), 1 runtime error (e.g. the address is
+in use, or bookings still running after the drain deadline), 2 bad input.")]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(
+        long,
+        env = "BOOKING_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// The strategy of a request without an X-Booking-Mode header
+    #[arg(long, value_enum, default_value_t = Mode::Locked)]
+    pub mode: Mode,
+
+    /// Simulated slow work between the availability check and the write, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub hold_ms: u64,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
+
+    /// Status of a refusal worth retrying (lock busy, retries exhausted): 503 with Retry-After,
+    /// or 409 as the original API answered, for old load scripts
+    #[arg(long, value_name = "STATUS", default_value = "503", value_parser = ["503", "409"])]
+    pub busy_status: String,
+
+    /// Deadline of one whole booking (503 after it)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub booking_timeout: std::time::Duration,
+
+    /// Bookings in flight at most; more are answered 503 at once instead of queueing
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_in_flight: u32,
+
+    /// How long a shutdown waits for the bookings in flight
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain: std::time::Duration,
+}
+
 /// `stress`: many users, one slot.
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -378,6 +440,13 @@ pub struct StressArgs {
     /// booking transaction) or pause-redis (CLIENT PAUSE for 5 s); repeatable
     #[arg(long, value_name = "FAULT@MS", value_parser = clap::value_parser!(crate::chaos::Chaos))]
     pub chaos: Vec<crate::chaos::Chaos>,
+
+    /// Race a running `booking-cli serve` over HTTP instead of calling the strategies here: each
+    /// user POSTs /api/bookings to URL, with --mode as X-Booking-Mode. Repeat it (or give a comma
+    /// list) to spread the users round-robin over several servers. DATABASE_URL must reach the
+    /// servers' database: the slot is prepared and the verdict read there
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub target: Vec<String>,
 
     /// Internal: run as one worker process of `--processes`, whose users are numbered from here
     #[arg(long, hide = true, value_name = "K")]

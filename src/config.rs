@@ -112,6 +112,8 @@ impl BookConfig {
 pub struct StressSettings {
     pub runs: Vec<StressConfig>,
     pub json: bool,
+    /// `--target`: the `serve` base URLs to race over HTTP (empty: in this process).
+    pub targets: Vec<String>,
 }
 
 impl StressSettings {
@@ -140,6 +142,11 @@ impl StressSettings {
                 "--connections sizes one process's pool: drop it with --processes (each worker opens one connection per user)".to_owned(),
             ));
         }
+        if !args.target.is_empty() && (args.processes > 1 || !args.chaos.is_empty()) {
+            return Err(InputError::Invalid(
+                "--target races servers over HTTP: drop --processes and --chaos (run several servers instead)".to_owned(),
+            ));
+        }
         if args.processes > args.users {
             return Err(InputError::Invalid(format!(
                 "--processes {} is more than --users {}: every process needs a user",
@@ -164,9 +171,14 @@ impl StressSettings {
                 expect: args.expect.unwrap_or(match (args.duration, mode) {
                     // A throughput measurement on spread slots: no anomaly to expect.
                     (Some(_), Mode::Naive | Mode::LostUpdate) => Expectation::Any,
-                    _ => mode.default_expectation(args.processes),
+                    // Several servers are several processes, as far as an in-process mutex goes.
+                    _ => mode.default_expectation(
+                        args.processes
+                            .max(u32::try_from(args.target.len()).unwrap_or(u32::MAX)),
+                    ),
                 }),
                 duration: args.duration,
+                servers: u32::try_from(args.target.len()).unwrap_or(u32::MAX),
                 processes: args.processes,
                 chaos: args.chaos.clone(),
             })
@@ -174,6 +186,7 @@ impl StressSettings {
         Ok(Self {
             runs,
             json: args.json,
+            targets: args.target.clone(),
         })
     }
 }
@@ -187,6 +200,39 @@ fn stay(
         Some(to) => Stay::between(from, to)?,
         None => Stay::nights_from(from, nights.unwrap_or(1))?,
     })
+}
+
+/// A validated `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: std::net::SocketAddr,
+    pub settings: crate::http::ServeSettings,
+    pub hold: Duration,
+    pub lock_policy: LockPolicy,
+    pub retry: RetryPolicy,
+}
+
+impl ServeConfig {
+    pub fn from_args(args: &crate::cli::ServeArgs) -> Self {
+        let busy_status = if args.busy_status == "409" {
+            axum::http::StatusCode::CONFLICT
+        } else {
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        Self {
+            listen: args.listen,
+            settings: crate::http::ServeSettings {
+                mode: args.mode,
+                busy_status,
+                booking_timeout: args.booking_timeout,
+                max_in_flight: args.max_in_flight as usize,
+                drain: args.drain,
+            },
+            hold: Duration::from_millis(args.hold_ms),
+            lock_policy: lock_policy(&args.lock),
+            retry: retry_policy(&args.retry),
+        }
+    }
 }
 
 fn lock_policy(args: &LockArgs) -> LockPolicy {

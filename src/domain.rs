@@ -69,6 +69,12 @@ impl UserId {
     }
 }
 
+impl From<Uuid> for UserId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
 impl FromStr for UserId {
     type Err = String;
 

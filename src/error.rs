@@ -58,6 +58,9 @@ pub enum BookingError {
         #[source]
         source: sqlx::Error,
     },
+    /// `stress --target`: no response, or one that is not an answer about the booking.
+    #[error("{0}")]
+    Http(String),
     /// `--lock-renew`: a held lock could not be renewed, so the booking was abandoned.
     #[error("{0}; booking abandoned")]
     LockLost(String),

@@ -38,6 +38,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -119,6 +119,7 @@ impl WorkerReport {
             stats: StrategyStats {
                 lock: self.lock,
                 tx_retries: self.tx_retries,
+                http: None,
             },
             elapsed: Duration::from_micros(self.elapsed_us),
         }

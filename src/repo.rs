@@ -123,6 +123,18 @@ impl NightState {
     }
 }
 
+/// One booking row, as `GET /api/bookings/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct BookingRow {
+    pub id: i64,
+    pub user_id: uuid::Uuid,
+    pub room_id: i32,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub status: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// What the availability check of a booking found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
@@ -358,6 +370,41 @@ impl Repo {
                 },
             )
             .collect())
+    }
+
+    /// One booking by its id, if it exists.
+    pub async fn booking(&self, id: i64) -> Result<Option<BookingRow>, sqlx::Error> {
+        within(
+            self.limit,
+            sqlx::query_as(
+                "SELECT id, user_id, room_id, start_date, end_date, status, created_at
+                 FROM bookings WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool),
+        )
+        .await
+    }
+
+    /// Whether the room exists.
+    pub async fn room_exists(&self, room: RoomId) -> Result<bool, sqlx::Error> {
+        within(
+            self.limit,
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)")
+                .bind(room.get())
+                .fetch_one(&self.pool),
+        )
+        .await
+    }
+
+    /// A round trip to the server, within `limit` (a health check's own, shorter deadline).
+    pub async fn ping(&self, limit: Duration) -> Result<(), sqlx::Error> {
+        within(
+            limit.min(self.limit),
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// How many more client connections the server accepts right now (never negative).

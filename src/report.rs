@@ -14,7 +14,7 @@ use crate::lock::{LockPolicy, LockStats};
 use crate::metrics::{Latencies, Percentiles};
 use crate::repo::NightState;
 use crate::strategy::{Expectation, Mode};
-use crate::stress::{ProcessRow, StressReport, Verdict};
+use crate::stress::{ProcessRow, StressConfig, StressReport, Tally, Verdict};
 
 /// Nights listed in the final-state table before the rest is summarised (all are in `--json`).
 const MAX_NIGHT_ROWS: usize = 24;
@@ -60,17 +60,58 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
         ),
         None => processes,
     };
+    let hold = if c.servers > 0 {
+        // The hold is the servers' own (`serve --hold-ms`).
+        format!(
+            ", over HTTP to {} server{}",
+            c.servers,
+            if c.servers == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(", hold {} ms", c.hold.as_millis())
+    };
     writeln!(
         out,
-        "stress --mode {}: {} users{processes} on {rooms}, {}{mixed}, inventory {}, hold {} ms",
-        c.mode,
-        c.users,
-        c.stay,
-        c.inventory,
-        c.hold.as_millis()
+        "stress --mode {}: {} users{processes} on {rooms}, {}{mixed}, inventory {}{hold}",
+        c.mode, c.users, c.stay, c.inventory,
     )?;
 
     let t = &report.tally;
+    if let Some(http) = &report.stats.http {
+        write_status_codes(out, http, t)?;
+    } else {
+        write_outcomes(out, c, t)?;
+    }
+    write_after_outcomes(out, report)
+}
+
+/// `stress --target`: the status codes as the servers sent them (as `hey` and `oha` show them),
+/// then the messages of the users that failed.
+fn write_status_codes(
+    out: &mut impl Write,
+    http: &crate::http::client::HttpStats,
+    t: &Tally,
+) -> io::Result<()> {
+    let mut codes = table(vec!["HTTP status (as the server answered)", "Responses"]);
+    for (status, count) in &http.status_codes {
+        let reason = axum::http::StatusCode::from_u16(*status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        codes.add_row(vec![format!("{status} {reason}"), count.to_string()]);
+    }
+    codes.add_row(vec![
+        "transport errors (no response)".to_owned(),
+        http.transport_errors.to_string(),
+    ]);
+    writeln!(out, "{codes}")?;
+    for (message, count) in &t.errors {
+        writeln!(out, "  {count} × {message}")?;
+    }
+    Ok(())
+}
+
+fn write_outcomes(out: &mut impl Write, c: &StressConfig, t: &Tally) -> io::Result<()> {
     let mut outcomes = table(vec!["Outcome", "Users"]);
     outcomes.add_row(vec!["201 Created".to_owned(), t.created.to_string()]);
     outcomes.add_row(vec![
@@ -105,7 +146,12 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
     for (message, count) in &t.errors {
         outcomes.add_row(vec![format!("500 Error: {message}"), count.to_string()]);
     }
-    writeln!(out, "{outcomes}")?;
+    writeln!(out, "{outcomes}")
+}
+
+fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Result<()> {
+    let c = &report.config;
+    let t = &report.tally;
 
     if !report.processes.is_empty() {
         let mut per_process = table(vec![
@@ -489,6 +535,12 @@ pub struct StressJson<'a> {
     pub per_process: &'a [ProcessRow],
     /// Worker processes that stopped answering and were killed (the run exits 1).
     pub lost_workers: &'a [String],
+    /// `--target`: responses by HTTP status code, as the servers sent them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_codes: Option<BTreeMap<String, u64>>,
+    /// `--target`: requests that got no response at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_errors: Option<u64>,
 }
 
 impl<'a> StressJson<'a> {
@@ -544,6 +596,13 @@ impl<'a> StressJson<'a> {
             processes: c.processes,
             per_process: &report.processes,
             lost_workers: &report.lost_workers,
+            status_codes: report.stats.http.as_ref().map(|http| {
+                http.status_codes
+                    .iter()
+                    .map(|(status, count)| (status.to_string(), *count))
+                    .collect()
+            }),
+            transport_errors: report.stats.http.as_ref().map(|http| http.transport_errors),
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct StressConfig {
     /// Closed loop for this long (`--duration`): every user books again as soon as its last
     /// booking ended, one night at a time, spread over the rooms and the nights of the stay.
     pub duration: Option<Duration>,
+    /// `--target`: how many HTTP servers the users race (0: the strategies run in this
+    /// process). Over HTTP, the hold and the lock policy are the servers'.
+    pub servers: u32,
 }
 
 impl StressConfig {
@@ -94,6 +97,7 @@ impl StressConfig {
             processes: 1,
             chaos: Vec::new(),
             duration: None,
+            servers: 0,
         }
     }
 
@@ -627,13 +631,15 @@ pub async fn run_with_chaos(
         .get_max_connections()
         .min(config.users);
     db::warm_up(repo.pool(), connections).await?;
-    let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), redis));
     // One connection stays free for reading the final state.
-    let lanes = repo
-        .pool()
-        .options()
-        .get_max_connections()
-        .saturating_sub(1);
+    let lanes = strategy.lanes().unwrap_or_else(|| {
+        repo.pool()
+            .options()
+            .get_max_connections()
+            .saturating_sub(1)
+    });
+    strategy.warm_up(lanes.min(config.users)).await?;
+    let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), redis));
     let race = match config.duration {
         Some(duration) => sustain(strategy, config, lanes, duration, stop, progress).await,
         None => {

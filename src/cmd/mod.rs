@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod book;
 pub mod reset;
+pub mod serve;
 pub mod stress;
 pub mod worker;
 

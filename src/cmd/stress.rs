@@ -1,6 +1,7 @@
 //! `stress`: many users, one slot, released together; the verdict read from the database.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -11,10 +12,12 @@ use crate::cli::{StressArgs, StressMode};
 use crate::config::Connection;
 use crate::config::StressSettings;
 use crate::error::InputError;
+use crate::http::client::{HttpStrategy, PreparedSlot};
 use crate::lock::RedisLock;
 use crate::processes;
 use crate::repo::Repo;
 use crate::report;
+use crate::stop::Stop;
 use crate::strategy;
 use crate::stress::{self, StressConfig, StressReport};
 
@@ -64,6 +67,10 @@ pub async fn run(
     };
     if let Some(first_user) = args.worker_first_user {
         return super::worker::run(connection, first, first_user).await;
+    }
+    if !settings.targets.is_empty() {
+        let reports = over_http(connection, &settings).await?;
+        return finish(&settings, args, &reports, &Stop::new());
     }
     // One connection per user, so that no user waits for one, plus one for the final read —
     // but never more than the server has spare.
@@ -144,9 +151,58 @@ pub async fn run(
         reports.push(report);
     }
     repo.close().await;
+    finish(&settings, args, &reports, &stop)
+}
 
+/// `--target`: the same runs, each user a `POST /api/bookings` to the servers. This process
+/// only prepares the slot and reads the verdict from the database; the servers book.
+async fn over_http(
+    connection: &Connection,
+    settings: &StressSettings,
+) -> anyhow::Result<Vec<StressReport>> {
+    let repo = connect_sized_repo(connection, 2).await?;
+    let stop = stop_on_ctrl_c(true);
+    let mut reports = Vec::with_capacity(settings.runs.len());
+    for run in &settings.runs {
+        if stop.is_stopped() {
+            break;
+        }
+        let slot = PreparedSlot {
+            room: run.room,
+            stay: run.region()?,
+            inventory: run.inventory,
+        };
+        let strategy = HttpStrategy::new(&settings.targets, run.mode, slot)?;
+        // Before anything is written: the servers must read the database this run writes.
+        let nights = repo
+            .slot_state(slot.room, &slot.stay)
+            .await
+            .context("failed to read the slot")?;
+        strategy
+            .check_before(&nights)
+            .await
+            .map_err(surface_booking)?;
+        let progress = progress_bar(run, settings.json);
+        let report =
+            stress::run_with_chaos(&repo, Arc::new(strategy), Vec::new(), run, &stop, &progress)
+                .await
+                .map_err(surface_booking)
+                .with_context(|| format!("stress run of --mode {} over HTTP failed", run.mode))?;
+        reports.push(report);
+    }
+    repo.close().await;
+    Ok(reports)
+}
+
+/// Prints the reports and chooses the exit status.
+fn finish(
+    settings: &StressSettings,
+    args: &StressArgs,
+    reports: &[StressReport],
+    stop: &Stop,
+) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
-    let printed = match (settings.json, reports.as_slice()) {
+    let printed = match (settings.json, reports) {
         (true, [one]) if args.mode != StressMode::All => {
             report::write_json(&mut out, &report::StressJson::new(one))
         }

@@ -789,6 +789,14 @@ impl RedisLock {
         Ok(())
     }
 
+    /// One `PING`, within the command time-out: is Redis answering?
+    pub async fn ping(&self) -> Result<(), LockError> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// What this lock handle (and its clones) did so far, and what happened to the process's
     /// release notifications.
     pub fn stats(&self) -> LockStats {

@@ -53,6 +53,18 @@ pub trait Strategy: Send + Sync {
     fn stats(&self) -> StrategyStats {
         StrategyStats::default()
     }
+
+    /// Gets ready for `connections` users booking at once, before the start barrier (the HTTP
+    /// client opens its keep-alive connections). Most strategies need nothing.
+    async fn warm_up(&self, _connections: u32) -> Result<(), BookingError> {
+        Ok(())
+    }
+
+    /// How many users may book at once, when it is not one per pooled database connection
+    /// (over HTTP, the server's connections are not the runner's).
+    fn lanes(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// Counters a strategy keeps over all its users.
@@ -62,6 +74,8 @@ pub struct StrategyStats {
     pub lock: Option<LockStats>,
     /// Transactions aborted by PostgreSQL and run again (`serializable`).
     pub tx_retries: Option<u64>,
+    /// Status codes and transport errors (`stress --target`).
+    pub http: Option<crate::http::client::HttpStats>,
 }
 
 impl StrategyStats {
@@ -77,6 +91,13 @@ impl StrategyStats {
         self.tx_retries = match (self.tx_retries, other.tx_retries) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.http = match (self.http.take(), &other.http) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.merge(theirs);
+                Some(mine)
+            }
+            (mine, theirs) => mine.or_else(|| theirs.clone()),
         };
     }
 }

@@ -316,6 +316,7 @@ pub fn stress_config(
         processes: 1,
         chaos: vec![],
         duration: None,
+        servers: 0,
     }
 }
 

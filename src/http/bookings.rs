@@ -1,0 +1,467 @@
+//! The handlers. Each parses its request into the same domain types `book` builds from its
+//! flags, calls the same strategy, and maps the outcome to a status in [`outcome_response`] —
+//! one function, so that a sold-out night and a busy lock are answered the same way wherever
+//! they come from. They never reach the 500 path: only failures of this server do.
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::problem::Problem;
+use super::{AppState, MODE_HEADER, metrics};
+use crate::domain::{BookingRequest, Outcome, RoomId, Stay, StayError};
+use crate::error::{BookingError, InputError};
+use crate::repo::BookingRow;
+use crate::strategy::Mode;
+
+/// The body of `POST /api/bookings`, as the original API took it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBooking {
+    pub user_id: Uuid,
+    pub room_id: i64,
+    pub start_date: NaiveDate,
+    /// The day the guest leaves (exclusive).
+    pub end_date: NaiveDate,
+}
+
+/// A booking as the API shows it: the row, and the strategy that made it (when this response
+/// made it).
+#[derive(Debug, Serialize)]
+pub struct BookingJson {
+    #[serde(flatten)]
+    pub row: BookingRow,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+}
+
+/// `POST /api/bookings`.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewBooking>, JsonRejection>,
+) -> Response {
+    let mode = match mode_of(&state, &headers) {
+        Ok(mode) => mode,
+        Err(problem) => return problem.into_response(),
+    };
+    let answer = book(&state, mode, body).await;
+    let mut response = match answer {
+        Ok(response) => response,
+        Err(problem) => problem.into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(mode.name()) {
+        response.headers_mut().insert(MODE_HEADER, value);
+    }
+    response
+}
+
+async fn book(
+    state: &AppState,
+    mode: Mode,
+    body: Result<Json<NewBooking>, JsonRejection>,
+) -> Result<Response, Problem> {
+    let Json(body) = body?;
+    let request = validate(state, &body).await?;
+    let Some(strategy) = state.strategies.get(&mode).cloned() else {
+        let why = state
+            .unavailable
+            .get(&mode)
+            .cloned()
+            .unwrap_or_else(|| "not set up on this server".to_owned());
+        return Err(Problem::unavailable(
+            "mode-unavailable",
+            "Mode unavailable",
+            format!("--mode {mode} cannot run here: {why}"),
+        )
+        .with("mode", mode.name()));
+    };
+    // Beyond the cap, answer at once rather than queue without bound.
+    let Ok(slot) = state.slots.clone().try_acquire_owned() else {
+        return Err(Problem::unavailable(
+            "busy",
+            "Too many bookings in flight",
+            format!(
+                "{} bookings are in flight, the most this server takes at once",
+                state.settings.max_in_flight
+            ),
+        ));
+    };
+    let tracked = state.in_flight.track();
+    let started = Instant::now();
+    // The booking runs in a task of its own: if the client disconnects, this handler is dropped
+    // but the booking completes or rolls back whole, and a shutdown still waits for it.
+    let task = tokio::spawn(async move {
+        let _slot = slot;
+        let _tracked = tracked;
+        strategy.book(&request).await
+    });
+    let limit = state.settings.booking_timeout;
+    let result = match tokio::time::timeout(limit, task).await {
+        Err(_) => {
+            metrics::booking(mode, "timeout", started.elapsed());
+            return Err(Problem::unavailable(
+                "booking-timeout",
+                "Booking timed out",
+                format!(
+                    "the booking did not finish within {}; it may still complete — check GET /api/rooms/{}/availability",
+                    humantime::format_duration(limit),
+                    request.room
+                ),
+            ));
+        }
+        Ok(Err(join)) => {
+            tracing::error!(%join, "booking task failed");
+            return Err(Problem::internal());
+        }
+        Ok(Ok(result)) => result,
+    };
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(BookingError::Input(input)) => return Err(input_problem(&input)),
+        Err(error) => {
+            metrics::booking(mode, "error", started.elapsed());
+            tracing::error!(%error, %mode, "booking failed");
+            return Err(Problem::internal());
+        }
+    };
+    metrics::booking(mode, outcome_name(&outcome), started.elapsed());
+    outcome_response(state, mode, &request, outcome).await
+}
+
+/// The strategy of a request: `X-Booking-Mode`, else the server's `--mode`.
+fn mode_of(state: &AppState, headers: &HeaderMap) -> Result<Mode, Problem> {
+    let Some(value) = headers.get(MODE_HEADER) else {
+        return Ok(state.settings.mode);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    Mode::ALL
+        .into_iter()
+        .find(|mode| mode.name() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+            Problem::bad_request(
+                Some("X-Booking-Mode"),
+                format!(
+                    "unknown X-Booking-Mode '{text}' (one of: {})",
+                    names.join(", ")
+                ),
+            )
+        })
+}
+
+/// The body, as domain types, checked against the hotel without writing anything.
+async fn validate(state: &AppState, body: &NewBooking) -> Result<BookingRequest, Problem> {
+    let room = i32::try_from(body.room_id)
+        .ok()
+        .and_then(|id| RoomId::new(id).ok())
+        .ok_or_else(|| unknown_room(body.room_id))?;
+    let stay = Stay::between(body.start_date, body.end_date).map_err(|error| match error {
+        StayError::NotAfter { from, to } => Problem::unprocessable(
+            "invalid-stay",
+            "Invalid stay",
+            format!("end_date {to} must be after start_date {from} (the day the guest leaves)"),
+        )
+        .with("field", "end_date"),
+        other => Problem::unprocessable("invalid-stay", "Invalid stay", other.to_string()),
+    })?;
+    match state.repo.ensure_bookable(room, &stay).await {
+        Ok(()) => {}
+        Err(BookingError::Input(input)) => return Err(input_problem(&input)),
+        Err(error) => {
+            tracing::error!(%error, "checking the stay failed");
+            return Err(Problem::internal());
+        }
+    }
+    Ok(BookingRequest {
+        user: body.user_id.into(),
+        room,
+        stay,
+    })
+}
+
+fn unknown_room(room: impl std::fmt::Display) -> Problem {
+    Problem::unprocessable(
+        "unknown-room",
+        "Unknown room",
+        format!("room {room} does not exist"),
+    )
+    .with("field", "room_id")
+}
+
+/// A request that parsed but does not fit the hotel: 422.
+fn input_problem(input: &InputError) -> Problem {
+    match input {
+        InputError::UnknownRoom { room } => unknown_room(room),
+        InputError::NoInventory { room, night } => Problem::unprocessable(
+            "no-inventory",
+            "No inventory",
+            format!("room {room} has no inventory on {night}"),
+        )
+        .with("night", night.to_string()),
+        other => Problem::unprocessable("invalid-booking", "Invalid booking", other.to_string()),
+    }
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Created { .. } => "created",
+        Outcome::SoldOut { .. } => "sold_out",
+        Outcome::LockNotAcquired { .. } => "lock_not_acquired",
+        Outcome::RetriesExhausted { .. } => "retries_exhausted",
+        Outcome::FencedOut { .. } => "fenced_out",
+        Outcome::LockExpired { .. } => "lock_expired",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+/// The one place an outcome becomes a status: 201 with the booking, 409 when a night is sold
+/// out, and — for what may succeed when tried again (a busy or expired lock, retries run out, a
+/// newer lock holder) — 503 with `Retry-After`, or 409 as the original API answered
+/// (`--busy-status 409`).
+async fn outcome_response(
+    state: &AppState,
+    mode: Mode,
+    request: &BookingRequest,
+    outcome: Outcome,
+) -> Result<Response, Problem> {
+    let busy = |kind: &str, title: &str, detail: String| {
+        let problem = Problem::new(state.settings.busy_status, kind, title, detail);
+        let problem = if state.settings.busy_status == StatusCode::SERVICE_UNAVAILABLE {
+            problem.retry_after(1)
+        } else {
+            problem
+        };
+        Err(problem.with("mode", mode.name()))
+    };
+    match outcome {
+        Outcome::Created { booking_id } => created(state, mode, request, booking_id).await,
+        Outcome::SoldOut { night } => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "sold-out",
+            "Sold out",
+            format!("room {} has no room left on {night}", request.room),
+        )
+        .with("night", night.to_string())
+        .with("mode", mode.name())),
+        Outcome::LockNotAcquired { key, attempts } => busy(
+            "lock-busy",
+            "Lock busy",
+            format!("{key} stayed held by another booking for {attempts} attempts; try again"),
+        ),
+        Outcome::RetriesExhausted { attempts } => busy(
+            "retries-exhausted",
+            "Retries exhausted",
+            format!("PostgreSQL aborted the transaction on all {attempts} attempts; try again"),
+        ),
+        Outcome::FencedOut { night } => busy(
+            "fenced-out",
+            "Stale lock token",
+            format!("the lock on {night} expired and a newer holder claimed it; try again"),
+        ),
+        Outcome::LockExpired { key } => busy(
+            "lock-expired",
+            "Lock expired",
+            format!("{key} stopped being valid before the booking could commit; try again"),
+        ),
+        Outcome::Interrupted => Err(Problem::unavailable(
+            "shutting-down",
+            "Shutting down",
+            "the server is shutting down; nothing was booked",
+        )),
+    }
+}
+
+/// `201 Created` with the booking as the database has it, and its `Location`.
+async fn created(
+    state: &AppState,
+    mode: Mode,
+    request: &BookingRequest,
+    id: i64,
+) -> Result<Response, Problem> {
+    let row = match state.repo.booking(id).await {
+        Ok(Some(row)) => row,
+        Ok(None) | Err(_) => {
+            // Committed, but not readable back just now: say so rather than 500 a booking
+            // that exists.
+            tracing::warn!(id, "booking created but not read back");
+            return Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, format!("/api/bookings/{id}"))],
+                Json(serde_json::json!({
+                    "id": id,
+                    "user_id": request.user.to_string(),
+                    "room_id": request.room.get(),
+                    "start_date": request.stay.from(),
+                    "end_date": request.stay.to(),
+                    "status": "confirmed",
+                    "mode": mode,
+                })),
+            )
+                .into_response());
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/bookings/{id}"))],
+        Json(BookingJson {
+            row,
+            mode: Some(mode),
+        }),
+    )
+        .into_response())
+}
+
+/// `GET /api/bookings/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<BookingJson>, Problem> {
+    let Path(id) = id?;
+    match state.repo.booking(id).await {
+        Ok(Some(row)) => Ok(Json(BookingJson { row, mode: None })),
+        Ok(None) => Err(Problem::not_found(format!("no booking {id}"))),
+        Err(error) => {
+            tracing::error!(%error, "reading a booking failed");
+            Err(Problem::internal())
+        }
+    }
+}
+
+/// The query of `GET /api/rooms/{id}/availability`.
+#[derive(Debug, Deserialize)]
+pub struct Nights {
+    pub from: NaiveDate,
+    /// The day after the last night (exclusive).
+    pub to: NaiveDate,
+}
+
+/// One night of a room, from the database.
+#[derive(Debug, Serialize)]
+pub struct NightJson {
+    pub date: NaiveDate,
+    pub total_inventory: i32,
+    pub booked_count: i32,
+    pub available: i32,
+}
+
+/// `GET /api/rooms/{id}/availability?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+pub async fn availability(
+    State(state): State<AppState>,
+    room: Result<Path<i64>, PathRejection>,
+    nights: Result<Query<Nights>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Path(room_id) = room?;
+    let Query(nights) = nights?;
+    let room = i32::try_from(room_id)
+        .ok()
+        .and_then(|id| RoomId::new(id).ok())
+        .ok_or_else(|| Problem::not_found(format!("no room {room_id}")))?;
+    let stay = Stay::between(nights.from, nights.to).map_err(|error| {
+        Problem::unprocessable("invalid-stay", "Invalid nights", error.to_string())
+    })?;
+    let internal = |error: sqlx::Error| {
+        tracing::error!(%error, "reading availability failed");
+        Problem::internal()
+    };
+    if !state.repo.room_exists(room).await.map_err(internal)? {
+        return Err(Problem::not_found(format!("no room {room}")));
+    }
+    let states = state.repo.slot_state(room, &stay).await.map_err(internal)?;
+    if let Some(missing) = stay
+        .nights()
+        .find(|night| !states.iter().any(|s| s.night == *night))
+    {
+        return Err(input_problem(&InputError::NoInventory {
+            room,
+            night: missing,
+        }));
+    }
+    let nights: Vec<NightJson> = states
+        .iter()
+        .map(|s| NightJson {
+            date: s.night,
+            total_inventory: s.total_inventory,
+            booked_count: s.booked_count,
+            available: (s.total_inventory - s.booked_count).max(0),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "room_id": room.get(),
+        "from": stay.from(),
+        "to": stay.to(),
+        "nights": nights,
+    }))
+    .into_response())
+}
+
+/// `GET /ping`.
+pub async fn ping() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "message": "pong" }))
+}
+
+/// How long a health check waits for each server.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /healthz`: 200 when PostgreSQL — and Redis, when the default mode needs it — answer;
+/// else 503 naming which did not.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let postgres = match state.repo.ping(HEALTH_TIMEOUT).await {
+        Ok(()) => "ok".to_owned(),
+        Err(error) => format!("error: {error}"),
+    };
+    let redis = match &state.lock {
+        None => None,
+        Some(lock) => Some(
+            match tokio::time::timeout(HEALTH_TIMEOUT, lock.ping()).await {
+                Ok(Ok(())) => "ok".to_owned(),
+                Ok(Err(error)) => format!("error: {error}"),
+                Err(_) => format!("error: no answer within {HEALTH_TIMEOUT:?}"),
+            },
+        ),
+    };
+    let failing: Vec<&str> = [
+        (postgres != "ok").then_some("PostgreSQL"),
+        redis.as_ref().is_some_and(|r| r != "ok").then_some("Redis"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut checks = serde_json::Map::new();
+    checks.insert("postgres".to_owned(), postgres.into());
+    if let Some(redis) = redis {
+        checks.insert("redis".to_owned(), redis.into());
+    }
+    if failing.is_empty() {
+        return Json(serde_json::json!({ "status": "ok", "checks": checks })).into_response();
+    }
+    Problem::unavailable(
+        "unhealthy",
+        "Unhealthy",
+        format!("{} did not answer", failing.join(" and ")),
+    )
+    .with("checks", serde_json::Value::Object(checks))
+    .into_response()
+}
+
+/// Any path the API does not have.
+pub async fn not_found(method: Method, uri: Uri) -> Problem {
+    Problem::not_found(format!("no endpoint {method} {}", uri.path()))
+}
+
+/// A path the API has, with a method it does not take.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
+}
