@@ -23,6 +23,9 @@
 # 3. The reference run: `stress --users 20 --mode locked` five times (target: hold + 150 ms).
 # 4. Scale: stress --users 1,000 / 10,000 / 100,000 on one slot and on 1,000 one-night slots
 #    (db reset --rooms 1000), with peak memory from /usr/bin/time.
+# 5. Over HTTP: `serve` driven by hey (installed with apt-get when missing and run as root;
+#    else skipped, saying what to install) at the same concurrency, for atomic and locked, as a
+#    ratio to the direct closed loop on the same slot, with p50/p99 of each.
 #
 # Prints the figures and ratios, latency histograms per strategy, and writes
 # target/bench/bench.json and target/bench/throughput.svg (scripts/bench/report.py).
@@ -181,5 +184,48 @@ print(json.dumps({"users": j["users"], "where": sys.argv[2], "created": j["creat
             >>"$out/scale.jsonl"
     done
 done
+
+# 5. What the network costs: `serve` driven by hey at the same concurrency as the direct runs,
+#    against the direct closed loop on the same single slot (hey sends one body again and again,
+#    so both sides book one room-night, inventory 1,000,000, hold 0).
+if ! command -v hey >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing hey (Debian package)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; } >&2 || true
+fi
+: >"$out/http.jsonl"
+if command -v hey >/dev/null; then
+    port=$(free_port 18180)
+    "$cli" serve --listen "127.0.0.1:$port" --hold-ms 0 --lock-wait-ms 10000 \
+        --max-in-flight $((users * 4)) 2>"$out/serve.log" &
+    serve_pid=$!
+    for _ in $(seq 100); do tcp_open 127.0.0.1 "$port" && break; sleep 0.1; done
+    hot=(--room 2 --from 2024-12-25 --nights 1 --inventory 1000000 --hold-ms 0 --users "$users")
+    body='{"user_id":"6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f","room_id":2,"start_date":"2024-12-25","end_date":"2024-12-26"}'
+    for run in $(seq 1 "$runs"); do
+        for mode in atomic locked; do
+            say "run $run/$runs: over HTTP — $mode: stress --duration, then hey against serve, ${seconds}s each at $users users"
+            "$cli" stress --mode "$mode" --duration "${seconds}s" "${hot[@]}" --lock-wait-ms 10000 --json >"$out/direct.json"
+            hey -z "${seconds}s" -c "$users" -m POST -T application/json -H "X-Booking-Mode: $mode" \
+                -d "$body" "http://127.0.0.1:$port/api/bookings" >"$out/hey.txt"
+            python3 - "$out/direct.json" "$out/hey.txt" "$run" "$mode" >>"$out/http.jsonl" <<'PY'
+import json, re, sys
+direct = json.load(open(sys.argv[1]))
+hey = open(sys.argv[2]).read()
+total = float(re.search(r"Total:\s+([0-9.]+) secs", hey).group(1))
+created = sum(int(n) for n in re.findall(r"\[201\]\s+(\d+) responses", hey))
+other = sum(int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", hey) if code != "201")
+p = lambda q: float(re.search(rf"\s{q}% in ([0-9.]+) secs", hey).group(1)) * 1000
+print(json.dumps({"run": int(sys.argv[3]), "strategy": sys.argv[4],
+    "direct": direct["bookings_per_sec"], "direct_p50_ms": direct["latency"]["p50_ms"],
+    "direct_p99_ms": direct["latency"]["p99_ms"], "http": created / total if total else 0,
+    "http_p50_ms": p(50), "http_p99_ms": p(99), "http_other_statuses": other}))
+PY
+        done
+    done
+    kill -TERM "$serve_pid"
+    wait "$serve_pid" || say "serve did not stop cleanly (see $out/serve.log)"
+else
+    say "hey is missing: the HTTP ratio is skipped (Debian/Ubuntu: apt-get install hey)"
+fi
 
 python3 scripts/bench/report.py "$users" "$seconds" "$runs"

@@ -57,3 +57,15 @@ target_dir() {
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
     printf '%s\n' "${dir:-${CARGO_TARGET_DIR:-target}}"
 }
+
+# Whether something listens on host $1, port $2 (the values reach the inner shell as arguments,
+# never as code).
+# shellcheck disable=SC2016
+tcp_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
+
+# The first port from $1 on that nothing on 127.0.0.1 listens on.
+free_port() {
+    local port=$1
+    while tcp_open 127.0.0.1 "$port"; do port=$((port + 1)); done
+    echo "$port"
+}

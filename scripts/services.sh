@@ -23,10 +23,6 @@ DEFAULT_REDIS_URL=redis://127.0.0.1:6379
 say() { echo "services: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-# The host and port reach the inner shell as arguments, never as code.
-# shellcheck disable=SC2016
-tcp_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
-
 pg_answers() {
     local host port
     read -r host port < <(host_port "$1" 5432)
@@ -63,12 +59,6 @@ write_env() {
     )
     chmod 600 "$ENV_FILE"
     say "PostgreSQL at $(mask "$1"), Redis at $(mask "$2") (written to $ENV_FILE)"
-}
-
-free_port() {
-    local port=$1
-    while tcp_open 127.0.0.1 "$port"; do port=$((port + 1)); done
-    echo "$port"
 }
 
 pg_bin() {

@@ -178,6 +178,39 @@ def scale():
     return result
 
 
+def http():
+    """HTTP bookings/s (serve driven by hey) ÷ the direct closed loop, on the same hot slot."""
+    path = OUT / "http.jsonl"
+    rows = lines("http.jsonl") if path.exists() else []
+    print()
+    if not rows:
+        print("over HTTP: skipped (hey missing)")
+        return {"skipped": True}
+    print(f"{'over HTTP (one slot, hold 0)':<30} {'direct/s':>9} {'HTTP/s':>8} {'ratio':>6} {'target':>7} "
+          f"{'p50 ms direct/HTTP':>19} {'p99 ms direct/HTTP':>19} {'other statuses':>15}")
+    result = {}
+    for strategy in sorted({r["strategy"] for r in rows}):
+        runs = [r for r in rows if r["strategy"] == strategy]
+        ratios = [r["http"] / r["direct"] for r in runs if r["direct"]]
+        target = 0.7 if strategy == "atomic" else None
+        entry = {
+            "direct": median([r["direct"] for r in runs]), "http": median([r["http"] for r in runs]),
+            "ratio": median(ratios), "ratios": ratios, "target": target,
+            "direct_p50_ms": median([r["direct_p50_ms"] for r in runs]),
+            "http_p50_ms": median([r["http_p50_ms"] for r in runs]),
+            "direct_p99_ms": median([r["direct_p99_ms"] for r in runs]),
+            "http_p99_ms": median([r["http_p99_ms"] for r in runs]),
+            "http_other_statuses": sum(r["http_other_statuses"] for r in runs),
+        }
+        entry["met"] = None if target is None else (entry["ratio"] or 0) >= target
+        result[strategy] = entry
+        mark = "" if target is None else f"≥{target} ({'met' if entry['met'] else 'MISSED'})"
+        print(f"{strategy:<30} {entry['direct']:>9.0f} {entry['http']:>8.0f} {entry['ratio'] or 0:>6.2f} {mark:>7} "
+              f"{entry['direct_p50_ms']:>9.2f}/{entry['http_p50_ms']:<9.2f} {entry['direct_p99_ms']:>9.2f}/{entry['http_p99_ms']:<9.2f} "
+              f"{entry['http_other_statuses']:>15}")
+    return result
+
+
 def svg(rows, lock_result):
     """Grouped horizontal bars: each strategy against pgbench, the lock against redis-benchmark."""
     width, label_w, bar_h, gap = 860, 130, 14, 10
@@ -230,9 +263,10 @@ def main():
     lock_result = lock()
     reference_result = reference()
     scale_result = scale()
+    http_result = http()
     (OUT / "bench.json").write_text(json.dumps({
         **settings, "strategies": rows, "lock": lock_result,
-        "reference_run": reference_result, "scale": scale_result}, indent=2) + "\n")
+        "reference_run": reference_result, "scale": scale_result, "http": http_result}, indent=2) + "\n")
     (OUT / "throughput.svg").write_text(svg(rows, lock_result))
     print()
     print(f"written: {OUT / 'bench.json'}, {OUT / 'throughput.svg'}")
