@@ -31,29 +31,33 @@ stop_servers() {
 }
 trap 'stop_servers || true; rm -rf "$logs"' EXIT
 
-# Starts `serve` on a free port; prints its base URL once it listens.
+# Starts `serve` on a free port and sets $url to its base URL once it listens. (Not a command
+# substitution: the server would hold its pipe open, and its pid would not reach this shell.)
 serve() {
     local port
-    port=$(free_port 18080)
-    "$cli" serve --listen "127.0.0.1:$port" --mode locked 2>"$logs/serve-$port.log" &
+    port=$(free_port "${1:-18080}")
+    "$cli" serve --listen "127.0.0.1:$port" --mode locked >/dev/null 2>"$logs/serve-$port.log" &
     pids+=("$!")
     for _ in $(seq 100); do tcp_open 127.0.0.1 "$port" && break; sleep 0.1; done
     tcp_open 127.0.0.1 "$port" || { cat "$logs/serve-$port.log" >&2; exit 1; }
-    echo "http://127.0.0.1:$port"
+    url="http://127.0.0.1:$port"
 }
 
 "$cli" db reset >&2
 failed=0
 run() { "$cli" stress --users 20 "$@" || failed=1; }
 
-one=$(serve)
+serve 18080
+one=$url
 say "==> one server at $one; 20 users POST /api/bookings for the last room — naive (X-Booking-Mode: naive)"
 run --target "$one" --mode naive
 say "==> the same server, --mode locked: a Redis lock per room-night around the same transaction"
 run --target "$one" --mode locked
 
-two=$(serve)
-three=$(serve)
+serve 18090
+two=$url
+serve 18100
+three=$url
 say "==> three replicas ($one, $two, $three) sharing PostgreSQL and Redis — mutex: a lock inside each process"
 run --target "$one,$two,$three" --mode mutex
 say "==> the same three replicas, --mode locked"
