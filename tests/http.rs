@@ -27,15 +27,22 @@ struct Server {
 
 impl Server {
     async fn start(mode: Mode, hold_ms: u64) -> Self {
+        Self::start_with(
+            hold_ms,
+            ServeSettings {
+                mode,
+                busy_status: StatusCode::SERVICE_UNAVAILABLE,
+                booking_timeout: Duration::from_secs(30),
+                max_in_flight: 64,
+                drain: Duration::from_secs(30),
+            },
+        )
+        .await
+    }
+
+    async fn start_with(hold_ms: u64, settings: ServeSettings) -> Self {
         let (db, repo) = TestDb::seeded().await;
         let lock = private_lock().await;
-        let settings = ServeSettings {
-            mode,
-            busy_status: StatusCode::SERVICE_UNAVAILABLE,
-            booking_timeout: Duration::from_secs(30),
-            max_in_flight: 64,
-            drain: Duration::from_secs(30),
-        };
         let stop = Stop::new();
         let state = AppState::new(
             Setup {
@@ -410,6 +417,51 @@ async fn a_client_that_disconnects_mid_booking_leaves_a_whole_booking() {
         "the shutdown waited for the orphaned booking"
     );
     assert_eq!(server.reference_slot().await, (1, 1, 1));
+}
+
+/// The server's own limits: beyond `--max-in-flight` a booking is answered 503 at once, and a
+/// booking that outlasts `--booking-timeout` is answered 503 — both problem+json with
+/// `Retry-After`, never a queue without bound or a hung client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_flight_cap_and_the_booking_deadline_answer_503() {
+    let mut server = Server::start_with(
+        1_000,
+        ServeSettings {
+            mode: Mode::Atomic,
+            busy_status: StatusCode::SERVICE_UNAVAILABLE,
+            booking_timeout: Duration::from_millis(400),
+            max_in_flight: 1,
+            drain: Duration::from_secs(30),
+        },
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/bookings", server.base);
+    let first = {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move { client.post(&url).json(&booking(2)).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = client.post(&url).json(&booking(2)).send().await.unwrap();
+    assert_eq!(second.status(), 503, "beyond the cap");
+    assert!(second.headers().contains_key("retry-after"));
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["type"], "/problems/busy", "{body}");
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), 503, "past the booking deadline");
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["type"], "/problems/booking-timeout", "{body}");
+    // The booking itself was not cut half-way: it completed after its answer.
+    assert!(server.stop().await);
+    let night = server
+        .repo
+        .slot_state(
+            booking_cli::domain::RoomId::new(2).unwrap(),
+            &booking_cli::domain::Stay::nights_from("2024-12-25".parse().unwrap(), 1).unwrap(),
+        )
+        .await
+        .unwrap()[0];
+    assert_eq!((night.booked_count, night.confirmed_bookings), (1, 1));
 }
 
 // ---------------------------------------------------------------------------------------------
