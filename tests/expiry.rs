@@ -57,8 +57,8 @@ async fn state(repo: &Repo, request: &BookingRequest) -> Vec<(i32, i64)> {
         .collect()
 }
 
-/// A two-night stay: the user takes night 1 (TTL 300 ms) while night 2 stays held by someone
-/// else for a second. Waiting that second on night 1's lock would book on an expired lock;
+/// A two-night stay: the user takes night 1 (TTL 600 ms) while night 2 stays held by someone
+/// else for 1.5 s. Waiting that second on night 1's lock would book on an expired lock;
 /// instead the user gives night 1 back before it expires and takes the pair again once night 2
 /// is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +68,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
     let stay = request(2, "2024-12-25", 2);
     let night_2 = lock.room_night_key(stay.room, "2024-12-26".parse().unwrap());
     let blocker = lock
-        .try_acquire(&night_2, Duration::from_millis(1000))
+        .try_acquire(&night_2, Duration::from_millis(1500))
         .await
         .unwrap()
         .expect("night 2 is free");
@@ -78,7 +78,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
         &repo,
         Some(lock.with_fresh_stats()),
         None,
-        lock_policy(300, Some(5_000)),
+        lock_policy(600, Some(5_000)),
         0,
     );
     let outcome = locked.book(&stay).await.expect("books");
@@ -98,7 +98,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
     // With fixed retries there is no deadline to start over within: the user is refused
     // rather than booking on the expired night-1 lock.
     let blocker = lock
-        .try_acquire(&night_2, Duration::from_millis(1000))
+        .try_acquire(&night_2, Duration::from_millis(1500))
         .await
         .unwrap()
         .expect("night 2 is free again");
@@ -107,7 +107,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
         &repo,
         Some(lock.with_fresh_stats()),
         None,
-        lock_policy(300, None),
+        lock_policy(600, None),
         0,
     );
     let again = request(2, "2024-12-25", 2);

@@ -88,6 +88,13 @@ pub fn drift(ttl: Duration) -> Duration {
     ttl / 100 + Duration::from_millis(2)
 }
 
+/// How long before the validity of the nights already held a wait for a later night gives up:
+/// a tenth of the TTL, so that giving them back (a round trip, on a machine that may be busy)
+/// still finds them ours.
+pub fn give_back_margin(ttl: Duration) -> Duration {
+    ttl / 10
+}
+
 pub mod redlock;
 mod wake;
 
@@ -510,7 +517,11 @@ impl RedisLock {
         'round: loop {
             let mut held: Vec<LockGuard> = Vec::with_capacity(keys.len());
             for key in &keys {
-                let until = held.iter().map(LockGuard::valid_until).min();
+                let until = held
+                    .iter()
+                    .map(LockGuard::valid_until)
+                    .min()
+                    .map(|valid| valid - give_back_margin(policy.ttl));
                 let answer = self.acquire_key(key, policy, started, until).await;
                 let attempts = match answer {
                     Ok(Acquired::Held(guard)) => {

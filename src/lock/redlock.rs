@@ -192,7 +192,11 @@ impl RedLock {
         'round: loop {
             let mut held: Vec<RedGuard> = Vec::with_capacity(keys.len());
             for key in &keys {
-                let until = held.iter().map(|guard| guard.valid_until).min();
+                let until = held
+                    .iter()
+                    .map(|guard| guard.valid_until)
+                    .min()
+                    .map(|valid| valid - super::give_back_margin(policy.ttl));
                 let begun = Instant::now();
                 let result = self.acquire_one(key, policy, started, until).await;
                 record(&self.counters.wait, begun.elapsed());
