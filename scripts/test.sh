@@ -59,4 +59,10 @@ if [ -f "$acceptance" ]; then
     DATABASE_URL="${DATABASE_URL%/*}/booking_acceptance" bash "$acceptance" "$cli"
 fi
 
+acceptance=../shared/acceptance/http-race.sh
+if [ -f "$acceptance" ]; then
+    step "acceptance: $acceptance"
+    DATABASE_URL="${DATABASE_URL%/*}/booking_acceptance" bash "$acceptance" "$cli"
+fi
+
 step "all checks passed"
