@@ -6,7 +6,6 @@ use tokio::net::TcpListener;
 use crate::app::Exit;
 use crate::cli::ServeArgs;
 use crate::config::{Connection, ServeConfig};
-use crate::error::InputError;
 use crate::http::{self, AppState, Setup};
 use crate::lock::RedisLock;
 use crate::lock::redlock::RedLock;
@@ -36,12 +35,10 @@ pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Ex
     let redlock = RedLock::connect(&connection.redis_urls, &connection.lock_key_prefix)
         .await
         .context("failed to set up Redlock over REDIS_URL")?;
-    let listener = TcpListener::bind(config.listen).await.map_err(|error| {
-        InputError::Invalid(format!(
-            "cannot listen on --listen {}: {error}",
-            config.listen
-        ))
-    })?;
+    // An address in use is the environment's problem, not the input's: exit 1.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on --listen {}", config.listen))?;
     let address = listener.local_addr().unwrap_or(config.listen);
     let stop = Stop::new();
     let state = AppState::new(
