@@ -110,8 +110,10 @@ fn another_applications_tables_and_keys_survive_every_command() {
     });
     execute(&url, &FOREIGN_TABLES);
     let before = foreign_fingerprint(&url);
-    // Keys of another application on the same Redis, some named like booking-cli's own.
-    let theirs = format!("other-app:{}:", uuid::Uuid::new_v4().simple());
+    // Keys of another application on the same Redis, some named like booking-cli's own —
+    // outside this run's prefix, but under the suite's root, so that a test that fails before
+    // its cleanup leaves nothing scripts/test.sh does not remove.
+    let theirs = format!("{}other-app:", common::test_prefix());
     let foreign_keys = [
         format!("{theirs}lock:room:1:2024-12-25"),
         format!("{theirs}fence:room:1:2024-12-25"),
