@@ -448,6 +448,11 @@ pub struct StressArgs {
     #[arg(long, value_name = "URL", value_delimiter = ',')]
     pub target: Vec<String>,
 
+    /// Run the whole race this many times, each on a freshly prepared slot, and report how
+    /// often each verdict occurred (exit 0 only when every run met its expectation)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub repeat: u32,
+
     /// Internal: run as one worker process of `--processes`, whose users are numbered from here
     #[arg(long, hide = true, value_name = "K")]
     pub worker_first_user: Option<u32>,

@@ -114,6 +114,8 @@ pub struct StressSettings {
     pub json: bool,
     /// `--target`: the `serve` base URLs to race over HTTP (empty: in this process).
     pub targets: Vec<String>,
+    /// `--repeat`: how many times each strategy's race runs (`runs` holds every one).
+    pub repeat: u32,
 }
 
 impl StressSettings {
@@ -182,11 +184,14 @@ impl StressSettings {
                 processes: args.processes,
                 chaos: args.chaos.clone(),
             })
+            // --repeat: each strategy's runs one after the other, each on a freshly prepared slot.
+            .flat_map(|run| std::iter::repeat_n(run, args.repeat as usize))
             .collect();
         Ok(Self {
             runs,
             json: args.json,
             targets: args.target.clone(),
+            repeat: args.repeat,
         })
     }
 }

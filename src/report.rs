@@ -348,6 +348,134 @@ pub struct Band {
     pub count: u64,
 }
 
+/// The smallest, median and largest value of a figure over repeated runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        values.sort_by(f64::total_cmp);
+        let at = |i: usize| values.get(i).copied().unwrap_or(0.0);
+        let median = match values.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => at(n / 2),
+            n => (at(n / 2 - 1) + at(n / 2)) / 2.0,
+        };
+        Self {
+            min: at(0),
+            median,
+            max: values.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// How often each verdict occurred over the runs of one strategy (`SAFE` for none).
+fn verdict_counts(runs: &[StressReport]) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for run in runs {
+        *counts.entry(run.verdict()).or_default() += 1;
+    }
+    counts
+}
+
+/// `stress --repeat N --json`: one strategy's runs, summed up, with each run's own document.
+#[derive(Debug, Serialize)]
+pub struct RepeatJson<'a> {
+    pub mode: Mode,
+    /// Runs made (fewer than asked after Ctrl-C).
+    pub repeat: usize,
+    /// Verdict → in how many runs the database showed it.
+    pub verdict_counts: BTreeMap<String, u32>,
+    pub expected: Expectation,
+    /// Runs that met the expectation; `expectation_met` only when every one did.
+    pub expectation_met_runs: usize,
+    pub expectation_met: bool,
+    pub created: Spread,
+    pub elapsed_ms: Spread,
+    /// Each run's own summary (the `stress --json` document).
+    pub runs: Vec<StressJson<'a>>,
+}
+
+impl<'a> RepeatJson<'a> {
+    pub fn new(runs: &'a [StressReport]) -> Self {
+        let met = runs.iter().filter(|r| r.expectation_met()).count();
+        Self {
+            mode: runs.first().map_or(Mode::Naive, |r| r.config.mode),
+            repeat: runs.len(),
+            verdict_counts: verdict_counts(runs),
+            expected: runs.first().map_or(Expectation::Any, |r| r.config.expect),
+            expectation_met_runs: met,
+            expectation_met: met == runs.len(),
+            created: Spread::of(runs.iter().map(|r| f64::from(r.tally.created))),
+            elapsed_ms: Spread::of(runs.iter().map(|r| r.elapsed.as_secs_f64() * 1000.0)),
+            runs: runs.iter().map(StressJson::new).collect(),
+        }
+    }
+}
+
+/// `stress --repeat N`: per strategy, how often each verdict occurred — read from the database
+/// after every run — with the spread of what was created and how long it took.
+pub fn write_repeated(out: &mut impl Write, groups: &[&[StressReport]]) -> io::Result<()> {
+    let Some(first) = groups.first().and_then(|g| g.first()) else {
+        return Ok(());
+    };
+    let c = &first.config;
+    writeln!(
+        out,
+        "stress --repeat {}: {} users on room {}, {}, inventory {}, each run on a freshly prepared slot",
+        groups.iter().map(|g| g.len()).max().unwrap_or(0),
+        c.users,
+        c.room,
+        c.stay,
+        c.inventory
+    )?;
+    let mut rows = table(vec![
+        "Strategy",
+        "Verdicts (from the database)",
+        "Expected",
+        "Runs met",
+        "Created min/median/max",
+        "Elapsed ms min/median/max",
+    ]);
+    for runs in groups {
+        let json = RepeatJson::new(runs);
+        let verdicts: Vec<String> = json
+            .verdict_counts
+            .iter()
+            .map(|(verdict, n)| format!("{verdict} {n}/{}", json.repeat))
+            .collect();
+        let spread = |s: Spread| format!("{:.0}/{:.0}/{:.0}", s.min, s.median, s.max);
+        rows.add_row(vec![
+            json.mode.name().to_owned(),
+            verdicts.join(", "),
+            expectation_word(json.expected).to_owned(),
+            format!(
+                "{}/{} {}",
+                json.expectation_met_runs,
+                json.repeat,
+                if json.expectation_met { "✓" } else { "✗" }
+            ),
+            spread(json.created),
+            spread(json.elapsed_ms),
+        ]);
+    }
+    writeln!(out, "{rows}")?;
+    let missed: usize = groups
+        .iter()
+        .map(|g| g.iter().filter(|r| !r.expectation_met()).count())
+        .sum();
+    if missed == 0 {
+        writeln!(out, "Every run met its expectation.")
+    } else {
+        writeln!(out, "{missed} run(s) did NOT meet their expectation.")
+    }
+}
+
 /// `--mode all`: one row per strategy.
 pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::Result<()> {
     let Some(first) = reports.first() else {

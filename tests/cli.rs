@@ -541,3 +541,63 @@ fn ctrl_c_ends_the_run_with_a_partial_report_and_a_consistent_database() {
     let out = child.wait_with_output().expect("the run ends");
     cli.assert_interrupted(&out);
 }
+
+/// `stress --repeat N`: the whole race N times on a freshly prepared slot each, every verdict
+/// read from the database, counted; exit 0 only when every run met its expectation.
+#[test]
+fn repeat_counts_the_verdicts_of_every_run_and_exits_by_all_of_them() {
+    let cli = Cli::new();
+    cli.reset();
+    let naive = cli.run(&[
+        "stress",
+        "--repeat",
+        "5",
+        "--mode",
+        "naive",
+        "--hold-ms",
+        "50",
+        "--json",
+    ]);
+    assert_eq!(naive.status.code(), Some(0), "{}", text(&naive.stderr));
+    let body = json(&naive);
+    assert_eq!(
+        body["verdict_counts"],
+        serde_json::json!({"OVERBOOKED": 5}),
+        "{body}"
+    );
+    assert_eq!(body["expectation_met"], true);
+    let runs = body["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 5);
+    assert!(
+        runs.iter()
+            .all(|r| r["booked_count"].as_i64().unwrap_or(0) > 1),
+        "each run overbooked, by the database: {body}"
+    );
+
+    let locked = cli.run(&["stress", "--repeat", "5", "--mode", "locked", "--json"]);
+    assert_eq!(locked.status.code(), Some(0), "{}", text(&locked.stderr));
+    assert_eq!(
+        json(&locked)["verdict_counts"],
+        serde_json::json!({"SAFE": 5})
+    );
+    assert_eq!(cli.reference_slot(), (1, 1, 1));
+
+    // One expectation missed in any run: exit 3, and the table says so.
+    let guard = cli.run(&[
+        "stress",
+        "--repeat",
+        "3",
+        "--mode",
+        "naive",
+        "--hold-ms",
+        "50",
+        "--expect",
+        "safe",
+    ]);
+    assert_eq!(guard.status.code(), Some(3), "{}", text(&guard.stderr));
+    let table = text(&guard.stdout);
+    assert!(
+        table.contains("OVERBOOKED 3/3") && table.contains("did NOT meet"),
+        "{table}"
+    );
+}

@@ -202,16 +202,33 @@ fn finish(
     stop: &Stop,
 ) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
-    let printed = match (settings.json, reports) {
-        (true, [one]) if args.mode != StressMode::All => {
-            report::write_json(&mut out, &report::StressJson::new(one))
+    let printed = if settings.repeat > 1 {
+        // The runs of one strategy are consecutive: one group each.
+        let groups: Vec<&[StressReport]> = reports.chunks(settings.repeat as usize).collect();
+        match (settings.json, groups.as_slice()) {
+            (true, [one]) if args.mode != StressMode::All => {
+                report::write_json(&mut out, &report::RepeatJson::new(one))
+            }
+            (true, all) => report::write_json(
+                &mut out,
+                &all.iter()
+                    .map(|g| report::RepeatJson::new(g))
+                    .collect::<Vec<_>>(),
+            ),
+            (false, all) => report::write_repeated(&mut out, all),
         }
-        (true, all) => report::write_json(
-            &mut out,
-            &all.iter().map(report::StressJson::new).collect::<Vec<_>>(),
-        ),
-        (false, [one]) if args.mode != StressMode::All => report::write_stress(&mut out, one),
-        (false, all) => report::write_comparison(&mut out, all),
+    } else {
+        match (settings.json, reports) {
+            (true, [one]) if args.mode != StressMode::All => {
+                report::write_json(&mut out, &report::StressJson::new(one))
+            }
+            (true, all) => report::write_json(
+                &mut out,
+                &all.iter().map(report::StressJson::new).collect::<Vec<_>>(),
+            ),
+            (false, [one]) if args.mode != StressMode::All => report::write_stress(&mut out, one),
+            (false, all) => report::write_comparison(&mut out, all),
+        }
     };
     finish_output(printed.and_then(|()| out.flush()))?;
     // A worker that stopped answering is an error of the run, whatever the verdict says.
