@@ -177,6 +177,21 @@ pub struct StayArgs {
     pub to: Option<NaiveDate>,
 }
 
+/// What `book`, `stress` and `serve` share: the slow work of a booking, and how its protection
+/// waits (the lock, serializable retries).
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// Simulated slow work between the availability check and the write, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub hold_ms: u64,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
 /// How the lock of `--mode locked`, `fenced` and `redlock` is taken.
 #[derive(Debug, Args)]
 pub struct LockArgs {
@@ -279,15 +294,8 @@ pub struct BookArgs {
     #[arg(long, value_enum, default_value_t = Mode::Locked)]
     pub mode: Mode,
 
-    /// Simulated slow work between the availability check and the write, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    pub hold_ms: u64,
-
     #[command(flatten)]
-    pub lock: LockArgs,
-
-    #[command(flatten)]
-    pub retry: RetryArgs,
+    pub work: WorkArgs,
 
     /// Print the outcome as one JSON object
     #[arg(long)]
@@ -326,15 +334,8 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Mode::Locked)]
     pub mode: Mode,
 
-    /// Simulated slow work between the availability check and the write, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    pub hold_ms: u64,
-
     #[command(flatten)]
-    pub lock: LockArgs,
-
-    #[command(flatten)]
-    pub retry: RetryArgs,
+    pub work: WorkArgs,
 
     /// Status of a refusal worth retrying (lock busy, retries exhausted): 503 with Retry-After,
     /// or 409 as the original API answered, for old load scripts
@@ -415,15 +416,8 @@ pub struct StressArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
 
-    /// Simulated slow work between the availability check and the write, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    pub hold_ms: u64,
-
     #[command(flatten)]
-    pub lock: LockArgs,
-
-    #[command(flatten)]
-    pub retry: RetryArgs,
+    pub work: WorkArgs,
 
     /// Split the users over this many operating-system processes of this tool, started
     /// together against the same servers (one combined report)
@@ -488,12 +482,12 @@ mod tests {
         assert_eq!(args.room.get(), 1);
         assert_eq!(args.from.to_string(), "2024-12-25");
         assert_eq!(args.inventory, None, "1 unless --duration");
-        assert_eq!(args.hold_ms, 200);
+        assert_eq!(args.work.hold_ms, 200);
         assert_eq!(
             (
-                args.lock.lock_ttl_ms,
-                args.lock.lock_retries,
-                args.lock.lock_retry_delay_ms
+                args.work.lock.lock_ttl_ms,
+                args.work.lock.lock_retries,
+                args.work.lock.lock_retry_delay_ms
             ),
             (5000, 10, 50)
         );

@@ -99,9 +99,9 @@ impl BookConfig {
                 stay,
             },
             mode: args.mode,
-            hold: Duration::from_millis(args.hold_ms),
-            lock_policy: lock_policy(&args.lock),
-            retry: retry_policy(&args.retry),
+            hold: Duration::from_millis(args.work.hold_ms),
+            lock_policy: lock_policy(&args.work.lock),
+            retry: retry_policy(&args.work.retry),
             json: args.json,
         })
     }
@@ -167,9 +167,9 @@ impl StressSettings {
                 stay,
                 mixed_ranges: args.mixed_ranges,
                 inventory,
-                hold: Duration::from_millis(args.hold_ms),
-                lock_policy: lock_policy(&args.lock),
-                retry: retry_policy(&args.retry),
+                hold: Duration::from_millis(args.work.hold_ms),
+                lock_policy: lock_policy(&args.work.lock),
+                retry: retry_policy(&args.work.retry),
                 expect: args.expect.unwrap_or(match (args.duration, mode) {
                     // A throughput measurement on spread slots: no anomaly to expect.
                     (Some(_), Mode::Naive | Mode::LostUpdate) => Expectation::Any,
@@ -233,9 +233,9 @@ impl ServeConfig {
                 max_in_flight: args.max_in_flight as usize,
                 drain: args.drain,
             },
-            hold: Duration::from_millis(args.hold_ms),
-            lock_policy: lock_policy(&args.lock),
-            retry: retry_policy(&args.retry),
+            hold: Duration::from_millis(args.work.hold_ms),
+            lock_policy: lock_policy(&args.work.lock),
+            retry: retry_policy(&args.work.retry),
         }
     }
 }
