@@ -67,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             cmd::stress::run(&connection, &args, cli.verbose, cli.threads).await
         }
         Command::Bench(BenchCommand::Lock(args)) => cmd::bench::run(&connection, &args).await,
+        Command::Interleave(args) => cmd::interleave::run(&connection, &args).await,
         Command::Serve(args) => cmd::serve::run(&connection, &args).await,
     }
 }

@@ -67,6 +67,18 @@ pub enum BookingError {
 }
 
 impl BookingError {
+    /// PostgreSQL's own message and SQLSTATE, for an error the server returned: `could not
+    /// serialize access due to concurrent update (40001)`.
+    pub fn server_message(&self) -> Option<String> {
+        match self {
+            BookingError::Database(sqlx::Error::Database(db)) => Some(match db.code() {
+                Some(code) => format!("{} ({code})", db.message()),
+                None => db.message().to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether PostgreSQL aborted the transaction because of a concurrent one (serialization
     /// failure or deadlock), so that retrying the whole transaction is the right answer.
     pub fn is_retryable(&self) -> bool {

@@ -17,7 +17,9 @@
 //! - [`strategy`]: one file per way of booking, behind the [`strategy::Strategy`] trait.
 //! - [`stress`]: spawns the users behind a start barrier, collects their results, reads the
 //!   final state.
+//! - [`interleave`]: two or three users run step by step through every ordering of their steps.
 //! - [`processes`]: `--processes N`: worker processes released together.
+//! - [`steps`]: the step boundaries a strategy marks, where `interleave` pauses it.
 //! - [`stop`]: the Ctrl-C stop signal.
 //! - [`report`]: tables and JSON, generic over `impl Write`.
 //! - [`app`]: dispatches a command, chooses the exit status.
@@ -39,12 +41,14 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod interleave;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod processes;
 pub mod repo;
 pub mod report;
+pub mod steps;
 pub mod stop;
 pub mod strategy;
 pub mod stress;

@@ -407,6 +407,26 @@ impl Repo {
         .map(|_| ())
     }
 
+    /// The backends of this pool's application (its `application_name`, in this database) that
+    /// wait for a lock another backend holds, with what they wait for (`wait_event`:
+    /// `transactionid`, `tuple`, `advisory`, …). `interleave` gives each run an application name
+    /// of its own, so these are its users' and nobody else's.
+    pub async fn lock_waits(&self) -> Result<Vec<(i32, String)>, sqlx::Error> {
+        within(
+            self.limit,
+            sqlx::query_as(
+                "SELECT pid, coalesce(wait_event, 'lock') FROM pg_stat_activity
+                 WHERE datname = current_database()
+                   AND application_name = current_setting('application_name')
+                   AND pid <> pg_backend_pid()
+                   AND cardinality(pg_blocking_pids(pid)) > 0
+                 ORDER BY pid",
+            )
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+
     /// How many more client connections the server accepts right now (never negative).
     pub async fn spare_connections(&self) -> Result<u32, sqlx::Error> {
         let spare: i64 = within(

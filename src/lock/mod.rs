@@ -633,6 +633,10 @@ impl RedisLock {
                 }
                 Some(left) => pause.min(left),
             };
+            // Watched step by step (`interleave`): the watcher says when to try again.
+            if crate::steps::waiting(|| format!("the Redis lock {key}")).await {
+                continue;
+            }
             let waiter = match waiter {
                 Some(ref waiter) => waiter,
                 None => waiter.insert(self.releases.waiter(key).await),

@@ -269,6 +269,10 @@ impl RedLock {
                 Some(left) if left.is_zero() => return Ok(OneKey::OutOfTime { attempts: attempt }),
                 Some(left) => pause.min(left),
             };
+            // Watched step by step (`interleave`): the watcher says when to try again.
+            if crate::steps::waiting(|| format!("the Redlock {key}")).await {
+                continue;
+            }
             let waiter = match waiter {
                 Some(ref waiter) => waiter,
                 // A busy answer means a majority answered, so some instance is live.

@@ -20,6 +20,7 @@ use super::{Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
+use crate::steps;
 
 pub struct Advisory {
     repo: Repo,
@@ -37,6 +38,7 @@ impl Strategy for Advisory {
     #[tracing::instrument(name = "advisory", skip_all, fields(user = %request.user))]
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
         let mut tx = self.repo.begin().await?;
+        steps::step("lock").await;
         for night in request.stay.nights() {
             tx.advisory_lock_night(request.room, night).await?;
         }

@@ -21,6 +21,7 @@ use super::{Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
+use crate::steps;
 
 pub struct Atomic {
     repo: Repo,
@@ -38,6 +39,7 @@ impl Strategy for Atomic {
     #[tracing::instrument(name = "atomic", skip_all, fields(user = %request.user))]
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
         let mut tx = self.repo.begin().await?;
+        steps::step("update").await;
         for night in request.stay.nights() {
             if !tx.increment_if_free(request.room, night).await? {
                 // Dropping the transaction would roll back too; saying it is clearer.
@@ -47,6 +49,7 @@ impl Strategy for Atomic {
             }
         }
         tokio::time::sleep(self.hold).await;
+        steps::step("insert").await;
         let booking_id = tx.insert_booking(request).await?;
         commit(tx, Outcome::Created { booking_id }).await
     }

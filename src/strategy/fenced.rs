@@ -44,6 +44,7 @@ use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
 use crate::repo::{Availability, Claim, Repo};
+use crate::steps;
 
 pub struct Fenced {
     repo: Repo,
@@ -97,6 +98,7 @@ impl Fenced {
         held: &[LockGuard],
     ) -> Result<Outcome, BookingError> {
         let mut tokens = Vec::with_capacity(held.len());
+        steps::step("claim").await;
         for (night, guard) in request.stay.nights().zip(held) {
             match self.claim(request, night, guard).await? {
                 Some(token) => tokens.push((night, token)),
@@ -104,12 +106,14 @@ impl Fenced {
             }
         }
         let mut tx = self.repo.begin().await?;
+        steps::step("check").await;
         if let Availability::SoldOut { night } =
             tx.availability(request.room, &request.stay).await?
         {
             return commit(tx, Outcome::SoldOut { night }).await;
         }
         tokio::time::sleep(self.hold).await;
+        steps::step("write").await;
         for (night, token) in tokens {
             if !tx.increment_if_fenced(request.room, night, token).await? {
                 tx.rollback().await?;
@@ -136,6 +140,7 @@ impl Strategy for Fenced {
             .nights()
             .map(|night| self.lock.room_night(request.room, night, true))
             .collect();
+        steps::step("lock").await;
         let held = match self.lock.acquire_all(keys, &self.policy).await? {
             AcquiredAll::Held(held) => held,
             AcquiredAll::Busy { key, attempts } => {
@@ -144,6 +149,7 @@ impl Strategy for Fenced {
             AcquiredAll::Interrupted => return Ok(Outcome::Interrupted),
         };
         let outcome = self.book_fenced(request, &held).await;
+        steps::step("unlock").await;
         self.lock.release_all(held).await;
         outcome
     }

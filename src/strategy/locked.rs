@@ -38,6 +38,7 @@ use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
 use crate::repo::Repo;
+use crate::steps;
 
 pub struct Locked {
     repo: Repo,
@@ -88,6 +89,7 @@ impl Strategy for Locked {
             .nights()
             .map(|night| self.lock.room_night(request.room, night, false))
             .collect();
+        steps::step("lock").await;
         // On Err — Redis unreachable — no lock is held and no booking is made: fail closed.
         let held = match self.lock.acquire_all(keys, &self.policy).await? {
             AcquiredAll::Held(held) => held,
@@ -102,6 +104,7 @@ impl Strategy for Locked {
         } else {
             check_then_book(&self.repo, request, self.hold).await
         };
+        steps::step("unlock").await;
         self.lock.release_all(held).await;
         outcome
     }

@@ -15,6 +15,7 @@ use super::{Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::{Availability, Repo};
+use crate::steps;
 
 pub struct LostUpdate {
     repo: Repo,
@@ -32,11 +33,13 @@ impl Strategy for LostUpdate {
     #[tracing::instrument(name = "lost-update", skip_all, fields(user = %request.user))]
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
         let mut tx = self.repo.begin().await?;
+        steps::step("check").await;
         let booked = match tx.availability(request.room, &request.stay).await? {
             Availability::SoldOut { night } => return commit(tx, Outcome::SoldOut { night }).await,
             Availability::Free { booked } => booked,
         };
         tokio::time::sleep(self.hold).await;
+        steps::step("write").await;
         for (night, read) in booked {
             // The bug on purpose: `read` may be long out of date by now.
             tx.set_booked(request.room, night, read + 1).await?;

@@ -40,6 +40,7 @@ use crate::error::BookingError;
 use crate::lock::redlock::RedLock;
 use crate::lock::{LockPolicy, LockStats, RedisLock};
 use crate::repo::{BookingTx, Repo};
+use crate::steps;
 use crate::stop::Stop;
 
 /// One way of booking.
@@ -105,6 +106,7 @@ impl StrategyStats {
 /// Commits and logs what was decided. Committing after a refusal is harmless (the transaction
 /// only read) and keeps every strategy's ending the same.
 async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError> {
+    steps::step("commit").await;
     tx.commit().await?;
     match &outcome {
         Outcome::Created { booking_id } => tracing::info!(booking_id, "booking created"),
@@ -183,6 +185,23 @@ impl Mode {
             Mode::Naive | Mode::LostUpdate => Expectation::Overbooking,
             Mode::Mutex if processes > 1 => Expectation::Overbooking,
             _ => Expectation::Safe,
+        }
+    }
+
+    /// The steps of one booking, in the order the strategy runs them: the boundaries it marks
+    /// with [`steps::step`], where `interleave` pauses it. A booking refused early skips the
+    /// rest (a sold-out check goes straight to `commit`); a retried one starts again from the
+    /// first step of its transaction.
+    pub fn steps(self) -> &'static [&'static str] {
+        match self {
+            Mode::Naive | Mode::LostUpdate | Mode::Serializable => &["check", "write", "commit"],
+            Mode::Locked | Mode::Mutex | Mode::Redlock => {
+                &["lock", "check", "write", "commit", "unlock"]
+            }
+            Mode::RowLock => &["lock-rows", "check", "write", "commit"],
+            Mode::Atomic => &["update", "insert", "commit"],
+            Mode::Advisory => &["lock", "check", "write", "commit"],
+            Mode::Fenced => &["lock", "claim", "check", "write", "commit", "unlock"],
         }
     }
 

@@ -25,6 +25,7 @@ use super::naive::check_then_book;
 use crate::domain::{BookingRequest, Outcome, RoomId};
 use crate::error::BookingError;
 use crate::repo::Repo;
+use crate::steps;
 
 /// One async mutex per room-night.
 type Slots = HashMap<(RoomId, NaiveDate), Arc<Mutex<()>>>;
@@ -56,12 +57,32 @@ impl InProcessMutex {
 impl Strategy for InProcessMutex {
     #[tracing::instrument(name = "mutex", skip_all, fields(user = %request.user))]
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
+        steps::step("lock").await;
         let mut held: Vec<OwnedMutexGuard<()>> = Vec::with_capacity(request.stay.len() as usize);
         for night in request.stay.nights() {
-            held.push(self.slot(request.room, night).lock_owned().await);
+            held.push(lock_slot(self.slot(request.room, night), request.room, night).await);
         }
         let outcome = check_then_book(&self.repo, request, self.hold).await;
+        steps::step("unlock").await;
         drop(held);
         outcome
+    }
+}
+
+/// Waits for one room-night's mutex. Watched step by step (`interleave`), a busy mutex is
+/// announced and tried again when the watcher says so; otherwise waiters queue on the mutex.
+async fn lock_slot(slot: Arc<Mutex<()>>, room: RoomId, night: NaiveDate) -> OwnedMutexGuard<()> {
+    loop {
+        match Arc::clone(&slot).try_lock_owned() {
+            Ok(guard) => return guard,
+            Err(_) => {
+                let announced =
+                    steps::waiting(|| format!("the in-process mutex of room {room}, {night}"))
+                        .await;
+                if !announced {
+                    return slot.lock_owned().await;
+                }
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use super::{Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::{Availability, BookingTx, Repo};
+use crate::steps;
 
 pub struct Naive {
     repo: Repo,
@@ -55,11 +56,13 @@ pub(super) async fn check_hold_write(
     request: &BookingRequest,
     hold: Duration,
 ) -> Result<Outcome, BookingError> {
+    steps::step("check").await;
     if let Availability::SoldOut { night } = tx.availability(request.room, &request.stay).await? {
         return Ok(Outcome::SoldOut { night });
     }
     // The slow work of a real booking (payment, fraud check, …): the race window.
     tokio::time::sleep(hold).await;
+    steps::step("write").await;
     tx.increment_booked(request.room, &request.stay).await?;
     let booking_id = tx.insert_booking(request).await?;
     Ok(Outcome::Created { booking_id })

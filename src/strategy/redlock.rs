@@ -26,6 +26,7 @@ use crate::error::BookingError;
 use crate::lock::LockPolicy;
 use crate::lock::redlock::{RedAcquired, RedGuard, RedLock};
 use crate::repo::Repo;
+use crate::steps;
 
 pub struct Redlock {
     repo: Repo,
@@ -77,6 +78,7 @@ impl Strategy for Redlock {
             .nights()
             .map(|night| self.lock.room_night_key(request.room, night))
             .collect();
+        steps::step("lock").await;
         // No quorum is an error: no lock, no booking.
         let held = match self.lock.acquire_all(keys, &self.policy).await? {
             RedAcquired::Held(held) => held,
@@ -86,6 +88,7 @@ impl Strategy for Redlock {
             RedAcquired::Interrupted => return Ok(Outcome::Interrupted),
         };
         let outcome = self.book_while_valid(request, &held).await;
+        steps::step("unlock").await;
         self.lock.release_all(held).await;
         outcome
     }

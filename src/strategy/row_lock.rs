@@ -20,6 +20,7 @@ use super::{Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
+use crate::steps;
 
 pub struct RowLock {
     repo: Repo,
@@ -37,6 +38,7 @@ impl Strategy for RowLock {
     #[tracing::instrument(name = "row-lock", skip_all, fields(user = %request.user))]
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
         let mut tx = self.repo.begin().await?;
+        steps::step("lock-rows").await;
         tx.lock_nights_for_update(request.room, &request.stay)
             .await?;
         let outcome = check_hold_write(&mut tx, request, self.hold).await?;

@@ -22,6 +22,7 @@ use crate::backoff::Backoff;
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
+use crate::steps;
 use crate::stop::Stop;
 
 /// How aborted transactions are retried.
@@ -73,6 +74,7 @@ impl Strategy for Serializable {
                         break;
                     }
                     self.retries.fetch_add(1, Ordering::Relaxed);
+                    steps::aborted(|| error.server_message().unwrap_or_else(|| error.to_string()));
                     let pause = self.policy.backoff.pause(attempt);
                     tracing::info!(attempt, ?pause, %error, "transaction aborted, retrying");
                     if self.stop.sleep(pause).await {

@@ -1,6 +1,8 @@
 //! What the user reads: tables and JSON, written to any `impl Write` so tests can capture them.
 //! Nothing here decides anything; verdicts come from [`StressReport`].
 
+pub mod interleave;
+
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
