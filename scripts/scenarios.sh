@@ -18,7 +18,8 @@ cargo build --release --locked >&2
 cli=$(target_dir)/release/booking-cli
 "$cli" db reset >&2
 
-modes=(naive lost-update mutex locked fenced redlock row-lock atomic advisory serializable)
+# Every registered strategy, in the order --mode all runs them.
+mapfile -t modes < <("$cli" strategies --names)
 declare -A scenarios=(
     [reference]="--users 20"
     [processes-4]="--users 20 --processes 4"

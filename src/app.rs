@@ -69,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Bench(BenchCommand::Lock(args)) => cmd::bench::run(&connection, &args).await,
         Command::Interleave(args) => cmd::interleave::run(&connection, &args).await,
         Command::Serve(args) => cmd::serve::run(&connection, &args).await,
+        Command::Strategies(args) => cmd::strategies::run(&args),
     }
 }
 

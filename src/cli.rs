@@ -123,6 +123,8 @@ pub enum Command {
     Interleave(InterleaveArgs),
     /// Serve the booking API over HTTP (POST /api/bookings), on the same strategies
     Serve(ServeArgs),
+    /// List the strategies: what each needs, what it is expected to show, its steps
+    Strategies(StrategiesArgs),
     /// Measure a building block alone (used by scripts/bench.sh)
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -464,6 +466,22 @@ pub struct StressArgs {
     pub expect: Option<Expectation>,
 }
 
+/// `strategies`: the registry, for people and scripts.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  booking-cli strategies
+  booking-cli strategies --names     # one --mode value per line, for scripts")]
+pub struct StrategiesArgs {
+    /// Print only the names, one per line, in the order --mode all runs them
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
+
+    /// Print a JSON array
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `interleave`: users run step by step, in every ordering or one.
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -568,7 +586,7 @@ mod mode_tests {
 
     #[test]
     fn every_strategy_and_all_parse_as_a_stress_mode() {
-        for mode in Mode::ALL {
+        for &mode in Mode::ALL {
             let cli =
                 Cli::try_parse_from(["booking-cli", "stress", "--mode", mode.name()]).unwrap();
             let Command::Stress(args) = cli.command else {

@@ -14,7 +14,7 @@ use crate::db;
 use crate::domain::{BookingRequest, Stay};
 use crate::error::InputError;
 use crate::lock::LockPolicy;
-use crate::strategy::{Expectation, Mode, RetryPolicy};
+use crate::strategy::{Expectation, Mode, RetryPolicy, Shows};
 use crate::stress::StressConfig;
 
 /// Where the servers are.
@@ -170,15 +170,18 @@ impl StressSettings {
                 hold: Duration::from_millis(args.work.hold_ms),
                 lock_policy: lock_policy(&args.work.lock),
                 retry: retry_policy(&args.work.retry),
-                expect: args.expect.unwrap_or(match (args.duration, mode) {
-                    // A throughput measurement on spread slots: no anomaly to expect.
-                    (Some(_), Mode::Naive | Mode::LostUpdate) => Expectation::Any,
-                    // Several servers are several processes, as far as an in-process mutex goes.
-                    _ => mode.default_expectation(
-                        args.processes
-                            .max(u32::try_from(args.target.len()).unwrap_or(u32::MAX)),
-                    ),
-                }),
+                expect: args
+                    .expect
+                    .unwrap_or(match (args.duration, mode.spec().shows) {
+                        // A throughput measurement of an unprotected strategy on spread slots: no
+                        // anomaly to expect.
+                        (Some(_), Shows::Overbooking) => Expectation::Any,
+                        // Several servers are several processes, as far as an in-process mutex goes.
+                        _ => mode.default_expectation(
+                            args.processes
+                                .max(u32::try_from(args.target.len()).unwrap_or(u32::MAX)),
+                        ),
+                    }),
                 duration: args.duration,
                 servers: u32::try_from(args.target.len()).unwrap_or(u32::MAX),
                 processes: args.processes,

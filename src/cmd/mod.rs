@@ -8,6 +8,7 @@ pub mod book;
 pub mod interleave;
 pub mod reset;
 pub mod serve;
+pub mod strategies;
 pub mod stress;
 pub mod worker;
 

@@ -142,19 +142,16 @@ fn mode_of(state: &AppState, headers: &HeaderMap) -> Result<Mode, Problem> {
         return Ok(state.settings.mode);
     };
     let text = value.to_str().unwrap_or("").trim();
-    Mode::ALL
-        .into_iter()
-        .find(|mode| mode.name() == text)
-        .ok_or_else(|| {
-            let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
-            Problem::bad_request(
-                Some("X-Booking-Mode"),
-                format!(
-                    "unknown X-Booking-Mode '{text}' (one of: {})",
-                    names.join(", ")
-                ),
-            )
-        })
+    Mode::named(text).ok_or_else(|| {
+        let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+        Problem::bad_request(
+            Some("X-Booking-Mode"),
+            format!(
+                "unknown X-Booking-Mode '{text}' (one of: {})",
+                names.join(", ")
+            ),
+        )
+    })
 }
 
 /// The body, as domain types, checked against the hotel without writing anything.

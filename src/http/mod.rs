@@ -104,7 +104,7 @@ impl AppState {
     pub fn new(setup: Setup, settings: ServeSettings) -> Self {
         let mut strategies = HashMap::new();
         let mut unavailable = HashMap::new();
-        for mode in Mode::ALL {
+        for &mode in Mode::ALL {
             let built = strategy::build(
                 mode,
                 strategy::Context {

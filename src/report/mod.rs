@@ -15,7 +15,7 @@ use crate::domain::Outcome;
 use crate::lock::{LockPolicy, LockStats};
 use crate::metrics::{Latencies, Percentiles};
 use crate::repo::NightState;
-use crate::strategy::{Expectation, Mode};
+use crate::strategy::{Expectation, Mode, Needs, Shows};
 use crate::stress::{ProcessRow, StressConfig, StressReport, Tally, Verdict};
 
 /// Nights listed in the final-state table before the rest is summarised (all are in `--json`).
@@ -738,6 +738,41 @@ impl<'a> StressJson<'a> {
 }
 
 /// One JSON document and a newline.
+/// `strategies`: one row per registered strategy.
+pub fn write_strategies(out: &mut impl Write, modes: &[Mode]) -> io::Result<()> {
+    let mut strategies = table(vec![
+        "Strategy",
+        "Needs",
+        "Expected",
+        "Steps",
+        "What it does",
+    ]);
+    for column in strategies.column_iter_mut() {
+        column.set_cell_alignment(CellAlignment::Left);
+    }
+    for mode in modes {
+        let spec = mode.spec();
+        strategies.add_row(vec![
+            spec.name.to_owned(),
+            match spec.needs {
+                Needs::Postgres => "PostgreSQL",
+                Needs::Redis => "+ Redis",
+                Needs::Redlock => "+ Redis ×N",
+            }
+            .to_owned(),
+            match spec.shows {
+                Shows::Overbooking => "overbooking",
+                Shows::Safe => "safe",
+                Shows::SafeInOneProcess => "safe in 1 process",
+            }
+            .to_owned(),
+            spec.steps.join(" "),
+            spec.summary.to_owned(),
+        ]);
+    }
+    writeln!(out, "{strategies}")
+}
+
 pub fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::other)?;
     writeln!(out)

@@ -11,16 +11,33 @@
 //!
 //! **Why no deadlock:** nights are locked in ascending date order (see `locked`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::naive::check_hold_write;
-use super::{Strategy, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
 use crate::steps;
+
+
+/// `--mode advisory`.
+pub(super) const SPEC: Spec = Spec {
+    name: "advisory",
+    summary: "pg_advisory_xact_lock per room-night before the check",
+    needs: Needs::Postgres,
+    steps: &["lock", "check", "write", "commit"],
+    shows: Shows::Safe,
+    waits_for_redis_lock: false,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    Ok(Arc::new(Advisory::new(ctx.repo, ctx.hold)))
+}
 
 pub struct Advisory {
     repo: Repo,

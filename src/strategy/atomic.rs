@@ -13,15 +13,32 @@
 //!
 //! **Why no deadlock:** nights are updated one by one in ascending date order.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Strategy, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
 use crate::steps;
+
+
+/// `--mode atomic`.
+pub(super) const SPEC: Spec = Spec {
+    name: "atomic",
+    summary: "One conditional UPDATE per night (booked_count < total_inventory), then the insert",
+    needs: Needs::Postgres,
+    steps: &["update", "insert", "commit"],
+    shows: Shows::Safe,
+    waits_for_redis_lock: false,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    Ok(Arc::new(Atomic::new(ctx.repo, ctx.hold)))
+}
 
 pub struct Atomic {
     repo: Repo,

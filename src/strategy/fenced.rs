@@ -34,17 +34,35 @@
 //! write → insert; the only difference is the token in the write's `WHERE`. The claim is not
 //! a lock (it commits at once), so nothing else serialises the holders.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
-use super::{Strategy, StrategyStats, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, StrategyStats, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
 use crate::repo::{Availability, Claim, Repo};
 use crate::steps;
+
+
+/// `--mode fenced`.
+pub(super) const SPEC: Spec = Spec {
+    name: "fenced",
+    summary: "The Redis lock plus a fencing token checked by the database: survives expired locks",
+    needs: Needs::Redis,
+    steps: &["lock", "claim", "check", "write", "commit", "unlock"],
+    shows: Shows::Safe,
+    waits_for_redis_lock: true,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    let lock = ctx.lock.ok_or(BuildError::NeedsRedis(SPEC.name))?;
+    Ok(Arc::new(Fenced::new(ctx.repo, lock, ctx.lock_policy, ctx.hold)))
+}
 
 pub struct Fenced {
     repo: Repo,

@@ -28,17 +28,35 @@
 //! inventory > 1 some are refused for the lock although rooms are left: under-selling. A deadline (`--lock-wait-ms`) with jittered exponential
 //! backoff keeps them trying as long as the deadline allows.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::naive::{check_hold_write, check_then_book};
-use super::{Strategy, StrategyStats, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, StrategyStats, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
 use crate::repo::Repo;
 use crate::steps;
+
+
+/// `--mode locked`.
+pub(super) const SPEC: Spec = Spec {
+    name: "locked",
+    summary: "The naive transaction inside a Redis lock on every night of the stay",
+    needs: Needs::Redis,
+    steps: &["lock", "check", "write", "commit", "unlock"],
+    shows: Shows::Safe,
+    waits_for_redis_lock: true,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    let lock = ctx.lock.ok_or(BuildError::NeedsRedis(SPEC.name))?;
+    Ok(Arc::new(Locked::new(ctx.repo, lock, ctx.lock_policy, ctx.hold)))
+}
 
 pub struct Locked {
     repo: Repo,

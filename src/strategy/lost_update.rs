@@ -7,15 +7,32 @@
 //! increments of nineteen users were lost. The verdict names both overbooking (twenty rows for
 //! one room) and counter drift (rows ≠ `booked_count`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Strategy, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::{Availability, Repo};
 use crate::steps;
+
+
+/// `--mode lost-update`.
+pub(super) const SPEC: Spec = Spec {
+    name: "lost-update",
+    summary: "Like naive, but writes the value it read (read + 1): loses updates",
+    needs: Needs::Postgres,
+    steps: &["check", "write", "commit"],
+    shows: Shows::Overbooking,
+    waits_for_redis_lock: false,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    Ok(Arc::new(LostUpdate::new(ctx.repo, ctx.hold)))
+}
 
 pub struct LostUpdate {
     repo: Repo,

@@ -1,40 +1,24 @@
-//! The booking strategies, each in its own file behind one trait.
+//! The booking strategies, each in its own file behind one trait, and the registry that lists
+//! them.
 //!
 //! A strategy is one way of running *check availability → slow work → increment
 //! `booked_count` → insert the booking* for one user. They all use the same repository steps
 //! ([`BookingTx`](crate::repo::BookingTx)); what differs is what protects the window between the
-//! check and the write. Adding a strategy is one new file here, one [`Mode`] variant and one arm
-//! in [`build`].
-
-mod advisory;
-mod atomic;
-mod fenced;
-mod locked;
-mod lost_update;
-mod mutex;
-mod naive;
-mod redlock;
-mod row_lock;
-mod serializable;
+//! check and the write.
+//!
+//! **Adding a strategy is one file and one line.** The file holds the strategy behind
+//! [`Strategy`] and its [`Spec`] — its name, what it needs, its steps, what it is expected to
+//! show, how it is built. The line registers it in [`registry!`] below. The command line
+//! (`--mode`), `--mode all`, `interleave`, `booking-cli strategies` (which the scripts read) and
+//! the lab tests all follow the registry.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clap::ValueEnum;
 use serde::Serialize;
 
-pub use advisory::Advisory;
-pub use atomic::Atomic;
-pub use fenced::Fenced;
-pub use locked::Locked;
-pub use lost_update::LostUpdate;
-pub use mutex::InProcessMutex;
-pub use naive::Naive;
-pub use redlock::Redlock;
-pub use row_lock::RowLock;
-pub use serializable::{RetryPolicy, Serializable};
-
+use crate::backoff::Backoff;
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::redlock::RedLock;
@@ -42,6 +26,90 @@ use crate::lock::{LockPolicy, LockStats, RedisLock};
 use crate::repo::{BookingTx, Repo};
 use crate::steps;
 use crate::stop::Stop;
+
+/// Declares the strategy modules and the [`Mode`] of each, in the order `--mode all` runs
+/// them: `Variant => module`. The module must define `pub(super) const SPEC: Spec`.
+macro_rules! registry {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// The strategies, as named on the command line (`--mode`): one per registered file.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Mode {
+            $($variant),*
+        }
+
+        impl Mode {
+            /// Every strategy, in the order `--mode all` runs them.
+            pub const ALL: &'static [Mode] = &[$(Mode::$variant),*];
+
+            /// Everything that describes the strategy.
+            pub fn spec(self) -> &'static Spec {
+                match self {
+                    $(Mode::$variant => &$module::SPEC),*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    Naive => naive,
+    LostUpdate => lost_update,
+    Mutex => mutex,
+    Locked => locked,
+    Fenced => fenced,
+    Redlock => redlock,
+    RowLock => row_lock,
+    Atomic => atomic,
+    Advisory => advisory,
+    Serializable => serializable,
+}
+
+/// What describes a strategy, in its own file.
+#[derive(Debug)]
+pub struct Spec {
+    /// The `--mode` value (kebab-case).
+    pub name: &'static str,
+    /// One line: what protects the booking, or what goes wrong (`--help`, `strategies`).
+    pub summary: &'static str,
+    /// The servers it needs besides PostgreSQL.
+    pub needs: Needs,
+    /// The boundaries its code marks with [`steps::step`], in order: where `interleave` pauses
+    /// it. A booking refused early skips the rest; a retried one starts again from the first.
+    pub steps: &'static [&'static str],
+    /// What a race of it is expected to show.
+    pub shows: Shows,
+    /// It waits for a Redis lock under the shared [`LockPolicy`]: with fixed retries it is
+    /// known to refuse users while rooms are left (see
+    /// [`StressConfig::under_selling_expected`](crate::stress::StressConfig::under_selling_expected)).
+    pub waits_for_redis_lock: bool,
+    /// Builds it from what a run has.
+    pub build: fn(Context) -> Result<Arc<dyn Strategy>, BuildError>,
+}
+
+/// The servers a strategy connects to, besides PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Needs {
+    Postgres,
+    /// The first `--redis-url`.
+    Redis,
+    /// Every `--redis-url` (a majority of them).
+    Redlock,
+}
+
+/// What a race of a strategy shows by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shows {
+    /// The anomaly: it is unprotected.
+    Overbooking,
+    /// Nothing oversold, in any number of processes.
+    Safe,
+    /// Safe within one process, overbooking across several (`--processes`).
+    SafeInOneProcess,
+}
 
 /// One way of booking.
 #[async_trait]
@@ -120,104 +188,62 @@ async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError
     Ok(outcome)
 }
 
-/// The strategies, as named on the command line (`--mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Check, then write, with nothing in between: overbooks under concurrency.
-    Naive,
-    /// Like naive, but writes the value it read (read + 1): loses updates.
-    LostUpdate,
-    /// The naive transaction inside a Redis lock on every night of the stay.
-    Locked,
-    /// SELECT … FOR UPDATE on every night's row before the check.
-    RowLock,
-    /// One conditional UPDATE per night (booked_count < total_inventory), then the insert.
-    Atomic,
-    /// pg_advisory_xact_lock per room-night before the check.
-    Advisory,
-    /// The naive transaction at SERIALIZABLE, retried on serialization failure and deadlock.
-    Serializable,
-    /// An in-process mutex per room-night: safe in one process, not across several.
-    Mutex,
-    /// The Redis lock plus a fencing token checked by the database: survives expired locks.
-    Fenced,
-    /// A Redlock over several Redis instances (--redis-url repeated): held on a majority.
-    Redlock,
-}
-
 impl Mode {
-    /// Every strategy, in the order `--mode all` runs them.
-    pub const ALL: [Mode; 10] = [
-        Mode::Naive,
-        Mode::LostUpdate,
-        Mode::Mutex,
-        Mode::Locked,
-        Mode::Fenced,
-        Mode::Redlock,
-        Mode::RowLock,
-        Mode::Atomic,
-        Mode::Advisory,
-        Mode::Serializable,
-    ];
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The strategy with this `--mode` name.
+    pub fn named(name: &str) -> Option<Mode> {
+        Mode::ALL.iter().copied().find(|m| m.name() == name)
+    }
 
     /// Whether the strategy needs Redis (so that the others never connect to it).
     pub fn needs_redis(self) -> bool {
-        matches!(self, Mode::Locked | Mode::Fenced)
+        self.spec().needs == Needs::Redis
+    }
+
+    /// Whether the strategy locks over every Redis URL given (Redlock).
+    pub fn needs_redlock(self) -> bool {
+        self.spec().needs == Needs::Redlock
     }
 
     /// Whether the strategy waits for a Redis lock (single-instance or Redlock), and so shares
     /// the lock policy's behaviour — with fixed retries, under-selling.
     pub fn takes_redis_lock(self) -> bool {
-        matches!(self, Mode::Locked | Mode::Fenced | Mode::Redlock)
+        self.spec().waits_for_redis_lock
     }
 
-    /// Whether the strategy locks over every Redis URL given (Redlock).
-    pub fn needs_redlock(self) -> bool {
-        self == Mode::Redlock
+    /// The steps of one booking (see [`Spec::steps`]).
+    pub fn steps(self) -> &'static [&'static str] {
+        self.spec().steps
     }
 
     /// What a `stress` run of this strategy over `processes` processes is expected to show when
-    /// `--expect` is not given: the two unprotected strategies show their anomaly, and so does
-    /// the in-process mutex across processes; every other one is safe.
+    /// `--expect` is not given (see [`Shows`]).
     pub fn default_expectation(self, processes: u32) -> Expectation {
-        match self {
-            Mode::Naive | Mode::LostUpdate => Expectation::Overbooking,
-            Mode::Mutex if processes > 1 => Expectation::Overbooking,
-            _ => Expectation::Safe,
+        match self.spec().shows {
+            Shows::Overbooking => Expectation::Overbooking,
+            Shows::SafeInOneProcess if processes > 1 => Expectation::Overbooking,
+            Shows::Safe | Shows::SafeInOneProcess => Expectation::Safe,
         }
     }
+}
 
-    /// The steps of one booking, in the order the strategy runs them: the boundaries it marks
-    /// with [`steps::step`], where `interleave` pauses it. A booking refused early skips the
-    /// rest (a sold-out check goes straight to `commit`); a retried one starts again from the
-    /// first step of its transaction.
-    pub fn steps(self) -> &'static [&'static str] {
-        match self {
-            Mode::Naive | Mode::LostUpdate | Mode::Serializable => &["check", "write", "commit"],
-            Mode::Locked | Mode::Mutex | Mode::Redlock => {
-                &["lock", "check", "write", "commit", "unlock"]
-            }
-            Mode::RowLock => &["lock-rows", "check", "write", "commit"],
-            Mode::Atomic => &["update", "insert", "commit"],
-            Mode::Advisory => &["lock", "check", "write", "commit"],
-            Mode::Fenced => &["lock", "claim", "check", "write", "commit", "unlock"],
-        }
+/// `--mode` values and their help, from the registry.
+impl clap::ValueEnum for Mode {
+    fn value_variants<'a>() -> &'a [Self] {
+        Mode::ALL
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Naive => "naive",
-            Mode::LostUpdate => "lost-update",
-            Mode::Locked => "locked",
-            Mode::RowLock => "row-lock",
-            Mode::Atomic => "atomic",
-            Mode::Advisory => "advisory",
-            Mode::Serializable => "serializable",
-            Mode::Mutex => "mutex",
-            Mode::Fenced => "fenced",
-            Mode::Redlock => "redlock",
-        }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.spec().summary))
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
@@ -228,7 +254,7 @@ impl std::fmt::Display for Mode {
 }
 
 /// What a run is supposed to demonstrate (`--expect`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Expectation {
     /// The database ends overbooked (oversold, or its counter drifted): the race was reproduced.
@@ -239,6 +265,14 @@ pub enum Expectation {
     /// Nothing in particular: a measurement (the default of the unprotected strategies under
     /// `--duration`, where slots are spread and inventory is large).
     Any,
+}
+
+/// How aborted transactions are retried (`serializable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first one.
+    pub retries: u32,
+    pub backoff: Backoff,
 }
 
 /// Everything a strategy may need; each takes what it uses.
@@ -262,40 +296,13 @@ pub struct Context {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("--mode {0} needs Redis, but no Redis connection was given")]
-    NeedsRedis(Mode),
+    NeedsRedis(&'static str),
 }
 
-/// The strategy for `mode`.
-pub fn build(mode: Mode, ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
-    let Context {
-        repo,
-        lock,
-        redlock,
-        lock_policy,
-        retry,
-        hold,
-        stop,
-    } = ctx;
-    let lock = lock.map(|lock| lock.with_stop(stop.clone()));
-    Ok(match mode {
-        Mode::Naive => Arc::new(Naive::new(repo, hold)),
-        Mode::LostUpdate => Arc::new(LostUpdate::new(repo, hold)),
-        Mode::Locked => {
-            let lock = lock.ok_or(BuildError::NeedsRedis(mode))?;
-            Arc::new(Locked::new(repo, lock, lock_policy, hold))
-        }
-        Mode::RowLock => Arc::new(RowLock::new(repo, hold)),
-        Mode::Atomic => Arc::new(Atomic::new(repo, hold)),
-        Mode::Advisory => Arc::new(Advisory::new(repo, hold)),
-        Mode::Serializable => Arc::new(Serializable::new(repo, hold, retry, stop)),
-        Mode::Mutex => Arc::new(InProcessMutex::new(repo, hold)),
-        Mode::Fenced => {
-            let lock = lock.ok_or(BuildError::NeedsRedis(mode))?;
-            Arc::new(Fenced::new(repo, lock, lock_policy, hold))
-        }
-        Mode::Redlock => {
-            let redlock = redlock.ok_or(BuildError::NeedsRedis(mode))?;
-            Arc::new(Redlock::new(repo, redlock.for_run(stop), lock_policy, hold))
-        }
-    })
+/// The strategy for `mode`, built by its [`Spec`]. Waits for a Redis lock end on `stop`
+/// (Ctrl-C) whichever strategy takes them.
+pub fn build(mode: Mode, mut ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    ctx.lock = ctx.lock.map(|lock| lock.with_stop(ctx.stop.clone()));
+    ctx.redlock = ctx.redlock.map(|redlock| redlock.for_run(ctx.stop.clone()));
+    (mode.spec().build)(ctx)
 }

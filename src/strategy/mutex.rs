@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::Strategy;
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy};
 use super::naive::check_then_book;
 use crate::domain::{BookingRequest, Outcome, RoomId};
 use crate::error::BookingError;
@@ -29,6 +29,22 @@ use crate::steps;
 
 /// One async mutex per room-night.
 type Slots = HashMap<(RoomId, NaiveDate), Arc<Mutex<()>>>;
+
+
+/// `--mode mutex`.
+pub(super) const SPEC: Spec = Spec {
+    name: "mutex",
+    summary: "An in-process mutex per room-night: safe in one process, not across several",
+    needs: Needs::Postgres,
+    steps: &["lock", "check", "write", "commit", "unlock"],
+    shows: Shows::SafeInOneProcess,
+    waits_for_redis_lock: false,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    Ok(Arc::new(InProcessMutex::new(ctx.repo, ctx.hold)))
+}
 
 pub struct InProcessMutex {
     repo: Repo,

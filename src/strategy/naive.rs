@@ -8,15 +8,32 @@
 //! *decision* was. Being inside a transaction does not help: READ COMMITTED takes no lock on
 //! rows it only reads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Strategy, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::{Availability, BookingTx, Repo};
 use crate::steps;
+
+
+/// `--mode naive`.
+pub(super) const SPEC: Spec = Spec {
+    name: "naive",
+    summary: "Check, then write, with nothing in between: overbooks under concurrency",
+    needs: Needs::Postgres,
+    steps: &["check", "write", "commit"],
+    shows: Shows::Overbooking,
+    waits_for_redis_lock: false,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    Ok(Arc::new(Naive::new(ctx.repo, ctx.hold)))
+}
 
 pub struct Naive {
     repo: Repo,

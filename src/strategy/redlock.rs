@@ -15,18 +15,36 @@
 //! same position as a `locked` holder whose TTL ran out; see `lock::redlock` for why a fencing
 //! token (`fenced`) is still needed for that.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::naive::check_hold_write;
-use super::{Strategy, StrategyStats, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, StrategyStats, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::LockPolicy;
 use crate::lock::redlock::{RedAcquired, RedGuard, RedLock};
 use crate::repo::Repo;
 use crate::steps;
+
+
+/// `--mode redlock`.
+pub(super) const SPEC: Spec = Spec {
+    name: "redlock",
+    summary: "A Redlock over several Redis instances (--redis-url repeated): held on a majority",
+    needs: Needs::Redlock,
+    steps: &["lock", "check", "write", "commit", "unlock"],
+    shows: Shows::Safe,
+    waits_for_redis_lock: true,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    let lock = ctx.redlock.ok_or(BuildError::NeedsRedis(SPEC.name))?;
+    Ok(Arc::new(Redlock::new(ctx.repo, lock, ctx.lock_policy, ctx.hold)))
+}
 
 pub struct Redlock {
     repo: Repo,

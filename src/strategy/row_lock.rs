@@ -11,16 +11,33 @@
 //! **What it costs:** a connection (and a transaction) is held while waiting; waiters queue
 //! without polling, but the hold serialises every booking of the same room-night.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::naive::check_hold_write;
-use super::{Strategy, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
 use crate::steps;
+
+
+/// `--mode row-lock`.
+pub(super) const SPEC: Spec = Spec {
+    name: "row-lock",
+    summary: "SELECT … FOR UPDATE on every night's row before the check",
+    needs: Needs::Postgres,
+    steps: &["lock-rows", "check", "write", "commit"],
+    shows: Shows::Safe,
+    waits_for_redis_lock: false,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    Ok(Arc::new(RowLock::new(ctx.repo, ctx.hold)))
+}
 
 pub struct RowLock {
     repo: Repo,

@@ -12,25 +12,35 @@
 //! `409 Conflict (retries exhausted)`, counted separately, and the retries are counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::naive::check_hold_write;
-use super::{Strategy, StrategyStats, commit};
-use crate::backoff::Backoff;
+use super::{
+    BuildError, Context, Needs, RetryPolicy, Shows, Spec, Strategy, StrategyStats, commit,
+};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
 use crate::steps;
 use crate::stop::Stop;
 
-/// How aborted transactions are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts after the first one.
-    pub retries: u32,
-    pub backoff: Backoff,
+
+/// `--mode serializable`.
+pub(super) const SPEC: Spec = Spec {
+    name: "serializable",
+    summary: "The naive transaction at SERIALIZABLE, retried on serialization failure and deadlock",
+    needs: Needs::Postgres,
+    steps: &["check", "write", "commit"],
+    shows: Shows::Safe,
+    waits_for_redis_lock: false,
+    build,
+};
+
+fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
+    Ok(Arc::new(Serializable::new(ctx.repo, ctx.hold, ctx.retry, ctx.stop)))
 }
 
 pub struct Serializable {
