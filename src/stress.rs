@@ -173,7 +173,7 @@ impl StressConfig {
     /// The same policy gets the same judgement, whichever lock it drives; every other strategy
     /// (and a lock with a deadline, `--lock-wait-ms`) is expected not to under-sell.
     pub fn under_selling_expected(&self) -> bool {
-        self.mode.takes_redis_lock() && self.lock_policy.wait.is_none()
+        self.mode.waits_with_lock_policy() && self.lock_policy.wait.is_none()
     }
 }
 

@@ -80,7 +80,8 @@ fn every_safe_strategy_holds_in_every_ordering_and_the_unsafe_ones_do_not() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let matrix = json(&out);
     let summaries = matrix.as_array().expect("an array for --mode all");
-    assert_eq!(summaries.len(), 10);
+    let registered = cli.run(&["strategies", "--names"]);
+    assert_eq!(summaries.len(), text(&registered.stdout).lines().count());
     for summary in summaries {
         let mode = summary["mode"].as_str().unwrap_or("?");
         let steps = summary["steps"]["a"].as_array().map_or(0, Vec::len) as u64;
@@ -96,8 +97,11 @@ fn every_safe_strategy_holds_in_every_ordering_and_the_unsafe_ones_do_not() {
             _ => {
                 assert_eq!(summary["overbooked"], 0, "{mode}: {summary}");
                 assert_eq!(summary["lost_update"], 0, "{mode}: {summary}");
-                // Every ordering that is not serial makes one user wait (or abort).
-                assert!(summary["blocked"].as_u64() > Some(0), "{mode}: {summary}");
+                // Every ordering that is not serial makes one user wait (or abort); with one
+                // step, every ordering is serial.
+                if steps > 1 {
+                    assert!(summary["blocked"].as_u64() > Some(0), "{mode}: {summary}");
+                }
                 for result in summary["results"].as_array().into_iter().flatten() {
                     assert_eq!(result["confirmed_bookings"], 1, "{mode}: {result}");
                     assert_eq!(result["booked_count"], 1, "{mode}: {result}");

@@ -35,6 +35,13 @@ pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exi
             stop: Stop::new(),
         },
     )?;
+    if !config.mode.spec().slow_work && !config.hold.is_zero() {
+        eprintln!(
+            "note: --hold-ms {} is not applied: {} books in one statement, with no place for slow work (--mode reserve runs it outside any lock)",
+            config.hold.as_millis(),
+            config.mode
+        );
+    }
     let outcome = strategy
         .book(&config.request)
         .await

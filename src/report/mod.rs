@@ -69,6 +69,12 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
             c.servers,
             if c.servers == 1 { "" } else { "s" }
         )
+    } else if !c.mode.spec().slow_work && !c.hold.is_zero() {
+        format!(
+            ", hold {} ms not applied ({} has no place for slow work; --mode reserve runs it outside any lock)",
+            c.hold.as_millis(),
+            c.mode
+        )
     } else {
         format!(", hold {} ms", c.hold.as_millis())
     };
@@ -719,7 +725,7 @@ impl<'a> StressJson<'a> {
                 .collect(),
             cleared_bookings: report.cleared_bookings,
             nights: &report.nights,
-            lock_policy: c.mode.takes_redis_lock().then_some(c.lock_policy),
+            lock_policy: c.mode.waits_with_lock_policy().then_some(c.lock_policy),
             lock: report.stats.lock,
             tx_retries: report.stats.tx_retries,
             serializable_retries: (c.mode == Mode::Serializable).then_some(c.retry.retries),

@@ -55,7 +55,8 @@ pub(super) const SPEC: Spec = Spec {
     needs: Needs::Redis,
     steps: &["lock", "claim", "check", "write", "commit", "unlock"],
     shows: Shows::Safe,
-    waits_for_redis_lock: true,
+    waits_with_lock_policy: true,
+    slow_work: true,
     build,
 };
 

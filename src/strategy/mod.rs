@@ -62,6 +62,7 @@ registry! {
     Redlock => redlock,
     RowLock => row_lock,
     Atomic => atomic,
+    OneStatement => one_statement,
     Advisory => advisory,
     Serializable => serializable,
 }
@@ -80,10 +81,13 @@ pub struct Spec {
     pub steps: &'static [&'static str],
     /// What a race of it is expected to show.
     pub shows: Shows,
-    /// It waits for a Redis lock under the shared [`LockPolicy`]: with fixed retries it is
-    /// known to refuse users while rooms are left (see
+    /// It waits for something another user holds — a Redis lock, or (`reserve`) a room on
+    /// hold — under the lock policy (`--lock-ttl-ms`, `--lock-retries`, `--lock-wait-ms`). With
+    /// fixed retries (no deadline) it is known to refuse users while rooms are left (see
     /// [`StressConfig::under_selling_expected`](crate::stress::StressConfig::under_selling_expected)).
-    pub waits_for_redis_lock: bool,
+    pub waits_with_lock_policy: bool,
+    /// It runs the slow work (`--hold-ms`) somewhere; `one-statement` has no place for it.
+    pub slow_work: bool,
     /// Builds it from what a run has.
     pub build: fn(Context) -> Result<Arc<dyn Strategy>, BuildError>,
 }
@@ -208,10 +212,9 @@ impl Mode {
         self.spec().needs == Needs::Redlock
     }
 
-    /// Whether the strategy waits for a Redis lock (single-instance or Redlock), and so shares
-    /// the lock policy's behaviour — with fixed retries, under-selling.
-    pub fn takes_redis_lock(self) -> bool {
-        self.spec().waits_for_redis_lock
+    /// Whether the strategy waits under the lock policy (see [`Spec::waits_with_lock_policy`]).
+    pub fn waits_with_lock_policy(self) -> bool {
+        self.spec().waits_with_lock_policy
     }
 
     /// The steps of one booking (see [`Spec::steps`]).

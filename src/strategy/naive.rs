@@ -27,7 +27,8 @@ pub(super) const SPEC: Spec = Spec {
     needs: Needs::Postgres,
     steps: &["check", "write", "commit"],
     shows: Shows::Overbooking,
-    waits_for_redis_lock: false,
+    waits_with_lock_policy: false,
+    slow_work: true,
     build,
 };
 

@@ -37,7 +37,8 @@ pub(super) const SPEC: Spec = Spec {
     needs: Needs::Redlock,
     steps: &["lock", "check", "write", "commit", "unlock"],
     shows: Shows::Safe,
-    waits_for_redis_lock: true,
+    waits_with_lock_policy: true,
+    slow_work: true,
     build,
 };
 

@@ -35,7 +35,8 @@ pub(super) const SPEC: Spec = Spec {
     needs: Needs::Postgres,
     steps: &["check", "write", "commit"],
     shows: Shows::Safe,
-    waits_for_redis_lock: false,
+    waits_with_lock_policy: false,
+    slow_work: true,
     build,
 };
 
