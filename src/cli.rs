@@ -195,6 +195,15 @@ pub struct WorkArgs {
 
     #[command(flatten)]
     pub retry: RetryArgs,
+
+    /// Probability (0 to 1) that the slow work — a payment — fails (reserve: the hold is
+    /// cancelled and its nights given back)
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_rate: f64,
+
+    /// Seed of the RNG that decides which payments fail, so that a run can be reproduced
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub fail_seed: u64,
 }
 
 /// How the lock of `--mode locked`, `fenced` and `redlock` is taken.
@@ -264,6 +273,15 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err("a duration between 1ms and 1h".to_owned());
     }
     Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "'{s}' is not a probability between 0 and 1 (e.g. 0.3)"
+        )),
+    }
 }
 
 fn stress_mode() -> impl TypedValueParser<Value = StressMode> {

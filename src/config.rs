@@ -14,7 +14,7 @@ use crate::db;
 use crate::domain::{BookingRequest, Stay};
 use crate::error::InputError;
 use crate::lock::LockPolicy;
-use crate::strategy::{Expectation, Mode, RetryPolicy, Shows};
+use crate::strategy::{Expectation, Mode, Payments, RetryPolicy, Shows};
 use crate::stress::StressConfig;
 
 /// Where the servers are.
@@ -86,6 +86,8 @@ pub struct BookConfig {
     pub hold: Duration,
     pub lock_policy: LockPolicy,
     pub retry: RetryPolicy,
+    /// `reserve`'s simulated payments (`--fail-rate`, `--fail-seed`).
+    pub payments: Payments,
     pub json: bool,
 }
 
@@ -102,6 +104,7 @@ impl BookConfig {
             hold: Duration::from_millis(args.work.hold_ms),
             lock_policy: lock_policy(&args.work.lock),
             retry: retry_policy(&args.work.retry),
+            payments: payments(&args.work),
             json: args.json,
         })
     }
@@ -170,6 +173,7 @@ impl StressSettings {
                 hold: Duration::from_millis(args.work.hold_ms),
                 lock_policy: lock_policy(&args.work.lock),
                 retry: retry_policy(&args.work.retry),
+                payments: payments(&args.work),
                 expect: args
                     .expect
                     .unwrap_or(match (args.duration, mode.spec().shows) {
@@ -218,6 +222,8 @@ pub struct ServeConfig {
     pub hold: Duration,
     pub lock_policy: LockPolicy,
     pub retry: RetryPolicy,
+    /// `reserve`'s simulated payments (`--fail-rate`, `--fail-seed`).
+    pub payments: Payments,
 }
 
 impl ServeConfig {
@@ -239,6 +245,7 @@ impl ServeConfig {
             hold: Duration::from_millis(args.work.hold_ms),
             lock_policy: lock_policy(&args.work.lock),
             retry: retry_policy(&args.work.retry),
+            payments: payments(&args.work),
         }
     }
 }
@@ -250,6 +257,13 @@ fn lock_policy(args: &LockArgs) -> LockPolicy {
         retry_delay: Duration::from_millis(args.lock_retry_delay_ms),
         wait: args.lock_wait_ms.map(Duration::from_millis),
         renew: args.lock_renew,
+    }
+}
+
+fn payments(args: &crate::cli::WorkArgs) -> Payments {
+    Payments {
+        fail_rate: args.fail_rate,
+        seed: args.fail_seed,
     }
 }
 

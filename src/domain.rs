@@ -215,6 +215,16 @@ pub enum Outcome {
     /// could commit, so its transaction was rolled back: a commit after the validity would rely
     /// on a lock the majority may already have handed to someone else.
     LockExpired { key: String },
+    /// `503 Service Unavailable` (`reserve`): every room of this night is sold or on hold, and
+    /// some are on hold — their payments may still fail and give them back, so trying again
+    /// may succeed. Nothing was written.
+    OnHold { night: NaiveDate },
+    /// `402 Payment Required` (`reserve`): the simulated payment failed (`--fail-rate`); the
+    /// hold was cancelled and its nights given back.
+    PaymentFailed,
+    /// `409 Conflict` (`reserve`): the payment outlasted the hold (`--lock-ttl-ms`), so it was
+    /// not confirmed; its nights were given back.
+    HoldExpired,
     /// Not booked because the run was interrupted (Ctrl-C) before this user started, or while
     /// it waited for a lock or a retry. Nothing was written.
     Interrupted,
@@ -229,8 +239,27 @@ impl Outcome {
             | Outcome::LockNotAcquired { .. }
             | Outcome::RetriesExhausted { .. }
             | Outcome::FencedOut { .. }
-            | Outcome::LockExpired { .. } => 409,
+            | Outcome::LockExpired { .. }
+            | Outcome::HoldExpired => 409,
+            Outcome::OnHold { .. } => 503,
+            Outcome::PaymentFailed => 402,
             Outcome::Interrupted => 499,
+        }
+    }
+
+    /// The outcome's name in reports and JSON (`created`, `sold_out`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Created { .. } => "created",
+            Outcome::SoldOut { .. } => "sold_out",
+            Outcome::LockNotAcquired { .. } => "lock_not_acquired",
+            Outcome::RetriesExhausted { .. } => "retries_exhausted",
+            Outcome::FencedOut { .. } => "fenced_out",
+            Outcome::LockExpired { .. } => "lock_expired",
+            Outcome::OnHold { .. } => "on_hold",
+            Outcome::PaymentFailed => "payment_failed",
+            Outcome::HoldExpired => "hold_expired",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }

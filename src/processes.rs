@@ -61,6 +61,12 @@ pub struct WorkerReport {
     retries_exhausted: u32,
     fenced_out: u32,
     interrupted: u32,
+    #[serde(default)]
+    on_hold: u32,
+    #[serde(default)]
+    payment_failed: u32,
+    #[serde(default)]
+    hold_expired: u32,
     errors: BTreeMap<String, u32>,
     /// (microseconds, count) pairs of the latency histogram.
     latencies_us: Vec<(u64, u64)>,
@@ -80,6 +86,9 @@ impl WorkerReport {
             retries_exhausted: race.tally.retries_exhausted,
             fenced_out: race.tally.fenced_out,
             interrupted: race.tally.interrupted,
+            on_hold: race.tally.on_hold,
+            payment_failed: race.tally.payment_failed,
+            hold_expired: race.tally.hold_expired,
             errors: race.tally.errors.clone(),
             latencies_us: race.latency.to_pairs(),
             refused: race
@@ -102,6 +111,9 @@ impl WorkerReport {
                 retries_exhausted: self.retries_exhausted,
                 fenced_out: self.fenced_out,
                 interrupted: self.interrupted,
+                on_hold: self.on_hold,
+                payment_failed: self.payment_failed,
+                hold_expired: self.hold_expired,
                 errors: self.errors,
             },
             latency: Latencies::from_pairs(&self.latencies_us),

@@ -96,19 +96,30 @@ pub struct NightState {
     pub booked_count: i32,
     /// Confirmed booking rows whose stay covers this night.
     pub confirmed_bookings: i64,
+    /// Holds (`reserve`) covering this night that have been neither confirmed nor given back:
+    /// each is counted in `booked_count`.
+    pub held_bookings: i64,
+    /// Confirmed bookings of this night whose confirmation came after their hold's expiry: the
+    /// room may have been given to someone else meanwhile.
+    pub confirmed_after_expiry: i64,
 }
 
 impl NightState {
+    /// The rows that hold a room: confirmed bookings and holds not yet given back.
+    pub fn taken(&self) -> i64 {
+        self.confirmed_bookings + self.held_bookings
+    }
+
     /// More sold than the hotel has: by the counter, or by the rows.
     pub fn oversold(&self) -> bool {
         let total = i64::from(self.total_inventory);
-        i64::from(self.booked_count) > total || self.confirmed_bookings > total
+        i64::from(self.booked_count) > total || self.taken() > total
     }
 
     /// The counter disagrees with the rows: an increment was lost (or one was made without
     /// its row).
     pub fn drifted(&self) -> bool {
-        self.confirmed_bookings != i64::from(self.booked_count)
+        self.taken() != i64::from(self.booked_count)
     }
 
     /// The core definition of `overbooked`: oversold, or drifted.
@@ -119,7 +130,7 @@ impl NightState {
     /// Rooms left, by the rows (the truth) and by the counter, whichever is fewer.
     pub fn free(&self) -> i64 {
         let total = i64::from(self.total_inventory);
-        (total - self.confirmed_bookings).min(total - i64::from(self.booked_count))
+        (total - self.taken()).min(total - i64::from(self.booked_count))
     }
 }
 
@@ -341,12 +352,19 @@ impl Repo {
         room: RoomId,
         stay: &Stay,
     ) -> Result<Vec<NightState>, sqlx::Error> {
-        let rows: Vec<(NaiveDate, i32, i32, i64)> = within(
+        let rows: Vec<(NaiveDate, i32, i32, i64, i64, i64)> = within(
             self.limit,
             sqlx::query_as(
                 "SELECT i.date, i.total_inventory, i.booked_count,
                     (SELECT count(*) FROM bookings b
                      WHERE b.room_id = i.room_id AND b.status = 'confirmed'
+                       AND b.start_date <= i.date AND b.end_date > i.date),
+                    (SELECT count(*) FROM bookings b
+                     WHERE b.room_id = i.room_id AND b.status = 'held'
+                       AND b.start_date <= i.date AND b.end_date > i.date),
+                    (SELECT count(*) FROM bookings b
+                     WHERE b.room_id = i.room_id AND b.status = 'confirmed'
+                       AND b.confirmed_at > b.expires_at
                        AND b.start_date <= i.date AND b.end_date > i.date)
              FROM inventory i
              WHERE i.room_id = $1 AND i.date >= $2 AND i.date < $3
@@ -361,12 +379,16 @@ impl Repo {
         Ok(rows
             .into_iter()
             .map(
-                |(night, total_inventory, booked_count, confirmed_bookings)| NightState {
-                    room,
-                    night,
-                    total_inventory,
-                    booked_count,
-                    confirmed_bookings,
+                |(night, total_inventory, booked_count, confirmed_bookings, held, late)| {
+                    NightState {
+                        room,
+                        night,
+                        total_inventory,
+                        booked_count,
+                        confirmed_bookings,
+                        held_bookings: held,
+                        confirmed_after_expiry: late,
+                    }
                 },
             )
             .collect())
@@ -653,6 +675,114 @@ impl Repo {
                 )))
             }
         }
+    }
+}
+
+/// `reserve`: reclaims the expired holds that overlap a stay, giving back every night of each
+/// (all their nights, not only the stay's), and counts the live holds on one night. Two
+/// reclaimers of the same hold cannot both give it back: the second one's update waits for the
+/// first, re-reads the row, finds it no longer `held` and skips it. Several expired holds on
+/// one night are given back in one update of its row (a row is updated once per statement).
+/// Parameters: room, first night, day of departure, the night to count live holds on.
+const RECLAIM_HOLDS: &str = "
+WITH expired AS (
+    UPDATE bookings SET status = 'expired'
+    WHERE room_id = $1 AND status = 'held' AND expires_at <= clock_timestamp()
+      AND start_date < $3 AND end_date > $2
+    RETURNING start_date, end_date
+), nights AS (
+    SELECT d::date AS date, count(*) AS holds
+    FROM expired, generate_series(expired.start_date, expired.end_date - 1, interval '1 day') AS d
+    GROUP BY 1
+), given_back AS (
+    UPDATE inventory i SET booked_count = i.booked_count - n.holds
+    FROM nights n
+    WHERE i.room_id = $1 AND i.date = n.date
+    RETURNING i.date
+)
+SELECT (SELECT count(*) FROM expired),
+       (SELECT count(*) FROM bookings
+        WHERE room_id = $1 AND status = 'held' AND expires_at > clock_timestamp()
+          AND start_date <= $4 AND end_date > $4)";
+
+/// `reserve`: ends one hold — `cancelled` (its payment failed) or `expired` (it outlived its
+/// expiry) — and gives its nights back, in one statement; nothing when it is no longer held
+/// (a reclaimer ended it first).
+const RELEASE_HOLD: &str = "
+WITH released AS (
+    UPDATE bookings SET status = $2
+    WHERE id = $1 AND status = 'held'
+    RETURNING room_id, start_date, end_date
+)
+UPDATE inventory i SET booked_count = i.booked_count - 1
+FROM released r
+WHERE i.room_id = r.room_id AND i.date >= r.start_date AND i.date < r.end_date";
+
+/// `reserve`: confirms one hold if it is still held and has not expired, at one instant (the
+/// time checked is the time recorded, so a confirmation is never recorded after its expiry).
+const CONFIRM_HOLD: &str = "
+WITH now AS (SELECT clock_timestamp() AS t)
+UPDATE bookings b SET status = 'confirmed', confirmed_at = now.t
+FROM now
+WHERE b.id = $1 AND b.status = 'held' AND b.expires_at > now.t";
+
+/// How a hold ended without a confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// Its payment failed.
+    Cancelled,
+    /// It outlived its expiry.
+    Expired,
+}
+
+impl Repo {
+    /// Reclaims expired holds over `stay` (see [`RECLAIM_HOLDS`]): how many were reclaimed,
+    /// and how many live holds cover `night`.
+    pub async fn reclaim_holds(
+        &self,
+        room: RoomId,
+        stay: &Stay,
+        night: NaiveDate,
+    ) -> Result<(i64, i64), sqlx::Error> {
+        within(
+            self.limit,
+            sqlx::query_as(RECLAIM_HOLDS)
+                .bind(room.get())
+                .bind(stay.from())
+                .bind(stay.to())
+                .bind(night)
+                .fetch_one(&self.pool),
+        )
+        .await
+    }
+
+    /// Confirms hold `id`; `false` when it had expired (or was no longer held).
+    pub async fn confirm_hold(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let confirmed = within(
+            self.limit,
+            sqlx::query(CONFIRM_HOLD).bind(id).execute(&self.pool),
+        )
+        .await?
+        .rows_affected();
+        Ok(confirmed == 1)
+    }
+
+    /// Ends hold `id` and gives its nights back; `false` when it was no longer held.
+    pub async fn release_hold(&self, id: i64, end: HoldEnd) -> Result<bool, sqlx::Error> {
+        let status = match end {
+            HoldEnd::Cancelled => "cancelled",
+            HoldEnd::Expired => "expired",
+        };
+        let nights = within(
+            self.limit,
+            sqlx::query(RELEASE_HOLD)
+                .bind(id)
+                .bind(status)
+                .execute(&self.pool),
+        )
+        .await?
+        .rows_affected();
+        Ok(nights > 0)
     }
 }
 

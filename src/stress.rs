@@ -50,6 +50,8 @@ pub struct StressConfig {
     pub hold: Duration,
     pub lock_policy: LockPolicy,
     pub retry: RetryPolicy,
+    /// `reserve`'s simulated payments (`--fail-rate`, `--fail-seed`).
+    pub payments: crate::strategy::Payments,
     pub expect: Expectation,
     /// Operating-system processes the users are split over (`--processes`).
     pub processes: u32,
@@ -93,6 +95,7 @@ impl StressConfig {
                     cap: Duration::from_millis(320),
                 },
             },
+            payments: crate::strategy::Payments::default(),
             expect: mode.default_expectation(1),
             processes: 1,
             chaos: Vec::new(),
@@ -188,6 +191,12 @@ pub struct Tally {
     pub fenced_out: u32,
     /// Users that did not book because the run was interrupted (Ctrl-C).
     pub interrupted: u32,
+    /// `reserve`: refused while every room left was on hold.
+    pub on_hold: u32,
+    /// `reserve`: payments that failed (holds cancelled).
+    pub payment_failed: u32,
+    /// `reserve`: holds that expired before their confirmation.
+    pub hold_expired: u32,
     /// Error message → how many users failed with it.
     pub errors: BTreeMap<String, u32>,
 }
@@ -204,6 +213,9 @@ impl Tally {
             Ok(Outcome::RetriesExhausted { .. }) => self.retries_exhausted += 1,
             Ok(Outcome::FencedOut { .. }) => self.fenced_out += 1,
             Ok(Outcome::Interrupted) => self.interrupted += 1,
+            Ok(Outcome::OnHold { .. }) => self.on_hold += 1,
+            Ok(Outcome::PaymentFailed) => self.payment_failed += 1,
+            Ok(Outcome::HoldExpired) => self.hold_expired += 1,
             Err(error) => self.add_error(error.to_string()),
         }
     }
@@ -227,6 +239,9 @@ pub enum Verdict {
     LostUpdate,
     /// A user was refused although every night of their stay still had a room at the end.
     UnderSold,
+    /// A hold (`reserve`) was confirmed after its expiry, when its room may have been reclaimed
+    /// and sold to someone else.
+    ConfirmedAfterExpiry,
 }
 
 impl Verdict {
@@ -235,6 +250,7 @@ impl Verdict {
             Verdict::Overbooked => "OVERBOOKED",
             Verdict::LostUpdate => "LOST_UPDATE",
             Verdict::UnderSold => "UNDER_SOLD",
+            Verdict::ConfirmedAfterExpiry => "CONFIRMED_AFTER_EXPIRY",
         }
     }
 }
@@ -292,6 +308,9 @@ impl StressReport {
         if self.nights.iter().any(NightState::drifted) {
             verdicts.push(Verdict::LostUpdate);
         }
+        if self.nights.iter().any(|n| n.confirmed_after_expiry > 0) {
+            verdicts.push(Verdict::ConfirmedAfterExpiry);
+        }
         if self.under_sold > 0 {
             verdicts.push(Verdict::UnderSold);
         }
@@ -331,6 +350,7 @@ impl StressReport {
             Expectation::Safe => {
                 // Under --chaos, errors are the injected fault; the invariants must still hold.
                 !self.overbooked()
+                    && !self.verdicts().contains(&Verdict::ConfirmedAfterExpiry)
                     && (self.tally.error_count() == 0 || !self.config.chaos.is_empty())
                     && (self.under_sold == 0 || self.config.under_selling_expected())
             }
@@ -378,6 +398,9 @@ impl RaceResult {
         t.retries_exhausted += other.tally.retries_exhausted;
         t.fenced_out += other.tally.fenced_out;
         t.interrupted += other.tally.interrupted;
+        t.on_hold += other.tally.on_hold;
+        t.payment_failed += other.tally.payment_failed;
+        t.hold_expired += other.tally.hold_expired;
         for (message, count) in other.tally.errors {
             *t.errors.entry(message).or_default() += count;
         }

@@ -29,6 +29,7 @@ fn context(
         redlock: None,
         lock_policy: c.lock_policy,
         retry: c.retry,
+        payments: c.payments,
         hold: c.hold,
         stop: booking_cli::stop::Stop::new(),
     }

@@ -52,6 +52,7 @@ impl Server {
                 hold: Duration::from_millis(hold_ms),
                 lock_policy: reference_policy(),
                 retry: common::retry_policy(20),
+                payments: booking_cli::strategy::Payments::default(),
                 stop: stop.clone(),
             },
             settings,

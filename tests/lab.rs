@@ -48,6 +48,7 @@ async fn run(repo: &Repo, config: &StressConfig, lock: Option<RedisLock>) -> Str
             redlock,
             lock_policy: config.lock_policy,
             retry: config.retry,
+            payments: config.payments,
             hold: config.hold,
             stop: booking_cli::stop::Stop::new(),
         },
@@ -166,7 +167,10 @@ fn check_reference(mode: Mode, report: &StressReport) {
     if safe(mode) {
         assert_safe(report, 1);
         let t = &report.tally;
-        assert_eq!(t.sold_out + t.lock_not_acquired + t.retries_exhausted, 19);
+        assert_eq!(
+            t.sold_out + t.lock_not_acquired + t.retries_exhausted + t.on_hold,
+            19
+        );
         assert_eq!((night.booked_count, night.confirmed_bookings), (1, 1));
     } else {
         assert!(

@@ -33,6 +33,7 @@ async fn run_on(
             redlock: Some(redlock.clone()),
             lock_policy: config.lock_policy,
             retry: config.retry,
+            payments: config.payments,
             hold: config.hold,
             stop: Stop::new(),
         },

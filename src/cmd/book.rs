@@ -31,6 +31,7 @@ pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exi
             redlock: connect_redlock(connection, config.mode.needs_redlock()).await?,
             lock_policy: config.lock_policy,
             retry: config.retry,
+            payments: config.payments,
             hold: config.hold,
             stop: Stop::new(),
         },
@@ -60,7 +61,10 @@ pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exi
         | Outcome::LockNotAcquired { .. }
         | Outcome::RetriesExhausted { .. }
         | Outcome::FencedOut { .. }
-        | Outcome::LockExpired { .. } => Exit::Unexpected,
+        | Outcome::LockExpired { .. }
+        | Outcome::OnHold { .. }
+        | Outcome::PaymentFailed
+        | Outcome::HoldExpired => Exit::Unexpected,
         Outcome::Interrupted => Exit::Interrupted,
     })
 }

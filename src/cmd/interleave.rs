@@ -107,6 +107,8 @@ pub async fn run(connection: &Connection, args: &InterleaveArgs) -> anyhow::Resu
                         cap: Duration::from_millis(16),
                     },
                 },
+                // Every payment succeeds: the order of the steps makes the race.
+                payments: strategy::Payments::default(),
                 // The order of the steps makes the race, not a hold.
                 hold: Duration::ZERO,
                 stop: stop.clone(),

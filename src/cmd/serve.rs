@@ -49,6 +49,7 @@ pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Ex
             hold: config.hold,
             lock_policy: config.lock_policy,
             retry: config.retry,
+            payments: config.payments,
             stop: stop.clone(),
         },
         config.settings,

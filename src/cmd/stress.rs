@@ -131,6 +131,7 @@ pub async fn run(
                     redlock: redlock.clone(),
                     lock_policy: run.lock_policy,
                     retry: run.retry,
+                    payments: run.payments,
                     hold: run.hold,
                     stop: stop.clone(),
                 },

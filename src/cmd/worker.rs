@@ -33,6 +33,7 @@ pub async fn run(
             redlock: connect_redlock(connection, run.mode.needs_redlock()).await?,
             lock_policy: run.lock_policy,
             retry: run.retry,
+            payments: run.payments,
             hold: run.hold,
             stop: stop.clone(),
         },

@@ -132,7 +132,7 @@ async fn book(
             return Err(Problem::internal());
         }
     };
-    metrics::booking(mode, outcome_name(&outcome), started.elapsed());
+    metrics::booking(mode, outcome.kind(), started.elapsed());
     outcome_response(state, mode, &request, outcome).await
 }
 
@@ -207,18 +207,6 @@ fn input_problem(input: &InputError) -> Problem {
     }
 }
 
-fn outcome_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Created { .. } => "created",
-        Outcome::SoldOut { .. } => "sold_out",
-        Outcome::LockNotAcquired { .. } => "lock_not_acquired",
-        Outcome::RetriesExhausted { .. } => "retries_exhausted",
-        Outcome::FencedOut { .. } => "fenced_out",
-        Outcome::LockExpired { .. } => "lock_expired",
-        Outcome::Interrupted => "interrupted",
-    }
-}
-
 /// The one place an outcome becomes a status: 201 with the booking, 409 when a night is sold
 /// out, and — for what may succeed when tried again (a busy or expired lock, retries run out, a
 /// newer lock holder) — 503 with `Retry-After`, or 409 as the original API answered
@@ -268,6 +256,28 @@ async fn outcome_response(
             "Lock expired",
             format!("{key} stopped being valid before the booking could commit; try again"),
         ),
+        Outcome::OnHold { night } => busy(
+            "on-hold",
+            "Rooms on hold",
+            format!(
+                "every room of room {} on {night} is sold or on hold; a hold whose payment fails gives its room back: try again",
+                request.room
+            ),
+        ),
+        Outcome::PaymentFailed => Err(Problem::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "payment-failed",
+            "Payment failed",
+            "the payment failed; the hold was cancelled and its nights given back".to_owned(),
+        )
+        .with("mode", mode.name())),
+        Outcome::HoldExpired => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "hold-expired",
+            "Hold expired",
+            "the payment outlasted the hold, so the booking was not confirmed; its nights were given back".to_owned(),
+        )
+        .with("mode", mode.name())),
         Outcome::Interrupted => Err(Problem::unavailable(
             "shutting-down",
             "Shutting down",

@@ -250,6 +250,9 @@ impl Strategy for HttpStrategy {
             "/problems/lock-expired" => Outcome::LockExpired {
                 key: format!("{target} (server side)"),
             },
+            "/problems/on-hold" => Outcome::OnHold { night },
+            "/problems/payment-failed" => Outcome::PaymentFailed,
+            "/problems/hold-expired" => Outcome::HoldExpired,
             _ => {
                 return Err(BookingError::Http(format!(
                     "POST {url}: {status}: {}",

@@ -94,6 +94,8 @@ pub struct Setup {
     pub hold: Duration,
     pub lock_policy: LockPolicy,
     pub retry: RetryPolicy,
+    /// `reserve`'s simulated payments (`--fail-rate`, `--fail-seed`).
+    pub payments: crate::strategy::Payments,
     /// Fired at shutdown: lock waiters give up.
     pub stop: Stop,
 }
@@ -114,6 +116,7 @@ impl AppState {
                     redlock: setup.redlock.clone(),
                     lock_policy: setup.lock_policy,
                     retry: setup.retry,
+                    payments: setup.payments,
                     hold: setup.hold,
                     stop: setup.stop.clone(),
                 },

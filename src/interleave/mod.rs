@@ -708,6 +708,9 @@ pub fn describe(outcome: &Outcome) -> String {
         }
         Outcome::FencedOut { night } => format!("409 stale lock token ({night})"),
         Outcome::LockExpired { key } => format!("409 lock expired ({key})"),
+        Outcome::OnHold { night } => format!("503 rooms on hold ({night})"),
+        Outcome::PaymentFailed => "402 payment failed (hold cancelled)".to_owned(),
+        Outcome::HoldExpired => "409 hold expired".to_owned(),
         Outcome::Interrupted => "interrupted".to_owned(),
     }
 }

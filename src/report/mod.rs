@@ -142,6 +142,15 @@ fn write_outcomes(out: &mut impl Write, c: &StressConfig, t: &Tally) -> io::Resu
             t.fenced_out.to_string(),
         ]);
     }
+    if c.mode == Mode::Reserve || t.on_hold + t.payment_failed + t.hold_expired > 0 {
+        for (label, count) in [
+            ("503 Unavailable (rooms on hold)", t.on_hold),
+            ("402 Payment failed (hold cancelled)", t.payment_failed),
+            ("409 Conflict (hold expired)", t.hold_expired),
+        ] {
+            outcomes.add_row(vec![label.to_owned(), count.to_string()]);
+        }
+    }
     if t.interrupted > 0 {
         outcomes.add_row(vec![
             "Interrupted (Ctrl-C; nothing written)".to_owned(),
@@ -187,21 +196,31 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
         writeln!(out, "{per_process}")?;
     }
 
-    let mut state = table(vec![
+    // Holds are shown where there can be any (`reserve`), or where some are left.
+    let holds = c.mode == Mode::Reserve || report.nights.iter().any(|n| n.held_bookings > 0);
+    let mut header = vec![
         "Final state (read from PostgreSQL)",
         "total_inventory",
         "booked_count",
         "confirmed bookings",
-        "state",
-    ]);
+    ];
+    if holds {
+        header.push("on hold");
+    }
+    header.push("state");
+    let mut state = table(header);
     for night in report.nights.iter().take(MAX_NIGHT_ROWS) {
-        state.add_row(vec![
+        let mut row = vec![
             format!("room {}, {}", night.room, night.night),
             night.total_inventory.to_string(),
             night.booked_count.to_string(),
             night.confirmed_bookings.to_string(),
-            night_state(night),
-        ]);
+        ];
+        if holds {
+            row.push(night.held_bookings.to_string());
+        }
+        row.push(night_state(night));
+        state.add_row(row);
     }
     if report.nights.len() > MAX_NIGHT_ROWS {
         state.add_row(vec![format!(
@@ -233,16 +252,28 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
         )?;
     }
     if report.under_sold > 0 {
-        let note = if c.under_selling_expected() {
-            " — expected of fixed lock retries; --lock-wait-ms sets a deadline instead"
-        } else {
-            ""
+        let note = match (c.under_selling_expected(), c.mode == Mode::Reserve) {
+            (true, true) => {
+                " — expected of reserve without a wait deadline: they were refused while rooms were on hold, and holds whose payment failed gave their rooms back afterwards; --lock-wait-ms keeps them trying"
+            }
+            (true, false) => {
+                " — expected of fixed lock retries; --lock-wait-ms sets a deadline instead"
+            }
+            (false, _) => "",
         };
         writeln!(
             out,
             "Under-selling: {} user(s) refused although every night of their stay still had a room{note}",
             report.under_sold
         )?;
+        let unsold: i64 = report.nights.iter().map(|n| n.free().max(0)).sum();
+        if unsold > 0 {
+            writeln!(
+                out,
+                "Unsold: {unsold} room-night(s) left at the end ({} payment(s) failed, {} hold(s) expired)",
+                t.payment_failed, t.hold_expired
+            )?;
+        }
     }
     if t.interrupted > 0 {
         writeln!(
@@ -266,11 +297,22 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
 }
 
 fn night_state(night: &NightState) -> String {
-    match (night.oversold(), night.drifted()) {
-        (false, false) => "SAFE".to_owned(),
-        (true, false) => "OVERBOOKED".to_owned(),
-        (false, true) => "LOST_UPDATE".to_owned(),
-        (true, true) => "OVERBOOKED+LOST_UPDATE".to_owned(),
+    let broken: Vec<&str> = [
+        (night.oversold(), Verdict::Overbooked),
+        (night.drifted(), Verdict::LostUpdate),
+        (
+            night.confirmed_after_expiry > 0,
+            Verdict::ConfirmedAfterExpiry,
+        ),
+    ]
+    .into_iter()
+    .filter(|(broken, _)| *broken)
+    .map(|(_, verdict)| verdict.name())
+    .collect();
+    if broken.is_empty() {
+        "SAFE".to_owned()
+    } else {
+        broken.join("+")
     }
 }
 
@@ -628,6 +670,12 @@ pub struct StressJson<'a> {
     pub conflicts_retries: u32,
     /// Stale writes rejected by the fencing token (`fenced`).
     pub conflicts_fenced: u32,
+    /// `reserve`: refused while every room left was on hold (503).
+    pub refused_on_hold: u32,
+    /// `reserve`: payments that failed; their holds were cancelled (402).
+    pub payment_failed: u32,
+    /// `reserve`: holds that expired before their confirmation (409).
+    pub hold_expired: u32,
     /// Users that did not book because the run was interrupted (Ctrl-C).
     pub interrupted: u32,
     pub errors: u32,
@@ -699,6 +747,9 @@ impl<'a> StressJson<'a> {
             conflicts_lock: report.tally.lock_not_acquired,
             conflicts_retries: report.tally.retries_exhausted,
             conflicts_fenced: report.tally.fenced_out,
+            refused_on_hold: report.tally.on_hold,
+            payment_failed: report.tally.payment_failed,
+            hold_expired: report.tally.hold_expired,
             interrupted: report.tally.interrupted,
             errors: report.tally.error_count(),
             error_messages: &report.tally.errors,
@@ -743,7 +794,6 @@ impl<'a> StressJson<'a> {
     }
 }
 
-/// One JSON document and a newline.
 /// `strategies`: one row per registered strategy.
 pub fn write_strategies(out: &mut impl Write, modes: &[Mode]) -> io::Result<()> {
     let mut strategies = table(vec![
@@ -779,6 +829,7 @@ pub fn write_strategies(out: &mut impl Write, modes: &[Mode]) -> io::Result<()> 
     writeln!(out, "{strategies}")
 }
 
+/// One JSON document and a newline.
 pub fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::other)?;
     writeln!(out)
@@ -802,17 +853,20 @@ pub struct BookJson {
 impl BookJson {
     pub fn new(config: &BookConfig, outcome: &Outcome) -> Self {
         let r = &config.request;
-        let (name, booking_id, sold_out_night, lock_key) = match outcome {
-            Outcome::Created { booking_id } => ("created", Some(*booking_id), None, None),
-            Outcome::SoldOut { night } => ("sold_out", None, Some(night.to_string()), None),
-            Outcome::LockNotAcquired { key, .. } => {
-                ("lock_not_acquired", None, None, Some(key.clone()))
+        let (booking_id, sold_out_night, lock_key) = match outcome {
+            Outcome::Created { booking_id } => (Some(*booking_id), None, None),
+            Outcome::SoldOut { night }
+            | Outcome::FencedOut { night }
+            | Outcome::OnHold { night } => (None, Some(night.to_string()), None),
+            Outcome::LockNotAcquired { key, .. } | Outcome::LockExpired { key } => {
+                (None, None, Some(key.clone()))
             }
-            Outcome::RetriesExhausted { .. } => ("retries_exhausted", None, None, None),
-            Outcome::FencedOut { night } => ("fenced_out", None, Some(night.to_string()), None),
-            Outcome::LockExpired { key } => ("lock_expired", None, None, Some(key.clone())),
-            Outcome::Interrupted => ("interrupted", None, None, None),
+            Outcome::RetriesExhausted { .. }
+            | Outcome::PaymentFailed
+            | Outcome::HoldExpired
+            | Outcome::Interrupted => (None, None, None),
         };
+        let name = outcome.kind();
         Self {
             status: outcome.status(),
             outcome: name,
@@ -855,6 +909,21 @@ pub fn write_book(out: &mut impl Write, config: &BookConfig, outcome: &Outcome) 
         Outcome::LockExpired { key } => writeln!(
             out,
             "409 Conflict (lock expired): {key} stopped being valid before the booking could commit; rolled back ({})",
+            config.mode
+        ),
+        Outcome::OnHold { night } => writeln!(
+            out,
+            "503 Service Unavailable (rooms on hold): room {} on {night} is sold or on hold, and a hold whose payment fails gives its room back; try again ({})",
+            r.room, config.mode
+        ),
+        Outcome::PaymentFailed => writeln!(
+            out,
+            "402 Payment Required (payment failed): the hold was cancelled and its nights given back ({})",
+            config.mode
+        ),
+        Outcome::HoldExpired => writeln!(
+            out,
+            "409 Conflict (hold expired): the payment outlasted the hold; not confirmed, nights given back ({})",
             config.mode
         ),
         Outcome::Interrupted => writeln!(out, "interrupted: nothing was booked ({})", config.mode),

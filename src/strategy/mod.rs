@@ -63,6 +63,7 @@ registry! {
     RowLock => row_lock,
     Atomic => atomic,
     OneStatement => one_statement,
+    Reserve => reserve,
     Advisory => advisory,
     Serializable => serializable,
 }
@@ -187,6 +188,9 @@ async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError
         | Outcome::RetriesExhausted { .. }
         | Outcome::FencedOut { .. }
         | Outcome::LockExpired { .. }
+        | Outcome::OnHold { .. }
+        | Outcome::PaymentFailed
+        | Outcome::HoldExpired
         | Outcome::Interrupted => {}
     }
     Ok(outcome)
@@ -278,6 +282,15 @@ pub struct RetryPolicy {
     pub backoff: Backoff,
 }
 
+/// The simulated payment of `reserve`: how often it fails (`--fail-rate`), drawn from an RNG
+/// seeded with `seed` (`--fail-seed`), so that a run's failures can be reproduced.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Payments {
+    /// Probability in [0, 1] that one payment fails.
+    pub fail_rate: f64,
+    pub seed: u64,
+}
+
 /// Everything a strategy may need; each takes what it uses.
 #[derive(Clone)]
 pub struct Context {
@@ -289,6 +302,8 @@ pub struct Context {
     pub lock_policy: LockPolicy,
     /// How `serializable` retries aborted transactions.
     pub retry: RetryPolicy,
+    /// How `reserve`'s simulated payments fail.
+    pub payments: Payments,
     /// The simulated slow work between the check and the write (`--hold-ms`).
     pub hold: Duration,
     /// Ctrl-C: retry loops give up at their next pause.

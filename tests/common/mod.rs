@@ -215,6 +215,7 @@ pub fn context(
         redlock,
         lock_policy,
         retry: retry_policy(20),
+        payments: strategy::Payments::default(),
         hold: Duration::from_millis(hold_ms),
         stop: booking_cli::stop::Stop::new(),
     }
@@ -312,6 +313,7 @@ pub fn stress_config(
         hold: Duration::from_millis(200),
         lock_policy,
         retry: retry_policy(20),
+        payments: strategy::Payments::default(),
         expect: mode.default_expectation(1),
         processes: 1,
         chaos: vec![],

@@ -1,0 +1,277 @@
+//! `one-statement` and `reserve`: the bookings that hold nothing through the slow work. The
+//! reference run, inventory 3 and overlapping stays are in `tests/lab.rs` (every registered
+//! strategy); here: what is particular to them — expired holds, late confirmations, failed
+//! payments, many processes — asserted on the database.
+
+mod common;
+
+use std::time::Duration;
+
+use booking_cli::domain::{BookingRequest, Outcome, RoomId, Stay, UserId};
+use booking_cli::repo::{Claimed, Repo};
+use booking_cli::strategy::{Mode, Payments};
+use common::{Cli, TestDb, context, deadline_policy, json, policy, race, text};
+
+fn night() -> Stay {
+    Stay::nights_from("2024-12-25".parse().expect("a date"), 1).expect("one night")
+}
+
+fn request(stay: Stay) -> BookingRequest {
+    BookingRequest {
+        user: UserId::random(),
+        room: RoomId::new(1).expect("room 1"),
+        stay,
+    }
+}
+
+/// (status, count) of the bookings of room 1, sorted.
+async fn statuses(repo: &Repo) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "SELECT status, count(*) FROM booking_cli.bookings WHERE room_id = 1 GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(repo.pool())
+    .await
+    .expect("statuses")
+}
+
+/// A reserve strategy: payments of `work_ms` failing with `fail_rate`, holds living `ttl_ms`,
+/// users refused by holds waiting up to `wait_ms` (none: refused at once).
+fn reserve(
+    repo: &Repo,
+    work_ms: u64,
+    ttl_ms: u64,
+    wait_ms: Option<u64>,
+    fail_rate: f64,
+) -> std::sync::Arc<dyn booking_cli::strategy::Strategy> {
+    let mut lock_policy = match wait_ms {
+        Some(wait) => deadline_policy(wait, 10),
+        None => policy(ttl_ms, 10, 50),
+    };
+    lock_policy.ttl = Duration::from_millis(ttl_ms);
+    let mut ctx = context(repo, None, None, lock_policy, work_ms);
+    ctx.payments = Payments { fail_rate, seed: 7 };
+    common::build_with(Mode::Reserve, ctx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_hold_is_reclaimed_and_its_room_sold_to_the_next_user() {
+    let (_db, repo) = TestDb::seeded().await;
+    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 1)
+        .await
+        .unwrap();
+    // A client that placed a hold and vanished: its hold lives 50 ms and is never confirmed.
+    let vanished = repo
+        .book_stay(&request(night()), Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    assert!(matches!(vanished, Claimed::Booked { .. }));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let outcome = reserve(&repo, 10, 5_000, None, 0.0)
+        .book(&request(night()))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Created { .. }), "{outcome:?}");
+    let state = repo
+        .slot_state(RoomId::new(1).unwrap(), &night())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            state[0].booked_count,
+            state[0].confirmed_bookings,
+            state[0].held_bookings
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        statuses(&repo).await,
+        vec![("confirmed".to_owned(), 1), ("expired".to_owned(), 1)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_confirmation_after_the_hold_expired_is_refused_and_the_room_given_back() {
+    let (_db, repo) = TestDb::seeded().await;
+    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 1)
+        .await
+        .unwrap();
+    // The payment takes 300 ms; the hold lives 100 ms.
+    let outcome = reserve(&repo, 300, 100, None, 0.0)
+        .book(&request(night()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::HoldExpired);
+    let state = repo
+        .slot_state(RoomId::new(1).unwrap(), &night())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            state[0].booked_count,
+            state[0].confirmed_bookings,
+            state[0].confirmed_after_expiry
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(statuses(&repo).await, vec![("expired".to_owned(), 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_confirmation_in_the_database_is_named_by_the_verdict() {
+    let (_db, repo) = TestDb::seeded().await;
+    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 1)
+        .await
+        .unwrap();
+    // What a confirmation that ignored the expiry would leave: the tool never writes this.
+    sqlx::query(
+        "WITH b AS (
+             INSERT INTO booking_cli.bookings
+                 (user_id, room_id, start_date, end_date, status, expires_at, confirmed_at)
+             VALUES (gen_random_uuid(), 1, '2024-12-25', '2024-12-26', 'confirmed',
+                     now() - interval '1 second', now())
+             RETURNING room_id)
+         UPDATE booking_cli.inventory SET booked_count = 1
+         WHERE room_id = 1 AND date = '2024-12-25'",
+    )
+    .execute(repo.pool())
+    .await
+    .unwrap();
+    let state = repo
+        .slot_state(RoomId::new(1).unwrap(), &night())
+        .await
+        .unwrap();
+    assert_eq!(state[0].confirmed_after_expiry, 1);
+    assert!(!state[0].oversold() && !state[0].drifted());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_payments_give_their_rooms_back() {
+    let (_db, repo) = TestDb::seeded().await;
+    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 3)
+        .await
+        .unwrap();
+    // Every payment fails: three holds placed and cancelled, nothing sold, nothing held.
+    let strategy = reserve(&repo, 50, 5_000, None, 1.0);
+    let results = race(strategy, (0..3).map(|_| request(night())).collect()).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(Outcome::PaymentFailed))),
+        "{results:?}"
+    );
+    let state = repo
+        .slot_state(RoomId::new(1).unwrap(), &night())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            state[0].booked_count,
+            state[0].confirmed_bookings,
+            state[0].held_bookings
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(statuses(&repo).await, vec![("cancelled".to_owned(), 3)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_wait_deadline_rooms_whose_payment_failed_are_sold_to_waiting_users() {
+    let (_db, repo) = TestDb::seeded().await;
+    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 5)
+        .await
+        .unwrap();
+    let strategy = reserve(&repo, 100, 5_000, Some(5_000), 0.3);
+    let results = race(strategy, (0..20).map(|_| request(night())).collect()).await;
+    let failed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Outcome::PaymentFailed)))
+        .count();
+    assert!(failed > 0, "seed 7 at 0.3 fails some payments: {results:?}");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let state = repo
+        .slot_state(RoomId::new(1).unwrap(), &night())
+        .await
+        .unwrap();
+    // Every room ends sold, none twice: the users refused by holds kept trying.
+    assert_eq!(
+        (
+            state[0].booked_count,
+            state[0].confirmed_bookings,
+            state[0].held_bookings
+        ),
+        (5, 5, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_statement_books_overlapping_stays_all_nights_or_none() {
+    let (_db, repo) = TestDb::seeded().await;
+    let room = RoomId::new(1).unwrap();
+    let three = Stay::nights_from("2024-12-24".parse().unwrap(), 3).unwrap();
+    repo.prepare_slot(room, &three, 5).await.unwrap();
+    // The 26th has one room left; two stays that need it, and one stay that does not.
+    sqlx::query(
+        "UPDATE booking_cli.inventory SET total_inventory = 1 WHERE room_id = 1 AND date = '2024-12-26'",
+    )
+    .execute(repo.pool())
+    .await
+    .unwrap();
+    let strategy = common::build_with(
+        Mode::OneStatement,
+        context(&repo, None, None, policy(5_000, 10, 50), 0),
+    );
+    let a = Stay::nights_from("2024-12-25".parse().unwrap(), 2).unwrap();
+    let b = Stay::nights_from("2024-12-24".parse().unwrap(), 3).unwrap();
+    let results = race(
+        strategy,
+        (0..10)
+            .map(|i| request(if i % 2 == 0 { a } else { b }))
+            .collect(),
+    )
+    .await;
+    let created = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Outcome::Created { .. })))
+        .count();
+    assert_eq!(created, 1, "the 26th has one room: {results:?}");
+    let nights = repo.slot_state(room, &three).await.unwrap();
+    // Nothing oversold, no counter without its row — in particular no night incremented by a
+    // stay that was refused on another night.
+    for n in &nights {
+        assert!(!n.oversold() && !n.drifted(), "{nights:?}");
+    }
+    assert_eq!(nights[2].confirmed_bookings, 1, "{nights:?}");
+}
+
+#[test]
+fn one_statement_and_reserve_hold_across_four_processes() {
+    let cli = Cli::with_budget(30);
+    cli.reset();
+    for mode in ["one-statement", "reserve"] {
+        let out = cli.run(&[
+            "stress",
+            "--mode",
+            mode,
+            "--processes",
+            "4",
+            "--inventory",
+            "3",
+            "--hold-ms",
+            "50",
+            "--lock-wait-ms",
+            "5000",
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", text(&out.stderr));
+        let body = json(&out);
+        assert_eq!(body["verdict"], "SAFE", "{mode}: {body}");
+        assert_eq!(body["processes"], 4);
+        let (total, booked, rows) = cli.reference_slot();
+        assert_eq!(
+            (total, booked, rows),
+            (3, 3, 3),
+            "{mode}: from the database"
+        );
+    }
+}
