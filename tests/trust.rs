@@ -182,7 +182,12 @@ fn another_applications_tables_and_keys_survive_every_command() {
             "SELECT to_regclass('booking_cli.bookings')::text || ' ' || to_regclass('booking_cli._sqlx_migrations')::text
                     || ' ' || (SELECT count(*) FROM booking_cli._sqlx_migrations)::text"
         ),
-        "booking_cli.bookings booking_cli._sqlx_migrations 2",
+        format!(
+            "booking_cli.bookings booking_cli._sqlx_migrations {}",
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .expect("migrations/")
+                .count()
+        ),
         "booking-cli's own objects live in schema booking_cli"
     );
     block_on(async {
