@@ -70,6 +70,9 @@ pub struct WorkerReport {
     errors: BTreeMap<String, u32>,
     /// (microseconds, count) pairs of the latency histogram.
     latencies_us: Vec<(u64, u64)>,
+    /// The same, per outcome.
+    #[serde(default)]
+    latencies_by_outcome_us: BTreeMap<String, Vec<(u64, u64)>>,
     /// (room, from, to) of each refused user.
     refused: Vec<(i32, NaiveDate, NaiveDate)>,
     lock: Option<LockStats>,
@@ -91,6 +94,11 @@ impl WorkerReport {
             hold_expired: race.tally.hold_expired,
             errors: race.tally.errors.clone(),
             latencies_us: race.latency.to_pairs(),
+            latencies_by_outcome_us: race
+                .latency_by_outcome
+                .iter()
+                .map(|(outcome, latency)| (outcome.clone(), latency.to_pairs()))
+                .collect(),
             refused: race
                 .refused
                 .iter()
@@ -117,6 +125,11 @@ impl WorkerReport {
                 errors: self.errors,
             },
             latency: Latencies::from_pairs(&self.latencies_us),
+            latency_by_outcome: self
+                .latencies_by_outcome_us
+                .iter()
+                .map(|(outcome, pairs)| (outcome.clone(), Latencies::from_pairs(pairs)))
+                .collect(),
             refused: self
                 .refused
                 .into_iter()

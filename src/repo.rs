@@ -278,32 +278,26 @@ impl Repo {
     /// Checks, without writing, that the room exists and every night of the stay has an
     /// inventory row; the first failure is the error.
     pub async fn ensure_bookable(&self, room: RoomId, stay: &Stay) -> Result<(), BookingError> {
-        let exists: bool = within(
+        // One round trip: it also runs on the refusal path of `one-statement` and `reserve`.
+        let (exists, missing): (bool, Option<NaiveDate>) = within(
             self.limit,
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)")
-                .bind(room.get())
-                .fetch_one(&self.pool),
-        )
-        .await?;
-        if !exists {
-            return Err(InputError::UnknownRoom { room }.into());
-        }
-        let missing: Option<NaiveDate> = within(
-            self.limit,
-            sqlx::query_scalar(
-                "SELECT d::date FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
-             WHERE NOT EXISTS (SELECT 1 FROM inventory i WHERE i.room_id = $1 AND i.date = d::date)
-             ORDER BY d LIMIT 1",
+            sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1),
+                        (SELECT d::date FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
+                         WHERE NOT EXISTS (SELECT 1 FROM inventory i
+                                           WHERE i.room_id = $1 AND i.date = d::date)
+                         ORDER BY d LIMIT 1)",
             )
             .bind(room.get())
             .bind(stay.from())
             .bind(stay.to())
-            .fetch_optional(&self.pool),
+            .fetch_one(&self.pool),
         )
         .await?;
-        match missing {
-            Some(night) => Err(InputError::NoInventory { room, night }.into()),
-            None => Ok(()),
+        match (exists, missing) {
+            (false, _) => Err(InputError::UnknownRoom { room }.into()),
+            (true, Some(night)) => Err(InputError::NoInventory { room, night }.into()),
+            (true, None) => Ok(()),
         }
     }
 
@@ -611,7 +605,9 @@ pub enum Claimed {
 
 impl Repo {
     /// Books (or holds) a whole stay in one statement, all nights or none: see [`BOOK_STAY`]
-    /// (and [`BOOK_NIGHT`] for a single night).
+    /// (and [`BOOK_NIGHT`] for a single night). For one night, [`Claimed::Full`] may also
+    /// mean that the night has no inventory row: a caller that must tell them apart asks
+    /// [`Repo::ensure_bookable`] (one more round trip, on refusals only).
     /// `hold` gives the booking status `held` and an expiry that far ahead.
     pub async fn book_stay(
         &self,
@@ -636,16 +632,12 @@ impl Repo {
                     .fetch_optional(&self.pool),
             )
             .await?;
-            return match id {
-                Some(booking_id) => Ok(Claimed::Booked { booking_id }),
-                None => {
-                    // Full — unless the night has no row at all, which is the error.
-                    self.ensure_bookable(request.room, &request.stay).await?;
-                    Ok(Claimed::Full {
-                        night: request.stay.from(),
-                    })
-                }
-            };
+            return Ok(match id {
+                Some(booking_id) => Claimed::Booked { booking_id },
+                None => Claimed::Full {
+                    night: request.stay.from(),
+                },
+            });
         }
         let (id, nights, full): (Option<i64>, i64, Option<NaiveDate>) = within(
             self.limit,
@@ -703,7 +695,8 @@ WITH expired AS (
 SELECT (SELECT count(*) FROM expired),
        (SELECT count(*) FROM bookings
         WHERE room_id = $1 AND status = 'held' AND expires_at > clock_timestamp()
-          AND start_date <= $4 AND end_date > $4)";
+          AND start_date <= $4 AND end_date > $4),
+       (SELECT count(*) FROM inventory WHERE room_id = $1 AND date >= $2 AND date < $3)";
 
 /// `reserve`: ends one hold — `cancelled` (its payment failed) or `expired` (it outlived its
 /// expiry) — and gives its nights back, in one statement; nothing when it is no longer held
@@ -737,13 +730,14 @@ pub enum HoldEnd {
 
 impl Repo {
     /// Reclaims expired holds over `stay` (see [`RECLAIM_HOLDS`]): how many were reclaimed,
-    /// and how many live holds cover `night`.
+    /// how many live holds cover `night`, and how many nights of the stay have an inventory
+    /// row (fewer than the stay's: a bad stay, not a full one).
     pub async fn reclaim_holds(
         &self,
         room: RoomId,
         stay: &Stay,
         night: NaiveDate,
-    ) -> Result<(i64, i64), sqlx::Error> {
+    ) -> Result<(i64, i64, i64), sqlx::Error> {
         within(
             self.limit,
             sqlx::query_as(RECLAIM_HOLDS)
@@ -754,6 +748,63 @@ impl Repo {
                 .fetch_one(&self.pool),
         )
         .await
+    }
+
+    /// Prepares the statements of `one-statement` and `reserve` on up to `n` pooled connections
+    /// before a race, by running each once on nothing: room 0 and booking 0 cannot exist (ids
+    /// are positive), so nothing is read or written. Otherwise each user's first booking would
+    /// also parse and plan them, all users at the same instant on the server's cores — the
+    /// start of a race is what the reference run measures.
+    pub async fn warm_statements(&self, n: u32) -> Result<(), sqlx::Error> {
+        let n = n.min(self.pool.options().get_max_connections());
+        let mut held = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            held.push(within(self.limit, self.pool.acquire()).await?);
+        }
+        let night = NaiveDate::default();
+        for connection in &mut held {
+            for sql in [BOOK_NIGHT, BOOK_STAY] {
+                within(
+                    self.limit,
+                    sqlx::query(sql)
+                        .bind(0_i32)
+                        .bind(night)
+                        .bind(night)
+                        .bind(1_i64)
+                        .bind(uuid::Uuid::nil())
+                        .bind("held")
+                        .bind(Some(1.0_f64))
+                        .execute(&mut **connection),
+                )
+                .await?;
+            }
+            within(
+                self.limit,
+                sqlx::query(RECLAIM_HOLDS)
+                    .bind(0_i32)
+                    .bind(night)
+                    .bind(night)
+                    .bind(night)
+                    .execute(&mut **connection),
+            )
+            .await?;
+            within(
+                self.limit,
+                sqlx::query(CONFIRM_HOLD)
+                    .bind(0_i64)
+                    .execute(&mut **connection),
+            )
+            .await?;
+            within(
+                self.limit,
+                sqlx::query(RELEASE_HOLD)
+                    .bind(0_i64)
+                    .bind("cancelled")
+                    .execute(&mut **connection),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Confirms hold `id`; `false` when it had expired (or was no longer held).

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::Days;
 use indicatif::ProgressBar;
 use serde::Serialize;
-use tokio::sync::{Barrier, mpsc};
+use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::chaos::{self, Chaos};
@@ -269,6 +269,8 @@ pub struct StressReport {
     pub stats: StrategyStats,
     /// Per-user latency, from the barrier to the outcome.
     pub latency: Latencies,
+    /// The same, per outcome (`created`, `sold_out`, `lock_not_acquired`, …, `error`).
+    pub latency_by_outcome: BTreeMap<String, Latencies>,
     /// From the first user's start to the last user's end.
     pub elapsed: Duration,
     /// Bookings of earlier runs that preparing the slot deleted.
@@ -368,19 +370,14 @@ impl StressReport {
     }
 }
 
-/// One user's report to the collector.
-struct UserResult {
-    request: BookingRequest,
-    result: Result<Outcome, BookingError>,
-    started: Instant,
-    finished: Instant,
-}
-
 /// What the users of one race reported (one process's share, with `--processes`).
 #[derive(Debug, Clone, Default)]
 pub struct RaceResult {
     pub tally: Tally,
     pub latency: Latencies,
+    /// The same latencies split by outcome (`created`, `sold_out`, …, `error`): refusals and
+    /// bookings rarely take the same time, and one distribution hides it.
+    pub latency_by_outcome: BTreeMap<String, Latencies>,
     /// Users who were refused (not created, not failed): the candidates for under-selling.
     pub refused: Vec<BookingRequest>,
     pub stats: StrategyStats,
@@ -389,7 +386,7 @@ pub struct RaceResult {
 }
 
 impl RaceResult {
-    /// Adds another process's share.
+    /// Adds another process's (or lane's) share.
     pub fn merge(&mut self, other: RaceResult) {
         let t = &mut self.tally;
         t.created += other.tally.created;
@@ -405,9 +402,53 @@ impl RaceResult {
             *t.errors.entry(message).or_default() += count;
         }
         self.latency.merge(&other.latency);
+        for (outcome, latency) in &other.latency_by_outcome {
+            self.latency_by_outcome
+                .entry(outcome.clone())
+                .or_default()
+                .merge(latency);
+        }
         self.refused.extend(other.refused);
         self.stats.merge(&other.stats);
         self.elapsed = self.elapsed.max(other.elapsed);
+    }
+}
+
+/// One lane's results, tallied where they happen: a booking costs no message to a collector
+/// (on a loaded runtime, a cross-thread wake-up per booking), and the lanes are merged once,
+/// at the end.
+#[derive(Debug, Default)]
+struct Lane {
+    race: RaceResult,
+    first_start: Option<Instant>,
+    last_end: Option<Instant>,
+}
+
+impl Lane {
+    fn record(
+        &mut self,
+        request: BookingRequest,
+        result: &Result<Outcome, BookingError>,
+        started: Instant,
+        finished: Instant,
+    ) {
+        let race = &mut self.race;
+        race.tally.add(result);
+        let took = finished.saturating_duration_since(started);
+        race.latency.record(took);
+        let outcome = match result {
+            Ok(outcome) => outcome.kind(),
+            Err(_) => "error",
+        };
+        race.latency_by_outcome
+            .entry(outcome.to_owned())
+            .or_default()
+            .record(took);
+        if matches!(result, Ok(o) if !matches!(o, Outcome::Created { .. } | Outcome::Interrupted)) {
+            race.refused.push(request);
+        }
+        self.first_start = Some(self.first_start.map_or(started, |t| t.min(started)));
+        self.last_end = Some(self.last_end.map_or(finished, |t| t.max(finished)));
     }
 }
 
@@ -443,27 +484,27 @@ pub async fn race(
     stop: &Stop,
     progress: &ProgressBar,
 ) -> RaceResult {
-    let (report, mut results) = mpsc::unbounded_channel::<UserResult>();
     let lanes = config.users.min(lanes.max(1));
     let start_line = Arc::new(Barrier::new(lanes as usize + 1));
     let next_user = Arc::new(AtomicU32::new(0));
     let shared = Arc::new(config.clone());
     let mut users = JoinSet::new();
     for _ in 0..lanes {
-        let (strategy, start_line, report, stop, config, next_user) = (
+        let (strategy, start_line, stop, config, next_user, progress) = (
             Arc::clone(&strategy),
             Arc::clone(&start_line),
-            report.clone(),
             stop.clone(),
             Arc::clone(&shared),
             Arc::clone(&next_user),
+            progress.clone(),
         );
         users.spawn(async move {
+            let mut lane = Lane::default();
             start_line.wait().await;
             loop {
                 let i = next_user.fetch_add(1, Ordering::Relaxed);
                 if i >= config.users {
-                    return;
+                    return lane;
                 }
                 let request = config.request(first_user.saturating_add(i));
                 let started = Instant::now();
@@ -473,24 +514,14 @@ pub async fn race(
                 } else {
                     strategy.book(&request).await
                 };
-                // The collector outlives every sender; a failed send means it is gone, and so
-                // is anyone to tell.
-                let sent = report.send(UserResult {
-                    request,
-                    result,
-                    started,
-                    finished: Instant::now(),
-                });
-                if sent.is_err() {
-                    return;
-                }
+                lane.record(request, &result, started, Instant::now());
+                progress.inc(1);
             }
         });
     }
-    drop(report);
     go.await;
     start_line.wait().await;
-    collect(strategy, &mut results, users, progress).await
+    collect(strategy, users, progress).await
 }
 
 /// The closed loop of `--duration`: every user, released by one barrier, books again as soon as
@@ -508,22 +539,22 @@ pub async fn sustain(
     stop: &Stop,
     progress: &ProgressBar,
 ) -> RaceResult {
-    let (report, mut results) = mpsc::unbounded_channel::<UserResult>();
     let lanes = config.users.min(lanes.max(1));
     let start_line = Arc::new(Barrier::new(lanes as usize));
     let next_booking = Arc::new(AtomicU32::new(0));
     let shared = Arc::new(config.clone());
     let mut users = JoinSet::new();
     for _ in 0..lanes {
-        let (strategy, start_line, report, stop, config, next_booking) = (
+        let (strategy, start_line, stop, config, next_booking, progress) = (
             Arc::clone(&strategy),
             Arc::clone(&start_line),
-            report.clone(),
             stop.clone(),
             Arc::clone(&shared),
             Arc::clone(&next_booking),
+            progress.clone(),
         );
         users.spawn(async move {
+            let mut lane = Lane::default();
             start_line.wait().await;
             let deadline = Instant::now() + duration;
             while Instant::now() < deadline && !stop.is_stopped() {
@@ -532,52 +563,38 @@ pub async fn sustain(
                 let request = config.sustained_request(n % users, n / users);
                 let started = Instant::now();
                 let result = strategy.book(&request).await;
-                let sent = report.send(UserResult {
-                    request,
-                    result,
-                    started,
-                    finished: Instant::now(),
-                });
-                if sent.is_err() {
-                    return;
-                }
+                lane.record(request, &result, started, Instant::now());
+                progress.inc(1);
             }
+            lane
         });
     }
-    drop(report);
-    collect(strategy, &mut results, users, progress).await
+    collect(strategy, users, progress).await
 }
 
-/// Tallies what the users send until they are all done.
+/// Merges the lanes once they are all done.
 async fn collect(
     strategy: Arc<dyn Strategy>,
-    results: &mut mpsc::UnboundedReceiver<UserResult>,
-    mut users: JoinSet<()>,
+    mut users: JoinSet<Lane>,
     progress: &ProgressBar,
 ) -> RaceResult {
     let mut race = RaceResult::default();
     let mut first_start: Option<Instant> = None;
     let mut last_end: Option<Instant> = None;
-    while let Some(user) = results.recv().await {
-        race.tally.add(&user.result);
-        let refused = matches!(
-            &user.result,
-            Ok(outcome) if !matches!(outcome, Outcome::Created { .. } | Outcome::Interrupted)
-        );
-        if refused {
-            race.refused.push(user.request);
-        }
-        race.latency
-            .record(user.finished.saturating_duration_since(user.started));
-        first_start = Some(first_start.map_or(user.started, |t| t.min(user.started)));
-        last_end = Some(last_end.map_or(user.finished, |t| t.max(user.finished)));
-        progress.inc(1);
-    }
-    // A user task that panicked sent nothing; it still counts, as an error.
     while let Some(joined) = users.join_next().await {
-        if let Err(join_error) = joined {
-            race.tally
-                .add_error(format!("user task failed: {join_error}"));
+        match joined {
+            Ok(lane) => {
+                first_start = match (first_start, lane.first_start) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                last_end = last_end.max(lane.last_end);
+                race.merge(lane.race);
+            }
+            // A lane that panicked reported nothing; it still counts, as an error.
+            Err(join_error) => race
+                .tally
+                .add_error(format!("user task failed: {join_error}")),
         }
     }
     progress.finish_and_clear();
@@ -618,6 +635,7 @@ pub async fn judge(
         nights,
         stats: race.stats,
         latency: race.latency,
+        latency_by_outcome: race.latency_by_outcome,
         elapsed: race.elapsed,
         cleared_bookings,
         processes: Vec::new(),

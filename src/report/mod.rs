@@ -241,6 +241,9 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
         report.bookings_per_sec()
     )?;
     write_histogram(out, &report.latency, 6)?;
+    if report.latency_by_outcome.len() > 1 {
+        write_latency_by_outcome(out, &report.latency_by_outcome)?;
+    }
     if let Some(lock) = &report.stats.lock {
         write_lock_line(out, lock, &c.lock_policy)?;
     }
@@ -294,6 +297,27 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
             "NOT met"
         }
     )
+}
+
+/// One line per outcome: how long each kind of answer took.
+fn write_latency_by_outcome(
+    out: &mut impl Write,
+    by_outcome: &BTreeMap<String, Latencies>,
+) -> io::Result<()> {
+    writeln!(out, "Latency by outcome (ms):")?;
+    for (outcome, latency) in by_outcome {
+        let l = latency.summary();
+        writeln!(
+            out,
+            "  {outcome:<18} {:>7} × p50 {:>6}  p95 {:>6}  p99 {:>6}  max {:>6}",
+            l.count,
+            ms(l.p50_ms),
+            ms(l.p95_ms),
+            ms(l.p99_ms),
+            ms(l.max_ms)
+        )?;
+    }
+    Ok(())
 }
 
 fn night_state(night: &NightState) -> String {
@@ -700,6 +724,9 @@ pub struct StressJson<'a> {
     pub elapsed_ms: u128,
     pub bookings_per_sec: f64,
     pub latency: Percentiles,
+    /// The latency percentiles of each outcome that occurred: `created`, `sold_out`,
+    /// `lock_not_acquired`, `on_hold`, …, `error`.
+    pub latency_by_outcome: BTreeMap<String, Percentiles>,
     /// Users (or bookings, with `--duration`) per latency band: eight equal bands up to p99,
     /// then the tail up to the maximum.
     pub latency_histogram: Vec<Band>,
@@ -768,6 +795,11 @@ impl<'a> StressJson<'a> {
             elapsed_ms: report.elapsed.as_millis(),
             bookings_per_sec: report.bookings_per_sec(),
             latency: report.latency.summary(),
+            latency_by_outcome: report
+                .latency_by_outcome
+                .iter()
+                .map(|(outcome, latency)| (outcome.clone(), latency.summary()))
+                .collect(),
             latency_histogram: report
                 .latency
                 .bins_to_p99(8)

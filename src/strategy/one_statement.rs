@@ -45,12 +45,24 @@ pub struct OneStatement {
 
 #[async_trait]
 impl Strategy for OneStatement {
+    /// Its statements, prepared on every lane before the start (see
+    /// [`Repo::warm_statements`]).
+    async fn warm_up(&self, connections: u32) -> Result<(), BookingError> {
+        Ok(self.repo.warm_statements(connections).await?)
+    }
+
     #[tracing::instrument(name = "one-statement", skip_all, fields(user = %request.user))]
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
         steps::step("book").await;
         Ok(match self.repo.book_stay(request, None).await? {
             Claimed::Booked { booking_id } => Outcome::Created { booking_id },
-            Claimed::Full { night } => Outcome::SoldOut { night },
+            Claimed::Full { night } => {
+                // Full — unless a night has no inventory row, which is the error.
+                self.repo
+                    .ensure_bookable(request.room, &request.stay)
+                    .await?;
+                Outcome::SoldOut { night }
+            }
         })
     }
 }

@@ -101,10 +101,16 @@ impl Reserve {
                 Claimed::Booked { booking_id } => return Ok(Placed::Hold(booking_id)),
                 Claimed::Full { night } => night,
             };
-            let (reclaimed, live_holds) = self
+            let (reclaimed, live_holds, nights) = self
                 .repo
                 .reclaim_holds(request.room, &request.stay, night)
                 .await?;
+            if nights < i64::from(request.stay.len()) {
+                // Not full: a night without inventory, which is the error.
+                self.repo
+                    .ensure_bookable(request.room, &request.stay)
+                    .await?;
+            }
             if reclaimed > 0 {
                 tracing::info!(%night, reclaimed, "expired holds reclaimed");
                 if let Claimed::Booked { booking_id } =
@@ -142,6 +148,12 @@ impl Reserve {
 
 #[async_trait]
 impl Strategy for Reserve {
+    /// Its statements, prepared on every lane before the start (see
+    /// [`Repo::warm_statements`]).
+    async fn warm_up(&self, connections: u32) -> Result<(), BookingError> {
+        Ok(self.repo.warm_statements(connections).await?)
+    }
+
     #[tracing::instrument(name = "reserve", skip_all, fields(user = %request.user))]
     async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
         steps::step("hold").await;
