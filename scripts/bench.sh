@@ -9,10 +9,13 @@
 #    same SQL (scripts/bench/<strategy>.sql) in prepared mode, at the same concurrency on the
 #    same slot spread (10 rooms × 17 nights, inventory never sold out). For `locked`, pgbench runs
 #    its database part alone (naive.sql), so the ratio shows what the Redis round trips cost.
+#    pgbench on one-statement.sql — the booking as one statement — is the single-statement
+#    ceiling: the yardstick of the fastest safe strategy (target ≥ 0.85).
 #    Tool and pgbench alternate, BENCH_RUNS times over all strategies: each ratio is taken within
 #    a pair of back-to-back runs, then the median is reported.
 # 2. The lock alone: `booking-cli bench lock` (acquire + release pairs on distinct keys through
-#    the project's lock code) with one runtime thread and with the default, against
+#    the project's lock code) as it runs by default (one runtime thread: see its --help), and
+#    for information with a thread per core, against
 #    redis-benchmark running the same two commands (SET NX PX, and EVALSHA of the lock's own
 #    src/lock/release.lua) at the same concurrency, unpipelined (-P 1) and pipelined (-P 16).
 #    A pair rate is 1 / (1/rate(SET) + 1/rate(EVALSHA)); the EVALSHA runs release keys that
@@ -20,12 +23,16 @@
 #    with 4 × the tasks: redis-benchmark -P 16 keeps 16 commands in flight per connection,
 #    a task one.
 #    serializable runs with --serializable-backoff-ms 2: pgbench retries at once (see README).
-# 3. The reference run: `stress --users 20 --mode locked` five times (target: hold + 150 ms).
+# 3. The reference run: `stress --users 20 --mode locked` five times (target: hold + 150 ms),
+#    and `--mode reserve` five times (target: p95 of the refusals ≤ 20 ms).
 # 4. Scale: stress --users 1,000 / 10,000 / 100,000 on one slot and on 1,000 one-night slots
 #    (db reset --rooms 1000), with peak memory from /usr/bin/time.
 # 5. Over HTTP: `serve` driven by hey (installed with apt-get when missing and run as root;
 #    else skipped, saying what to install) at the same concurrency, for atomic and locked, as a
 #    ratio to the direct closed loop on the same slot, with p50/p99 of each.
+# 6. One hot room-night (inventory 1,000,000) and 100 users: at hold 0, every strategy against
+#    pgbench running its SQL on that one row, at the tool's 32 lanes; at hold 200 ms, reserve
+#    against atomic (target ≥ 10 ×).
 #
 # Prints the figures and ratios, latency histograms per strategy, and writes
 # target/bench/bench.json and target/bench/throughput.svg (scripts/bench/report.py).
@@ -72,7 +79,7 @@ spread=(--rooms 10 --from 2024-12-20 --to 2025-01-06 --hold-ms 0 --users "$users
 # 1. Strategies against pgbench.
 : >"$out/strategies.jsonl"
 for run in $(seq 1 "$runs"); do
-    for mode in naive lost-update row-lock atomic advisory serializable locked; do
+    for mode in naive lost-update row-lock atomic advisory serializable locked one-statement reserve; do
         sql=scripts/bench/$mode.sql
         [ "$mode" = locked ] && sql=scripts/bench/naive.sql
         say "run $run/$runs: $mode — booking-cli, then pgbench -M prepared, ${seconds}s each at $users users"
@@ -86,7 +93,8 @@ t = json.load(open(sys.argv[1]))
 print(json.dumps({"run": int(sys.argv[2]), "strategy": sys.argv[3], "sql": sys.argv[4],
     "tool": t["bookings_per_sec"], "pgbench": float(sys.argv[5] or 0),
     "p50_ms": t["latency"]["p50_ms"], "p99_ms": t["latency"]["p99_ms"], "errors": t["errors"],
-    "verdict": t["verdict"], "histogram": t["latency_histogram"]}))' "$out/strategy-run.json" "$run" "$mode" "$sql" "$limit" \
+    "verdict": t["verdict"], "histogram": t["latency_histogram"],
+    "latency_by_outcome": t["latency_by_outcome"]}))' "$out/strategy-run.json" "$run" "$mode" "$sql" "$limit" \
             >>"$out/strategies.jsonl"
     done
 done
@@ -128,22 +136,23 @@ release_rate() { # pipeline → "rate released"
 }
 : >"$out/lock.jsonl"
 for run in $(seq 1 "$runs"); do
-    say "run $run/$runs: lock — booking-cli bench lock (1 thread, default threads), redis-benchmark -P 1 and -P 16"
+    say "run $run/$runs: lock — booking-cli bench lock (the default, a thread per core), redis-benchmark -P 1 and -P 16"
     clean
     fill
-    one=$("$cli" --threads 1 bench lock --concurrency "$users" --duration "${seconds}s")
-    default=$("$cli" bench lock --concurrency "$users" --duration "${seconds}s")
-    deep=$("$cli" --threads 1 bench lock --concurrency $((users * 4)) --duration "${seconds}s")
+    one=$("$cli" bench lock --concurrency "$users" --duration "${seconds}s")
+    default=$("$cli" --threads "$(nproc)" bench lock --concurrency "$users" --duration "${seconds}s")
+    deep=$("$cli" bench lock --concurrency $((users * 4)) --duration "${seconds}s")
     set_1=$(rate 1 100000000 SET 'booking-cli:bench:__rand_int__' tok NX PX 600000)
     set_16=$(rate 16 100000000 SET 'booking-cli:bench:__rand_int__' tok NX PX 600000)
     read -r eval_1 released_1 < <(release_rate 1)
     read -r eval_16 released_16 < <(release_rate 16)
     python3 -c '
 import json, sys
-one, default, deep = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[7])
-print(json.dumps({"one_thread": one["pairs_per_sec"], "default_threads": default["pairs_per_sec"],
-    "one_thread_4x_tasks": deep["pairs_per_sec"], "tasks_4x": deep["concurrency"],
-    "threads": default["threads"], "set_p1": float(sys.argv[3]), "eval_p1": float(sys.argv[4]),
+default, per_core, deep = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[7])
+print(json.dumps({"default": default["pairs_per_sec"], "default_threads": default["threads"],
+    "per_core": per_core["pairs_per_sec"], "per_core_threads": per_core["threads"],
+    "default_4x_tasks": deep["pairs_per_sec"], "tasks_4x": deep["concurrency"],
+    "set_p1": float(sys.argv[3]), "eval_p1": float(sys.argv[4]),
     "set_p16": float(sys.argv[5]), "eval_p16": float(sys.argv[6]),
     "released_share_p1": int(sys.argv[8]) / 300000, "released_share_p16": int(sys.argv[9]) / 300000}))' \
         "$one" "$default" "$set_1" "$eval_1" "$set_16" "$eval_16" "$deep" "$released_1" "$released_16" \
@@ -161,6 +170,18 @@ j = json.load(sys.stdin)
 print(json.dumps({"elapsed_ms": j["elapsed_ms"], "hold_ms": j["hold_ms"], "created": j["created"],
     "conflicts": j["conflicts_sold_out"] + j["conflicts_lock"], "errors": j["errors"],
     "booked_count": j["booked_count"]}))' >>"$out/reference.jsonl"
+done
+
+say "reference run: stress --users 20 --mode reserve, 5 times"
+: >"$out/reserve-reference.jsonl"
+for _ in 1 2 3 4 5; do
+    "$cli" stress --users 20 --mode reserve --json | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+refused = j["latency_by_outcome"].get("on_hold") or j["latency_by_outcome"].get("sold_out") or {}
+print(json.dumps({"created": j["created"], "verdict": j["verdict"], "elapsed_ms": j["elapsed_ms"],
+    "refused": j["refused_on_hold"] + j["conflicts_sold_out"], "refused_p95_ms": refused.get("p95_ms"),
+    "created_p50_ms": j["latency_by_outcome"].get("created", {}).get("p50_ms")}))' >>"$out/reserve-reference.jsonl"
 done
 
 # 4. Scale.
@@ -227,5 +248,39 @@ PY
 else
     say "hey is missing: the HTTP ratio is skipped (Debian/Ubuntu: apt-get install hey)"
 fi
+
+# 6. One hot room-night.
+hot=(--room 3 --from 2024-12-25 --nights 1 --inventory 1000000 --users 100 --connections 33)
+hot_sql() { # the strategy's SQL pinned to room 3, 2024-12-25
+    sed -e 's/^\\set room .*/\\set room 3/' -e 's/^\\set d .*/\\set d 5/' "$1" >"$out/hot.sql"
+}
+: >"$out/hot.jsonl"
+mapfile -t every < <("$cli" strategies --names)
+for mode in "${every[@]}"; do
+    sql=scripts/bench/$mode.sql
+    [ -f "$sql" ] || sql=scripts/bench/naive.sql
+    say "hot slot: $mode at hold 0 — booking-cli, then pgbench on the same row, ${seconds}s each"
+    "$cli" stress --mode "$mode" --duration "${seconds}s" "${hot[@]}" --hold-ms 0 --lock-wait-ms 10000 \
+        --serializable-retries 50 --serializable-backoff-ms 2 --json >"$out/hot-run.json"
+    hot_sql "$sql"
+    limit=$(pgbench -n -M prepared -c 32 -j 2 -T "$seconds" --max-tries 50 -f "$out/hot.sql" 2>&1 |
+        sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))
+print(json.dumps({"strategy": sys.argv[2], "hold_ms": 0, "sql": sys.argv[3], "tool": t["bookings_per_sec"],
+    "pgbench": float(sys.argv[4] or 0), "verdict": t["verdict"], "errors": t["errors"],
+    "latency_by_outcome": t["latency_by_outcome"]}))' "$out/hot-run.json" "$mode" "$sql" "$limit" >>"$out/hot.jsonl"
+done
+for mode in atomic reserve; do
+    say "hot slot: $mode at hold 200 ms, ${seconds}s"
+    "$cli" stress --mode "$mode" --duration "${seconds}s" "${hot[@]}" --hold-ms 200 --lock-wait-ms 10000 \
+        --json >"$out/hot-run.json"
+    python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))
+print(json.dumps({"strategy": sys.argv[2], "hold_ms": 200, "tool": t["bookings_per_sec"], "verdict": t["verdict"],
+    "errors": t["errors"], "latency_by_outcome": t["latency_by_outcome"]}))' "$out/hot-run.json" "$mode" >>"$out/hot.jsonl"
+done
 
 python3 scripts/bench/report.py "$users" "$seconds" "$runs"

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         .unwrap_or_default();
 
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.threads {
+    if let Some(threads) = cli.threads.or(cli.command.default_threads()) {
         builder.worker_threads(usize::from(threads));
     }
     let runtime = match builder.enable_all().build() {

@@ -62,6 +62,7 @@ def strategies(settings):
             "tool_errors": sum(r["errors"] for r in mine),
             "verdicts": sorted({r["verdict"] for r in mine}),
             "latency_histogram": middle["histogram"],
+            "latency_by_outcome": middle.get("latency_by_outcome", {}),
         })
     print(f"bench: {settings['users']} users, {settings['seconds']} s per measurement, "
           f"median of {settings['runs']} interleaved runs; pgbench -M prepared on the same SQL")
@@ -85,7 +86,7 @@ def histograms(rows):
         bands = r["latency_histogram"]
         peak = max((b["count"] for b in bands), default=0)
         total = sum(b["count"] for b in bands) or 1
-        print(f"  {r['strategy']}")
+        print(f"  {r['strategy']}: {outcome_line(r.get('latency_by_outcome') or {})}")
         lower = 0.0
         for b in bands:
             share = b["count"] / total * 100
@@ -99,25 +100,26 @@ def lock():
     per_run = []
     for r in runs:
         p1, p16 = pair(r["set_p1"], r["eval_p1"]), pair(r["set_p16"], r["eval_p16"])
-        per_run.append({"one_thread": r["one_thread"], "default_threads": r["default_threads"],
-                        "deep": r["one_thread_4x_tasks"], "tasks_4x": r["tasks_4x"], "ratio_p16_deep": r["one_thread_4x_tasks"] / p16,
-                        "threads": r["threads"], "p1": p1, "p16": p16,
-                        "ratio_p16": r["one_thread"] / p16, "ratio_p16_default": r["default_threads"] / p16,
-                        "ratio_p1": r["one_thread"] / p1})
+        per_run.append({"default": r["default"], "per_core": r["per_core"], "deep": r["default_4x_tasks"],
+                        "p1": p1, "p16": p16, "ratio_p16": r["default"] / p16,
+                        "ratio_p16_per_core": r["per_core"] / p16, "ratio_p16_deep": r["default_4x_tasks"] / p16,
+                        "ratio_p1": r["default"] / p1})
     m = lambda key: median([r[key] for r in per_run])
+    first = runs[0] if runs else {}
     result = {
         "runs": len(per_run),
-        "booking_cli_pairs_per_sec_one_thread": round(m("one_thread")),
-        "booking_cli_pairs_per_sec_default_threads": round(m("default_threads")),
-        "default_threads": per_run[0]["threads"] if per_run else None,
-        "booking_cli_pairs_per_sec_one_thread_4x_tasks": round(m("deep")),
-        "tasks_4x": per_run[0]["tasks_4x"] if per_run else None,
-        "ratio_to_p16_4x_tasks": round(m("ratio_p16_deep"), 2),
+        "booking_cli_pairs_per_sec_default": round(m("default")),
+        "default_threads": first.get("default_threads"),
+        "booking_cli_pairs_per_sec_per_core_threads": round(m("per_core")),
+        "per_core_threads": first.get("per_core_threads"),
+        "booking_cli_pairs_per_sec_default_4x_tasks": round(m("deep")),
+        "tasks_4x": first.get("tasks_4x"),
         "redis_benchmark_pairs_per_sec_p1": round(m("p1")),
         "redis_benchmark_pairs_per_sec_p16": round(m("p16")),
         "ratio_to_p1": round(m("ratio_p1"), 2),
         "ratio_to_p16": round(m("ratio_p16"), 2),
-        "ratio_to_p16_default_threads": round(m("ratio_p16_default"), 2),
+        "ratio_to_p16_per_core_threads": round(m("ratio_p16_per_core"), 2),
+        "ratio_to_p16_4x_tasks": round(m("ratio_p16_deep"), 2),
         "ratios_to_p16_per_run": [round(r["ratio_p16"], 2) for r in per_run],
         "redis_benchmark_releases_that_found_their_key": round(median([r["released_share_p16"] for r in runs]), 2),
         "target": LOCK_TARGET,
@@ -125,16 +127,91 @@ def lock():
     }
     print()
     print(f"lock alone (acquire + release pairs/s on distinct keys, median of {result['runs']} runs):")
-    print(f"  booking-cli --threads 1            {result['booking_cli_pairs_per_sec_one_thread']:>8}   "
+    print(f"  booking-cli bench lock (the default, {result['default_threads']} thread) {result['booking_cli_pairs_per_sec_default']:>8}   "
           f"÷ -P 16 = {result['ratio_to_p16']:.2f} (target ≥ {LOCK_TARGET}: {'met' if result['met'] else 'MISSED'}; "
           f"per run {' '.join(f'{x:.2f}' for x in result['ratios_to_p16_per_run'])}), ÷ -P 1 = {result['ratio_to_p1']:.2f}")
-    print(f"  booking-cli ({result['default_threads']} threads, the default) {result['booking_cli_pairs_per_sec_default_threads']:>8}   "
-          f"÷ -P 16 = {result['ratio_to_p16_default_threads']:.2f}")
-    print(f"  booking-cli --threads 1, {result['tasks_4x']} tasks     {result['booking_cli_pairs_per_sec_one_thread_4x_tasks']:>8}   "
+    print(f"  booking-cli --threads {result['per_core_threads']}             {result['booking_cli_pairs_per_sec_per_core_threads']:>8}   "
+          f"÷ -P 16 = {result['ratio_to_p16_per_core_threads']:.2f} (for information: a thread per core)")
+    print(f"  booking-cli, {result['tasks_4x']} tasks              {result['booking_cli_pairs_per_sec_default_4x_tasks']:>8}   "
           f"÷ -P 16 = {result['ratio_to_p16_4x_tasks']:.2f} (for information: more commands in flight)")
     print(f"  redis-benchmark -P 1               {result['redis_benchmark_pairs_per_sec_p1']:>8}")
     print(f"  redis-benchmark -P 16              {result['redis_benchmark_pairs_per_sec_p16']:>8}   "
           f"({result['redis_benchmark_releases_that_found_their_key']:.0%} of its releases found their key held; the rest took the cheap no-key path)")
+    return result
+
+
+def ceiling():
+    """The fastest safe strategy against the single-statement ceiling (pgbench on
+    one-statement.sql), per run, then the median."""
+    runs = lines("strategies.jsonl")
+    unsafe = {"naive", "lost-update"}
+    by_run = {}
+    for r in runs:
+        by_run.setdefault(r["run"], {})[r["strategy"]] = r
+    tool = {}
+    for r in runs:
+        if r["strategy"] not in unsafe:
+            tool.setdefault(r["strategy"], []).append(r["tool"])
+    if not tool or not any("one-statement" in run for run in by_run.values()):
+        return {"skipped": True}
+    fastest = max(tool, key=lambda name: median(tool[name]))
+    ratios = [run[fastest]["tool"] / run["one-statement"]["pgbench"]
+              for run in by_run.values() if fastest in run and run["one-statement"]["pgbench"]]
+    result = {"fastest_safe_strategy": fastest, "bookings_per_sec": round(median(tool[fastest]), 1),
+              "single_statement_ceiling_tps": round(median([run["one-statement"]["pgbench"] for run in by_run.values()]), 1),
+              "ratio": round(median(ratios), 2), "ratios": [round(x, 2) for x in ratios], "target": 0.85}
+    result["met"] = result["ratio"] >= 0.85
+    print()
+    print(f"fastest safe strategy, uncontended: {fastest} {result['bookings_per_sec']:.0f}/s ÷ the single-statement "
+          f"ceiling (pgbench -M prepared on one-statement.sql) {result['single_statement_ceiling_tps']:.0f}/s = "
+          f"{result['ratio']:.2f} (target ≥ 0.85: {'met' if result['met'] else 'MISSED'}; per run "
+          f"{' '.join(f'{x:.2f}' for x in result['ratios'])})")
+    return result
+
+
+def outcome_line(by_outcome):
+    return "  ".join(f"{name} {v['count']}× p50 {v['p50_ms']:.1f} p95 {v['p95_ms']:.1f}"
+                     for name, v in sorted(by_outcome.items()))
+
+
+def hot():
+    """One hot room-night: every strategy at hold 0 against pgbench on the same row; reserve
+    against atomic at hold 200 ms."""
+    path = OUT / "hot.jsonl"
+    rows = lines("hot.jsonl") if path.exists() else []
+    if not rows:
+        return {"skipped": True}
+    print()
+    print("one hot room-night (inventory 1,000,000), 100 users on 32 lanes, hold 0 — pgbench -c 32 on the same row:")
+    print(f"  {'strategy':<14} {'booking-cli/s':>13} {'pgbench tps':>11} {'ratio':>6}  latency by outcome (ms)")
+    zero = [r for r in rows if r["hold_ms"] == 0]
+    for r in zero:
+        ratio = r["tool"] / r["pgbench"] if r.get("pgbench") else None
+        r["ratio"] = round(ratio, 2) if ratio else None
+        print(f"  {r['strategy']:<14} {r['tool']:>13.0f} {r.get('pgbench') or 0:>11.0f} {ratio or 0:>6.2f}  "
+              f"{outcome_line(r['latency_by_outcome'])}")
+    slow = {r["strategy"]: r for r in rows if r["hold_ms"] == 200}
+    result = {"hold_0": zero, "hold_200": list(slow.values())}
+    if "atomic" in slow and "reserve" in slow and slow["atomic"]["tool"]:
+        ratio = slow["reserve"]["tool"] / slow["atomic"]["tool"]
+        result.update({"reserve_over_atomic_at_hold_200": round(ratio, 1), "target": 10, "met": ratio >= 10})
+        print(f"  at hold 200 ms: reserve {slow['reserve']['tool']:.1f}/s ÷ atomic {slow['atomic']['tool']:.1f}/s = "
+              f"{ratio:.1f} × (target ≥ 10: {'met' if result['met'] else 'MISSED'})")
+    return result
+
+
+def reserve_reference():
+    path = OUT / "reserve-reference.jsonl"
+    runs = lines("reserve-reference.jsonl") if path.exists() else []
+    if not runs:
+        return {"skipped": True}
+    p95 = [r["refused_p95_ms"] for r in runs]
+    result = {"runs": runs, "refused_p95_ms": p95, "median_refused_p95_ms": median(p95), "target_ms": 20}
+    result["met"] = result["median_refused_p95_ms"] is not None and result["median_refused_p95_ms"] <= 20
+    print(f"reference run, reserve, 20 users, inventory 1, hold 200 ms: p95 of the refusals "
+          f"{' '.join(f'{x:.1f}' for x in p95 if x is not None)} ms, median {result['median_refused_p95_ms']:.1f} "
+          f"(target ≤ 20: {'met' if result['met'] else 'MISSED'}); created/refused: "
+          f"{', '.join(sorted({str(r['created']) + '/' + str(r['refused']) + ' ' + r['verdict'] for r in runs}))}")
     return result
 
 
@@ -242,12 +319,12 @@ def svg(rows, lock_result):
         (r["strategy"], [(f"booking-cli (×{r['ratio']:.2f})", r["tool_bookings_per_sec"], tool),
                          ("pgbench", r["pgbench_tps"], limit)]) for r in rows])
     group("Lock acquire + release pairs per second: booking-cli against redis-benchmark (median)", "/s", [
-        ("lock", [(f"booking-cli, 1 thread (×{lock_result['ratio_to_p16']:.2f} of -P 16)",
-                   lock_result["booking_cli_pairs_per_sec_one_thread"], tool),
-                  (f"booking-cli, {lock_result['default_threads']} threads",
-                   lock_result["booking_cli_pairs_per_sec_default_threads"], extra),
-                  (f"booking-cli, 1 thread, {lock_result['tasks_4x']} tasks",
-                   lock_result["booking_cli_pairs_per_sec_one_thread_4x_tasks"], extra),
+        ("lock", [(f"booking-cli, the default (×{lock_result['ratio_to_p16']:.2f} of -P 16)",
+                   lock_result["booking_cli_pairs_per_sec_default"], tool),
+                  (f"booking-cli, {lock_result['per_core_threads']} threads",
+                   lock_result["booking_cli_pairs_per_sec_per_core_threads"], extra),
+                  (f"booking-cli, {lock_result['tasks_4x']} tasks",
+                   lock_result["booking_cli_pairs_per_sec_default_4x_tasks"], extra),
                   ("redis-benchmark -P 1", lock_result["redis_benchmark_pairs_per_sec_p1"], limit),
                   ("redis-benchmark -P 16", lock_result["redis_benchmark_pairs_per_sec_p16"], "#808080")])])
     height = y
@@ -260,13 +337,17 @@ def main():
     settings = {"users": int(sys.argv[1]), "seconds": int(sys.argv[2]), "runs": int(sys.argv[3])}
     rows = strategies(settings)
     histograms(rows)
+    ceiling_result = ceiling()
     lock_result = lock()
     reference_result = reference()
+    reserve_result = reserve_reference()
     scale_result = scale()
     http_result = http()
+    hot_result = hot()
     (OUT / "bench.json").write_text(json.dumps({
-        **settings, "strategies": rows, "lock": lock_result,
-        "reference_run": reference_result, "scale": scale_result, "http": http_result}, indent=2) + "\n")
+        **settings, "strategies": rows, "single_statement_ceiling": ceiling_result, "lock": lock_result,
+        "reference_run": reference_result, "reserve_reference_run": reserve_result, "scale": scale_result,
+        "http": http_result, "hot_slot": hot_result}, indent=2) + "\n")
     (OUT / "throughput.svg").write_text(svg(rows, lock_result))
     print()
     print(f"written: {OUT / 'bench.json'}, {OUT / 'throughput.svg'}")

@@ -148,6 +148,12 @@ impl Reserve {
 
 #[async_trait]
 impl Strategy for Reserve {
+    /// As many users at once as there are: the payment holds no connection, so users are not
+    /// limited to one per pooled connection — the statements take one for a moment each.
+    fn lanes(&self) -> Option<u32> {
+        Some(u32::MAX)
+    }
+
     /// Its statements, prepared on every lane before the start (see
     /// [`Repo::warm_statements`]).
     async fn warm_up(&self, connections: u32) -> Result<(), BookingError> {
