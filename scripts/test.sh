@@ -52,6 +52,11 @@ cli=$(target_dir)/debug/booking-cli
 "$cli" stress --users 20 --mode naive
 "$cli" stress --users 20 --mode locked
 
+step "report: stress --mode all --report, rendered in headless Chromium (no console error, not blank)"
+"$cli" stress --users 10 --mode all --hold-ms 50 --report target/report.html >/dev/null
+scripts/render-report.sh target/report.html target/report.png
+scripts/render-report.sh target/report.html target/report-phone.png 390x844
+
 # The outside-in acceptance check, when the shared checks sit beside this clone.
 acceptance=../shared/acceptance/reference-run.sh
 if [ -f "$acceptance" ]; then

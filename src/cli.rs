@@ -493,6 +493,22 @@ pub struct StressArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// After the tables, draw one lane per user on a shared time axis: each phase with its own
+    /// glyph (lock wait, check, slow work, write, commit), where each refusal came, and where
+    /// the slot became overbooked
+    #[arg(long)]
+    pub timeline: bool,
+
+    /// Write the run as Chrome Trace Event JSON to FILE (open it in ui.perfetto.dev or
+    /// chrome://tracing): one track per user, one event per phase, a counter of bookings
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
+
+    /// Write a self-contained HTML report to FILE: the tables, the final state, the verdicts,
+    /// latency histograms and swimlanes (no external script, font or style)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+
     /// What the run must show for exit status 0 [default: overbooking for naive and lost-update,
     /// and for mutex with --processes > 1; safe for the others]
     #[arg(long, value_enum)]

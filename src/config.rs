@@ -152,6 +152,12 @@ impl StressSettings {
                 "--target races servers over HTTP: drop --processes and --chaos (run several servers instead)".to_owned(),
             ));
         }
+        let record = args.timeline || args.trace.is_some() || args.report.is_some();
+        if record && (args.duration.is_some() || args.processes > 1 || args.repeat > 1) {
+            return Err(InputError::Invalid(
+                "--timeline, --trace and --report draw one race: drop --duration, --processes and --repeat".to_owned(),
+            ));
+        }
         if args.processes > args.users {
             return Err(InputError::Invalid(format!(
                 "--processes {} is more than --users {}: every process needs a user",
@@ -190,6 +196,7 @@ impl StressSettings {
                 servers: u32::try_from(args.target.len()).unwrap_or(u32::MAX),
                 processes: args.processes,
                 chaos: args.chaos.clone(),
+                record,
             })
             // --repeat: each strategy's runs one after the other, each on a freshly prepared slot.
             .flat_map(|run| std::iter::repeat_n(run, args.repeat as usize))

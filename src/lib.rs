@@ -18,6 +18,7 @@
 //! - [`stress`]: spawns the users behind a start barrier, collects their results, reads the
 //!   final state.
 //! - [`interleave`]: two or three users run step by step through every ordering of their steps.
+//! - [`timeline`]: every user's phases, measured at the step boundaries (`--timeline`, `--trace`).
 //! - [`processes`]: `--processes N`: worker processes released together.
 //! - [`steps`]: the step boundaries a strategy marks, where `interleave` pauses it.
 //! - [`stop`]: the Ctrl-C stop signal.
@@ -52,3 +53,4 @@ pub mod steps;
 pub mod stop;
 pub mod strategy;
 pub mod stress;
+pub mod timeline;

@@ -147,6 +147,8 @@ impl WorkerReport {
                 http: None,
             },
             elapsed: Duration::from_micros(self.elapsed_us),
+            // Workers record no phases: --timeline and --trace draw one process's race.
+            tracks: Vec::new(),
         }
     }
 }

@@ -30,11 +30,18 @@ pub trait Watcher: Send + Sync {
     /// The booking is about to run `step`; returns when it may.
     async fn before(&self, step: &'static str);
 
-    /// The booking found `what` busy (a Redis lock, a mutex); returns when it should try again.
-    async fn waiting(&self, what: String);
+    /// The booking found `what` busy (a Redis lock, a mutex). Returns `true` when the watcher
+    /// decided when to try again (it has just said so), `false` when it only took note and the
+    /// booking waits its own way.
+    async fn waiting(&self, what: String) -> bool;
 
     /// PostgreSQL aborted the attempt (`reason`); the booking starts over.
     fn aborted(&self, reason: String);
+
+    /// A point inside a step where the booking's phase changes without a boundary anyone may
+    /// pause at — the start of the slow work (`work`), an HTTP request's send and response.
+    /// Only a recorder cares; `interleave` ignores it.
+    fn mark(&self, _phase: &'static str) {}
 }
 
 tokio::task_local! {
@@ -58,14 +65,19 @@ pub async fn step(name: &'static str) {
 }
 
 /// Announces that `what` is busy. Returns `true` when a watcher has decided it is time to try
-/// again; `false` when nobody watches, and the caller waits its own way.
+/// again; `false` when nobody watches (or the watcher only records), and the caller waits its
+/// own way.
 pub async fn waiting(what: impl FnOnce() -> String) -> bool {
     match watcher() {
-        Some(watcher) => {
-            watcher.waiting(what()).await;
-            true
-        }
+        Some(watcher) => watcher.waiting(what()).await,
         None => false,
+    }
+}
+
+/// Marks a change of phase inside a step (see [`Watcher::mark`]).
+pub fn mark(phase: &'static str) {
+    if let Some(watcher) = watcher() {
+        watcher.mark(phase);
     }
 }
 

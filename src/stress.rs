@@ -31,6 +31,7 @@ use crate::metrics::Latencies;
 use crate::repo::{NightState, Repo};
 use crate::stop::Stop;
 use crate::strategy::{Expectation, Mode, RetryPolicy, Strategy, StrategyStats};
+use crate::timeline::{self, Marks, Track};
 
 /// A validated `stress` run.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct StressConfig {
     /// `--target`: how many HTTP servers the users race (0: the strategies run in this
     /// process). Over HTTP, the hold and the lock policy are the servers'.
     pub servers: u32,
+    /// `--timeline`, `--trace`, `--report`: record every user's phases.
+    pub record: bool,
 }
 
 impl StressConfig {
@@ -101,6 +104,7 @@ impl StressConfig {
             chaos: Vec::new(),
             duration: None,
             servers: 0,
+            record: false,
         }
     }
 
@@ -275,6 +279,8 @@ pub struct StressReport {
     pub elapsed: Duration,
     /// Bookings of earlier runs that preparing the slot deleted.
     pub cleared_bookings: u64,
+    /// Every user's phases, when recorded.
+    pub tracks: Vec<Track>,
     /// With `--processes`, each process's own figures.
     pub processes: Vec<ProcessRow>,
     /// With `--processes`, workers that stopped answering and were killed (their users count as
@@ -383,6 +389,8 @@ pub struct RaceResult {
     pub stats: StrategyStats,
     /// From the first user's start to the last user's end.
     pub elapsed: Duration,
+    /// Every user's phases, when recorded (`--timeline`, `--trace`, `--report`).
+    pub tracks: Vec<Track>,
 }
 
 impl RaceResult {
@@ -409,6 +417,7 @@ impl RaceResult {
                 .merge(latency);
         }
         self.refused.extend(other.refused);
+        self.tracks.extend(other.tracks);
         self.stats.merge(&other.stats);
         self.elapsed = self.elapsed.max(other.elapsed);
     }
@@ -487,6 +496,8 @@ pub async fn race(
 ) -> RaceResult {
     let lanes = config.users.min(lanes.max(1));
     let tally = Arc::new(StdMutex::new(Lane::default()));
+    // The instant the barrier let the users go: the zero of their timelines.
+    let origin = Arc::new(std::sync::OnceLock::new());
     let start_line = Arc::new(Barrier::new(lanes as usize + 1));
     let next_user = Arc::new(AtomicU32::new(0));
     let shared = Arc::new(config.clone());
@@ -500,9 +511,10 @@ pub async fn race(
             Arc::clone(&next_user),
             progress.clone(),
         );
-        let tally = Arc::clone(&tally);
+        let (tally, origin) = (Arc::clone(&tally), Arc::clone(&origin));
         users.spawn(async move {
             start_line.wait().await;
+            let origin = *origin.get_or_init(Instant::now);
             loop {
                 let i = next_user.fetch_add(1, Ordering::Relaxed);
                 if i >= config.users {
@@ -511,11 +523,26 @@ pub async fn race(
                 let request = config.request(first_user.saturating_add(i));
                 let started = Instant::now();
                 // Interrupted before starting: do not start.
+                let marks = Arc::new(Marks::default());
                 let result = if stop.is_stopped() {
                     Ok(Outcome::Interrupted)
+                } else if config.record {
+                    let watcher: Arc<dyn crate::steps::Watcher> = Arc::clone(&marks) as _;
+                    crate::steps::watch(watcher, strategy.book(&request)).await
                 } else {
                     strategy.book(&request).await
                 };
+                if config.record {
+                    let finished = Instant::now();
+                    let track =
+                        timeline::track(request.user, &marks, started, finished, origin, &result);
+                    tally
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .race
+                        .tracks
+                        .push(track);
+                }
                 record(&tally, request, &result, started);
                 progress.inc(1);
             }
@@ -646,6 +673,7 @@ pub async fn judge(
         stats: race.stats,
         latency: race.latency,
         latency_by_outcome: race.latency_by_outcome,
+        tracks: race.tracks,
         elapsed: race.elapsed,
         cleared_bookings,
         processes: Vec::new(),

@@ -231,7 +231,36 @@ fn finish(
             (false, all) => report::write_comparison(&mut out, all),
         }
     };
+    let printed = printed.and_then(|()| {
+        if !args.timeline || settings.json {
+            return Ok(());
+        }
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        for r in reports {
+            writeln!(out)?;
+            if reports.len() > 1 {
+                writeln!(out, "{}", r.config.mode)?;
+            }
+            report::timeline::write_timeline(&mut out, &r.tracks, r.config.inventory, colour)?;
+        }
+        Ok(())
+    });
     finish_output(printed.and_then(|()| out.flush()))?;
+    if let Some(path) = &args.trace {
+        let runs: Vec<(String, &[crate::timeline::Track])> = reports
+            .iter()
+            .map(|r| (r.config.mode.to_string(), r.tracks.as_slice()))
+            .collect();
+        write_file(path, |file| {
+            serde_json::to_writer(file, &report::timeline::trace(&runs))
+                .map_err(std::io::Error::from)
+        })
+        .with_context(|| format!("failed to write --trace {}", path.display()))?;
+    }
+    if let Some(path) = &args.report {
+        write_file(path, |file| report::html::write_html(file, reports))
+            .with_context(|| format!("failed to write --report {}", path.display()))?;
+    }
     // A worker that stopped answering is an error of the run, whatever the verdict says.
     let lost: Vec<&String> = reports.iter().flat_map(|r| &r.lost_workers).collect();
     if !lost.is_empty() {
@@ -247,6 +276,16 @@ fn finish(
     } else {
         Exit::Unexpected
     })
+}
+
+/// Writes a file whole: into a buffer, then created and flushed.
+fn write_file(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    write(&mut file)?;
+    file.flush()
 }
 
 /// `--processes N`: prepare here, race in N workers, judge here.

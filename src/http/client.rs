@@ -211,6 +211,8 @@ impl Strategy for HttpStrategy {
             "start_date": request.stay.from(),
             "end_date": request.stay.to(),
         });
+        // The phases the client sees: the request until the response's head, then its body.
+        crate::steps::mark("request");
         let sent = self
             .client
             .post(&url)
@@ -227,6 +229,7 @@ impl Strategy for HttpStrategy {
         };
         let status = response.status();
         self.count(Some(status.as_u16()));
+        crate::steps::mark("response");
         let text = response.text().await.unwrap_or_default();
         if status.as_u16() == 201 {
             let created: Created = serde_json::from_str(&text).map_err(|e| {

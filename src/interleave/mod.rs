@@ -216,9 +216,10 @@ impl Watcher for Gate {
         self.wait_for_go().await;
     }
 
-    async fn waiting(&self, what: String) {
+    async fn waiting(&self, what: String) -> bool {
         let _ = self.events.send((self.user, Event::Waiting(what)));
         self.wait_for_go().await;
+        true
     }
 
     fn aborted(&self, reason: String) {

@@ -1,7 +1,9 @@
 //! What the user reads: tables and JSON, written to any `impl Write` so tests can capture them.
 //! Nothing here decides anything; verdicts come from [`StressReport`].
 
+pub mod html;
 pub mod interleave;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

@@ -66,6 +66,7 @@ impl Strategy for Atomic {
                 return Ok(Outcome::SoldOut { night });
             }
         }
+        steps::mark("work");
         tokio::time::sleep(self.hold).await;
         steps::step("insert").await;
         let booking_id = tx.insert_booking(request).await?;

@@ -131,6 +131,7 @@ impl Fenced {
         {
             return commit(tx, Outcome::SoldOut { night }).await;
         }
+        steps::mark("work");
         tokio::time::sleep(self.hold).await;
         steps::step("write").await;
         for (night, token) in tokens {

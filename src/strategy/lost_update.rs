@@ -56,6 +56,7 @@ impl Strategy for LostUpdate {
             Availability::SoldOut { night } => return commit(tx, Outcome::SoldOut { night }).await,
             Availability::Free { booked } => booked,
         };
+        steps::mark("work");
         tokio::time::sleep(self.hold).await;
         steps::step("write").await;
         for (night, read) in booked {

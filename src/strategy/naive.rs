@@ -79,6 +79,7 @@ pub(super) async fn check_hold_write(
         return Ok(Outcome::SoldOut { night });
     }
     // The slow work of a real booking (payment, fraud check, …): the race window.
+    steps::mark("work");
     tokio::time::sleep(hold).await;
     steps::step("write").await;
     tx.increment_booked(request.room, &request.stay).await?;

@@ -319,6 +319,7 @@ pub fn stress_config(
         chaos: vec![],
         duration: None,
         servers: 0,
+        record: false,
     }
 }
 

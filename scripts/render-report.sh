@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Renders a `stress --report` HTML file in headless Chromium to a PNG, and fails when the page
+# logs anything to the console, asks for anything over the network, or renders blank.
+#
+#   scripts/render-report.sh REPORT.html OUT.png [WIDTHxHEIGHT]     # default 1280x800
+#
+# Chromium comes from the Debian package `chromium`: installed with apt-get when missing and
+# run as root, else the script says what to install. Needs python3 (to check the PNG).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+report=${1:?usage: scripts/render-report.sh REPORT.html OUT.png [WIDTHxHEIGHT]}
+png=${2:?usage: scripts/render-report.sh REPORT.html OUT.png [WIDTHxHEIGHT]}
+size=${3:-1280x800}
+say() { echo "render-report: $*" >&2; }
+
+browser=""
+for candidate in chromium chromium-browser google-chrome; do
+    if command -v "$candidate" >/dev/null; then
+        browser=$candidate
+        break
+    fi
+done
+if [ -z "$browser" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing chromium (Debian package)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2
+        browser=chromium
+    else
+        say "chromium is missing (Debian/Ubuntu: apt-get install chromium)"
+        exit 1
+    fi
+fi
+
+# Self-contained: nothing in the page may point outside it.
+if grep -Eiq '(src|href)="(https?:)?//|url\((https?:)?//|@import' "$report"; then
+    say "$report references an external resource"
+    exit 1
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# --enable-logging=stderr --v=0 prints the page's console messages; a timeout bounds the run.
+timeout 60 "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars \
+    --disable-background-networking --no-first-run --enable-logging=stderr --v=0 \
+    --window-size="${size/x/,}" --screenshot="$png" "file://$(realpath "$report")" 2>"$log" >/dev/null || {
+    say "chromium failed:"
+    tail -n 20 "$log" >&2
+    exit 1
+}
+# The report has no script: any console message at all is an error of the page.
+if grep -Eq 'CONSOLE|Uncaught' "$log"; then
+    say "the page logged to the console:"
+    grep -E 'CONSOLE|Uncaught' "$log" >&2
+    exit 1
+fi
+# Blank: a PNG whose pixels are all one colour.
+python3 - "$png" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+pos, idat, width = 8, b"", 0
+while pos < len(data):
+    length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    chunk = data[pos + 8:pos + 8 + length]
+    if kind == b"IHDR":
+        width, height, depth, colour = struct.unpack(">IIBB", chunk[:10])
+    elif kind == b"IDAT":
+        idat += chunk
+    pos += 12 + length
+raw = zlib.decompress(idat)
+# The filter byte of each row aside, a page with anything on it has more than a few distinct
+# byte values; a blank one has one colour (and the few the row filters produce).
+distinct = len(set(raw[i] for i in range(0, len(raw), 7)))
+if distinct < 8:
+    sys.exit(f"render-report: {sys.argv[1]} looks blank ({distinct} distinct byte values)")
+print(f"render-report: {sys.argv[1]}: {width}x{height}, {distinct} distinct byte values")
+PY
