@@ -249,6 +249,34 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// What the nights' final state breaks, in a fixed order: oversold, drifted, confirmed
+    /// after expiry. (Under-selling needs the refused users as well.)
+    pub fn of_nights(nights: &[NightState]) -> Vec<Verdict> {
+        [
+            (nights.iter().any(NightState::oversold), Verdict::Overbooked),
+            (nights.iter().any(NightState::drifted), Verdict::LostUpdate),
+            (
+                nights.iter().any(|n| n.confirmed_after_expiry > 0),
+                Verdict::ConfirmedAfterExpiry,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(broken, verdict)| broken.then_some(verdict))
+        .collect()
+    }
+
+    /// `SAFE`, or the verdicts joined by `+` (e.g. `OVERBOOKED+LOST_UPDATE`).
+    pub fn join(verdicts: &[Verdict]) -> String {
+        if verdicts.is_empty() {
+            return "SAFE".to_owned();
+        }
+        verdicts
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Overbooked => "OVERBOOKED",
@@ -309,16 +337,7 @@ impl StressReport {
 
     /// Every invariant the database breaks, in a fixed order; empty means SAFE.
     pub fn verdicts(&self) -> Vec<Verdict> {
-        let mut verdicts = Vec::new();
-        if self.nights.iter().any(NightState::oversold) {
-            verdicts.push(Verdict::Overbooked);
-        }
-        if self.nights.iter().any(NightState::drifted) {
-            verdicts.push(Verdict::LostUpdate);
-        }
-        if self.nights.iter().any(|n| n.confirmed_after_expiry > 0) {
-            verdicts.push(Verdict::ConfirmedAfterExpiry);
-        }
+        let mut verdicts = Verdict::of_nights(&self.nights);
         if self.under_sold > 0 {
             verdicts.push(Verdict::UnderSold);
         }
@@ -327,15 +346,7 @@ impl StressReport {
 
     /// `SAFE`, or the verdicts joined by `+` (e.g. `OVERBOOKED+LOST_UPDATE`).
     pub fn verdict(&self) -> String {
-        let verdicts = self.verdicts();
-        if verdicts.is_empty() {
-            return "SAFE".to_owned();
-        }
-        verdicts
-            .iter()
-            .map(|v| v.name())
-            .collect::<Vec<_>>()
-            .join("+")
+        Verdict::join(&self.verdicts())
     }
 
     /// The night the one-line summary speaks of: the first overbooked one, else the first.

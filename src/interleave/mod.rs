@@ -160,19 +160,7 @@ impl Run {
 
     /// `SAFE`, `OVERBOOKED`, `LOST_UPDATE` or both joined by `+`, from the database.
     pub fn verdict(&self) -> String {
-        let verdicts: Vec<&str> = [
-            (self.overbooked(), Verdict::Overbooked),
-            (self.lost_update(), Verdict::LostUpdate),
-        ]
-        .into_iter()
-        .filter(|(broken, _)| *broken)
-        .map(|(_, verdict)| verdict.name())
-        .collect();
-        if verdicts.is_empty() {
-            "SAFE".to_owned()
-        } else {
-            verdicts.join("+")
-        }
+        Verdict::join(&Verdict::of_nights(&self.nights))
     }
 
     pub fn state(&self) -> Option<SlotState> {

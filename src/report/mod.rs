@@ -323,23 +323,7 @@ fn write_latency_by_outcome(
 }
 
 fn night_state(night: &NightState) -> String {
-    let broken: Vec<&str> = [
-        (night.oversold(), Verdict::Overbooked),
-        (night.drifted(), Verdict::LostUpdate),
-        (
-            night.confirmed_after_expiry > 0,
-            Verdict::ConfirmedAfterExpiry,
-        ),
-    ]
-    .into_iter()
-    .filter(|(broken, _)| *broken)
-    .map(|(_, verdict)| verdict.name())
-    .collect();
-    if broken.is_empty() {
-        "SAFE".to_owned()
-    } else {
-        broken.join("+")
-    }
+    Verdict::join(&Verdict::of_nights(std::slice::from_ref(night)))
 }
 
 fn write_lock_line(out: &mut impl Write, lock: &LockStats, policy: &LockPolicy) -> io::Result<()> {
@@ -575,6 +559,7 @@ pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::R
         "Sold out",
         "Lock busy",
         "Retries exh.",
+        "On hold",
         "Errors",
         "booked_count",
         "Confirmed",
@@ -583,7 +568,7 @@ pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::R
         "Elapsed ms",
         "Expected",
     ]);
-    for column in [8, 11] {
+    for column in [9, 12] {
         if let Some(column) = comparison.column_mut(column) {
             column.set_cell_alignment(CellAlignment::Left);
         }
@@ -598,6 +583,7 @@ pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::R
             t.sold_out.to_string(),
             t.lock_not_acquired.to_string(),
             t.retries_exhausted.to_string(),
+            t.on_hold.to_string(),
             t.error_count().to_string(),
             booked.to_string(),
             confirmed.to_string(),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit, slow_work};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::Repo;
@@ -66,8 +66,7 @@ impl Strategy for Atomic {
                 return Ok(Outcome::SoldOut { night });
             }
         }
-        steps::mark("work");
-        tokio::time::sleep(self.hold).await;
+        slow_work(self.hold).await;
         steps::step("insert").await;
         let booking_id = tx.insert_booking(request).await?;
         commit(tx, Outcome::Created { booking_id }).await

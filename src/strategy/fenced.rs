@@ -40,7 +40,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
-use super::{BuildError, Context, Needs, Shows, Spec, Strategy, StrategyStats, commit};
+use super::{
+    BuildError, Context, Needs, Shows, Spec, Strategy, StrategyStats, commit, slow_work,
+};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
@@ -131,8 +133,7 @@ impl Fenced {
         {
             return commit(tx, Outcome::SoldOut { night }).await;
         }
-        steps::mark("work");
-        tokio::time::sleep(self.hold).await;
+        slow_work(self.hold).await;
         steps::step("write").await;
         for (night, token) in tokens {
             if !tx.increment_if_fenced(request.room, night, token).await? {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit, slow_work};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::{Availability, Repo};
@@ -56,8 +56,7 @@ impl Strategy for LostUpdate {
             Availability::SoldOut { night } => return commit(tx, Outcome::SoldOut { night }).await,
             Availability::Free { booked } => booked,
         };
-        steps::mark("work");
-        tokio::time::sleep(self.hold).await;
+        slow_work(self.hold).await;
         steps::step("write").await;
         for (night, read) in booked {
             // The bug on purpose: `read` may be long out of date by now.

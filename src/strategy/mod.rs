@@ -176,6 +176,16 @@ impl StrategyStats {
     }
 }
 
+/// The slow work of a booking (a payment, a fraud check: `--hold-ms`), marked as its own phase
+/// for the timeline. No work is no wait: a zero-length tokio sleep would still go through the
+/// timer wheel and wait for its next millisecond tick.
+async fn slow_work(hold: Duration) {
+    steps::mark("work");
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
+}
+
 /// Commits and logs what was decided. Committing after a refusal is harmless (the transaction
 /// only read) and keeps every strategy's ending the same.
 async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, commit, slow_work};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::repo::{Availability, BookingTx, Repo};
@@ -79,8 +79,7 @@ pub(super) async fn check_hold_write(
         return Ok(Outcome::SoldOut { night });
     }
     // The slow work of a real booking (payment, fraud check, …): the race window.
-    steps::mark("work");
-    tokio::time::sleep(hold).await;
+    slow_work(hold).await;
     steps::step("write").await;
     tx.increment_booked(request.room, &request.stay).await?;
     let booking_id = tx.insert_booking(request).await?;

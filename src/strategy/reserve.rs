@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{BuildError, Context, Needs, Shows, Spec, Strategy};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, slow_work};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::LockPolicy;
@@ -169,7 +169,7 @@ impl Strategy for Reserve {
         };
         steps::step("pay").await;
         // The slow work holds nothing: no lock, no transaction, no connection.
-        tokio::time::sleep(self.work).await;
+        slow_work(self.work).await;
         let failed = self.payment_fails();
         steps::step("confirm").await;
         if failed {
