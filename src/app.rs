@@ -59,6 +59,13 @@ pub fn error_line(error: &anyhow::Error, secrets: &[String]) -> String {
 
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    // The commands that reach no server need no valid connection settings.
+    match &cli.command {
+        Command::Strategies(args) => return cmd::strategies::run(args),
+        Command::Completions { shell } => return cmd::docs::completions(*shell),
+        Command::Man => return cmd::docs::man(),
+        _ => {}
+    }
     let connection = Connection::from_args(&cli.connection).map_err(anyhow::Error::new)?;
     match cli.command {
         Command::Db(DbCommand::Reset(args)) => cmd::reset::run(&connection, args.rooms).await,
@@ -69,7 +76,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Bench(BenchCommand::Lock(args)) => cmd::bench::run(&connection, &args).await,
         Command::Interleave(args) => cmd::interleave::run(&connection, &args).await,
         Command::Serve(args) => cmd::serve::run(&connection, &args).await,
-        Command::Strategies(args) => cmd::strategies::run(&args),
+        Command::Strategies(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("answered above, without a connection")
+        }
     }
 }
 

@@ -35,18 +35,23 @@ stress: the expectation did not hold).";
 /// room-night around the same transaction and lets exactly one through. Verdicts are computed
 /// from the database, never from the tool's own tallies.
 #[derive(Debug, Parser)]
-#[command(name = "booking-cli", version, after_long_help = EXAMPLES, after_help = EXAMPLES)]
+#[command(
+    name = "booking-cli",
+    version = env!("BOOKING_CLI_VERSION"),
+    after_long_help = EXAMPLES,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
     /// Show the lock story of every user (-v), and more detail (-vv). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global")]
     pub verbose: u8,
 
     /// Worker threads of the async runtime [default: one per CPU core; bench lock: 1]. When the servers run on
     /// the same small machine, one thread avoids cross-thread wake-ups (see README, Performance)
-    #[arg(long, global = true, env = "BOOKING_THREADS", value_name = "N",
+    #[arg(long, global = true, env = "BOOKING_THREADS", value_name = "N", help_heading = "Global",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 
@@ -57,6 +62,7 @@ pub struct Cli {
 /// Where the servers are. Values from the environment are never shown in `--help`, and
 /// passwords are masked in every message.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
     /// PostgreSQL URL [default: postgres://postgres:***@127.0.0.1:5432/booking]
     #[arg(
@@ -125,6 +131,23 @@ pub enum Command {
     Serve(ServeArgs),
     /// List the strategies: what each needs, what it is expected to show, its steps
     Strategies(StrategiesArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    #[command(after_help = "\
+Examples:
+  booking-cli completions bash > ~/.local/share/bash-completion/completions/booking-cli
+  booking-cli completions zsh > \"${fpath[1]}/_booking-cli\"
+  booking-cli completions fish > ~/.config/fish/completions/booking-cli.fish")]
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), one page covering every command
+    #[command(after_help = "\
+Examples:
+  booking-cli man | man -l -
+  booking-cli man > /usr/local/share/man/man1/booking-cli.1")]
+    Man,
     /// Measure a building block alone (used by scripts/bench.sh)
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -200,6 +223,7 @@ pub struct StayArgs {
 /// What `book`, `stress` and `serve` share: the slow work of a booking, and how its protection
 /// waits (the lock, serializable retries).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Race")]
 pub struct WorkArgs {
     /// Simulated slow work between the availability check and the write, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
@@ -223,6 +247,7 @@ pub struct WorkArgs {
 
 /// How the lock of `--mode locked`, `fenced` and `redlock` is taken.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Lock")]
 pub struct LockArgs {
     /// Lifetime of a lock, in milliseconds (PX). A lock is relied on only until TTL minus a
     /// drift allowance after its SET: no booking starts on an expired lock
@@ -253,6 +278,7 @@ pub struct LockArgs {
 
 /// How `--mode serializable` retries a transaction PostgreSQL aborted.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Serializable")]
 pub struct RetryArgs {
     /// How many times an aborted serializable transaction is run again
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=10_000))]
@@ -316,6 +342,7 @@ Examples:
   booking-cli book --user 6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f --room 3 --from 2024-12-30 --to 2025-01-02 --mode naive
 
 Exit status: 0 created (201), 3 conflict (409), 1 runtime error, 2 bad input.")]
+#[command(next_help_heading = "Booking")]
 pub struct BookArgs {
     /// The guest (a UUID)
     #[arg(long, value_name = "UUID", value_parser = clap::value_parser!(UserId))]
@@ -358,6 +385,7 @@ Examples:
 
 Exit status: 0 after a graceful shutdown (SIGTERM or Ctrl-C), 1 runtime error (e.g. the address is
 in use, or bookings still running after the drain deadline), 2 bad input.")]
+#[command(next_help_heading = "Server")]
 pub struct ServeArgs {
     /// Address to listen on
     #[arg(
@@ -408,6 +436,7 @@ Examples:
 
 Exit status: 0 the expected outcome happened (with --mode all: for every strategy), 3 it did not,
 1 runtime error, 2 bad input.")]
+#[command(next_help_heading = "Race")]
 pub struct StressArgs {
     /// How many concurrent users
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -490,28 +519,28 @@ pub struct StressArgs {
     pub worker_first_user: Option<u32>,
 
     /// Print one JSON object on stdout instead of the tables (an array with --mode all)
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
 
     /// After the tables, draw one lane per user on a shared time axis: each phase with its own
     /// glyph (lock wait, check, slow work, write, commit), where each refusal came, and where
     /// the slot became overbooked
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub timeline: bool,
 
     /// Write the run as Chrome Trace Event JSON to FILE (open it in ui.perfetto.dev or
     /// chrome://tracing): one track per user, one event per phase, a counter of bookings
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub trace: Option<std::path::PathBuf>,
 
     /// Write a self-contained HTML report to FILE: the tables, the final state, the verdicts,
     /// latency histograms and swimlanes (no external script, font or style)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub report: Option<std::path::PathBuf>,
 
     /// What the run must show for exit status 0 [default: overbooking for naive and lost-update,
     /// and for mutex with --processes > 1; safe for the others]
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, help_heading = "Output")]
     pub expect: Option<Expectation>,
 }
 
@@ -550,6 +579,7 @@ Examples:
 Exit status: 0 every strategy met its expectation (naive and lost-update overbook in some
 ordering; every other strategy in none, with no error), 3 one did not, 2 bad input (an unknown
 step, a schedule that breaks a user's own order), 1 runtime error.")]
+#[command(next_help_heading = "Interleaving")]
 pub struct InterleaveArgs {
     /// The strategy whose steps are interleaved, or `all` for one matrix of every strategy
     #[arg(long, value_parser = stress_mode())]

@@ -591,3 +591,93 @@ fn repeat_counts_the_verdicts_of_every_run_and_exits_by_all_of_them() {
         "{table}"
     );
 }
+
+#[test]
+fn completions_are_scripts_each_shell_accepts() {
+    let cli = Cli::on_server(common::server_url());
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = cli.run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("booking-cli"),
+            "{shell} script names the command"
+        );
+    }
+    // bash parses the script and registers the completion.
+    let script = cli.run(&["completions", "bash"]).stdout;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("booking-cli.bash");
+    std::fs::write(&path, script).expect("written");
+    let registered = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}' && complete -p booking-cli",
+            path.display()
+        ))
+        .output()
+        .expect("bash runs");
+    assert_eq!(
+        registered.status.code(),
+        Some(0),
+        "{}",
+        text(&registered.stderr)
+    );
+    assert!(text(&registered.stdout).contains("booking-cli"));
+}
+
+#[test]
+fn the_man_page_renders_and_covers_every_command() {
+    let cli = Cli::on_server(common::server_url());
+    let out = cli.run(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let page = dir.path().join("booking-cli.1");
+    std::fs::write(&page, &out.stdout).expect("written");
+    let rendered = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("man runs");
+    assert_eq!(
+        rendered.status.code(),
+        Some(0),
+        "{}",
+        text(&rendered.stderr)
+    );
+    let text = text(&rendered.stdout);
+    for section in [
+        "BOOKING-CLI DB RESET",
+        "BOOKING-CLI BOOK",
+        "BOOKING-CLI STRESS",
+        "BOOKING-CLI INTERLEAVE",
+        "BOOKING-CLI SERVE",
+        "BOOKING-CLI STRATEGIES",
+    ] {
+        assert!(text.contains(section), "{section} in the page");
+    }
+    assert!(
+        text.contains("--hold-ms"),
+        "the commands' options are on the page"
+    );
+}
+
+#[test]
+fn version_names_the_version_and_the_commit_it_was_built_from() {
+    let cli = Cli::on_server(common::server_url());
+    let out = cli.run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let line = text(&out.stdout);
+    assert!(
+        line.starts_with(&format!("booking-cli {}", env!("CARGO_PKG_VERSION"))),
+        "{line}"
+    );
+    // Built from a git checkout (as the tests are): the short commit follows, in parentheses.
+    if std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.git")).exists() {
+        assert!(
+            line.contains(" (") && line.trim_end().ends_with(')'),
+            "{line}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod book;
+pub mod docs;
 pub mod interleave;
 pub mod reset;
 pub mod serve;
