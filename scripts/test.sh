@@ -21,6 +21,9 @@ if ! command -v shellcheck >/dev/null; then
 fi
 shellcheck scripts/*.sh .ci/run
 
+step "links: every relative link of the README and docs/ resolves"
+python3 scripts/check-links.py
+
 step "services"
 scripts/services.sh
 # shellcheck disable=SC1091
