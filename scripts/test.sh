@@ -59,6 +59,8 @@ step "report: stress --mode all --report, rendered in headless Chromium (no cons
 "$cli" stress --users 10 --mode all --hold-ms 50 --report target/report.html >/dev/null
 scripts/render-report.sh target/report.html target/report.png
 scripts/render-report.sh target/report.html target/report-phone.png 390x844
+"$cli" interleave --mode all --report target/interleave.html >/dev/null
+scripts/render-report.sh target/interleave.html target/interleave.png
 
 # The outside-in acceptance check, when the shared checks sit beside this clone.
 acceptance=../shared/acceptance/reference-run.sh

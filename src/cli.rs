@@ -575,6 +575,7 @@ Examples:
   booking-cli interleave --mode row-lock --schedule \"a.lock-rows b.lock-rows a.check a.write a.commit\"
   booking-cli interleave --mode all            # one matrix: which strategies overbook in which orderings
   booking-cli interleave --mode locked --json | jq .overbooked
+  booking-cli interleave --mode all --report interleave.html   # the matrix and transcripts as one page
 
 Exit status: 0 every strategy met its expectation (naive and lost-update overbook in some
 ordering; every other strategy in none, with no error), 3 one did not, 2 bad input (an unknown
@@ -601,6 +602,10 @@ pub struct InterleaveArgs {
     /// Print one JSON object on stdout (an array with --mode all)
     #[arg(long)]
     pub json: bool,
+
+    /// Also write a self-contained HTML report to FILE: the counts and the transcripts shown
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

@@ -351,3 +351,25 @@ fn bad_schedules_are_one_line_exit_2_and_write_nothing() {
     }
     assert_eq!(cli.snapshot(), before, "nothing written");
 }
+
+#[test]
+fn the_html_report_holds_the_matrix_and_the_transcripts() {
+    let cli = cli();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let report = dir.path().join("interleave.html");
+    let out = cli.run(&[
+        "interleave",
+        "--mode",
+        "naive",
+        "--report",
+        report.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let html = std::fs::read_to_string(&report).expect("the report was written");
+    assert!(html.contains("id=\"naive\""));
+    assert!(html.contains("permutation a.check"), "the transcript");
+    assert!(html.contains("OVERBOOKED"));
+    for external in ["http://", "https://", "<script", "<link", "src="] {
+        assert!(!html.contains(external), "nothing external: {external}");
+    }
+}

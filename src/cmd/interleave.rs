@@ -180,6 +180,14 @@ pub async fn run(connection: &Connection, args: &InterleaveArgs) -> anyhow::Resu
         (all, false) => out::write_matrix(&mut stdout, all, &slot),
     };
     finish_output(written.and_then(|()| stdout.flush()))?;
+    if let Some(path) = &args.report {
+        let write = || -> std::io::Result<()> {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+            report::html::write_interleave_html(&mut file, &summaries, &slot)?;
+            file.flush()
+        };
+        write().with_context(|| format!("failed to write --report {}", path.display()))?;
+    }
     Ok(if summaries.iter().all(|s| s.met) {
         Exit::Success
     } else {
