@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use booking_cli::domain::{BookingRequest, Outcome, RoomId, Stay, UserId};
-use booking_cli::repo::{Claimed, Repo};
+use booking_cli::repo::{Claimed, NightState, Repo};
 use booking_cli::strategy::{Mode, Payments};
 use common::{Cli, TestDb, context, deadline_policy, json, policy, race, text};
 
@@ -22,6 +22,29 @@ fn request(stay: Stay) -> BookingRequest {
         room: RoomId::new(1).expect("room 1"),
         stay,
     }
+}
+
+/// Room 1 on 2024-12-25, as the database has it.
+async fn night_state(repo: &Repo) -> NightState {
+    repo.slot_state(RoomId::new(1).unwrap(), &night())
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// (booked_count, confirmed bookings, live holds) of room 1 on 2024-12-25.
+async fn counts(repo: &Repo) -> (i32, i64, i64) {
+    let n = night_state(repo).await;
+    (n.booked_count, n.confirmed_bookings, n.held_bookings)
+}
+
+/// A seeded database whose room 1 has `rooms` rooms on 2024-12-25.
+async fn slot_with(rooms: i32) -> (TestDb, Repo) {
+    let (db, repo) = TestDb::seeded().await;
+    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), rooms)
+        .await
+        .unwrap();
+    (db, repo)
 }
 
 /// (status, count) of the bookings of room 1, sorted.
@@ -55,10 +78,7 @@ fn reserve(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_hold_is_reclaimed_and_its_room_sold_to_the_next_user() {
-    let (_db, repo) = TestDb::seeded().await;
-    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 1)
-        .await
-        .unwrap();
+    let (_db, repo) = slot_with(1).await;
     // A client that placed a hold and vanished: its hold lives 50 ms and is never confirmed.
     let vanished = repo
         .book_stay(&request(night()), Some(Duration::from_millis(50)))
@@ -72,18 +92,7 @@ async fn an_expired_hold_is_reclaimed_and_its_room_sold_to_the_next_user() {
         .await
         .unwrap();
     assert!(matches!(outcome, Outcome::Created { .. }), "{outcome:?}");
-    let state = repo
-        .slot_state(RoomId::new(1).unwrap(), &night())
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            state[0].booked_count,
-            state[0].confirmed_bookings,
-            state[0].held_bookings
-        ),
-        (1, 1, 0)
-    );
+    assert_eq!(counts(&repo).await, (1, 1, 0));
     assert_eq!(
         statuses(&repo).await,
         vec![("confirmed".to_owned(), 1), ("expired".to_owned(), 1)]
@@ -92,25 +101,19 @@ async fn an_expired_hold_is_reclaimed_and_its_room_sold_to_the_next_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_confirmation_after_the_hold_expired_is_refused_and_the_room_given_back() {
-    let (_db, repo) = TestDb::seeded().await;
-    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 1)
-        .await
-        .unwrap();
+    let (_db, repo) = slot_with(1).await;
     // The payment takes 300 ms; the hold lives 100 ms.
     let outcome = reserve(&repo, 300, 100, None, 0.0)
         .book(&request(night()))
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::HoldExpired);
-    let state = repo
-        .slot_state(RoomId::new(1).unwrap(), &night())
-        .await
-        .unwrap();
+    let state = night_state(&repo).await;
     assert_eq!(
         (
-            state[0].booked_count,
-            state[0].confirmed_bookings,
-            state[0].confirmed_after_expiry
+            state.booked_count,
+            state.confirmed_bookings,
+            state.confirmed_after_expiry
         ),
         (0, 0, 0)
     );
@@ -119,10 +122,7 @@ async fn a_confirmation_after_the_hold_expired_is_refused_and_the_room_given_bac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_confirmation_in_the_database_is_named_by_the_verdict() {
-    let (_db, repo) = TestDb::seeded().await;
-    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 1)
-        .await
-        .unwrap();
+    let (_db, repo) = slot_with(1).await;
     // What a confirmation that ignored the expiry would leave: the tool never writes this.
     sqlx::query(
         "WITH b AS (
@@ -137,20 +137,14 @@ async fn a_late_confirmation_in_the_database_is_named_by_the_verdict() {
     .execute(repo.pool())
     .await
     .unwrap();
-    let state = repo
-        .slot_state(RoomId::new(1).unwrap(), &night())
-        .await
-        .unwrap();
-    assert_eq!(state[0].confirmed_after_expiry, 1);
-    assert!(!state[0].oversold() && !state[0].drifted());
+    let state = night_state(&repo).await;
+    assert_eq!(state.confirmed_after_expiry, 1);
+    assert!(!state.oversold() && !state.drifted());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_payments_give_their_rooms_back() {
-    let (_db, repo) = TestDb::seeded().await;
-    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 3)
-        .await
-        .unwrap();
+    let (_db, repo) = slot_with(3).await;
     // Every payment fails: three holds placed and cancelled, nothing sold, nothing held.
     let strategy = reserve(&repo, 50, 5_000, None, 1.0);
     let results = race(strategy, (0..3).map(|_| request(night())).collect()).await;
@@ -160,27 +154,13 @@ async fn failed_payments_give_their_rooms_back() {
             .all(|r| matches!(r, Ok(Outcome::PaymentFailed))),
         "{results:?}"
     );
-    let state = repo
-        .slot_state(RoomId::new(1).unwrap(), &night())
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            state[0].booked_count,
-            state[0].confirmed_bookings,
-            state[0].held_bookings
-        ),
-        (0, 0, 0)
-    );
+    assert_eq!(counts(&repo).await, (0, 0, 0));
     assert_eq!(statuses(&repo).await, vec![("cancelled".to_owned(), 3)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_a_wait_deadline_rooms_whose_payment_failed_are_sold_to_waiting_users() {
-    let (_db, repo) = TestDb::seeded().await;
-    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), 5)
-        .await
-        .unwrap();
+    let (_db, repo) = slot_with(5).await;
     let strategy = reserve(&repo, 100, 5_000, Some(5_000), 0.3);
     let results = race(strategy, (0..20).map(|_| request(night())).collect()).await;
     let failed = results
