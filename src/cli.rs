@@ -538,6 +538,16 @@ pub struct StressArgs {
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub report: Option<std::path::PathBuf>,
 
+    /// Write the run as JUnit XML to FILE: one test case per strategy (per run with --repeat),
+    /// failing, with the verdict and the numbers, when its expectation did not hold
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub junit: Option<std::path::PathBuf>,
+
+    /// Print the comparison as a GitHub-flavoured Markdown table instead of the tables (for
+    /// $GITHUB_STEP_SUMMARY)
+    #[arg(long, conflicts_with = "json", help_heading = "Output")]
+    pub markdown: bool,
+
     /// What the run must show for exit status 0 [default: overbooking for naive and lost-update,
     /// and for mutex with --processes > 1; safe for the others]
     #[arg(long, value_enum, help_heading = "Output")]

@@ -681,3 +681,91 @@ fn version_names_the_version_and_the_commit_it_was_built_from() {
         );
     }
 }
+
+/// A JUnit report as a JUnit consumer reads it.
+fn junit(path: &std::path::Path) -> junit_parser::TestSuites {
+    let file = std::fs::File::open(path).expect("the JUnit report was written");
+    junit_parser::from_reader(std::io::BufReader::new(file)).expect("valid JUnit XML")
+}
+
+#[test]
+fn junit_has_one_case_per_strategy_and_a_failure_with_the_verdict_when_an_expectation_fails() {
+    let cli = Cli::new();
+    cli.reset();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let all = dir.path().join("all.xml");
+    let out = cli.run(&[
+        "stress",
+        "--mode",
+        "all",
+        "--users",
+        "6",
+        "--hold-ms",
+        "30",
+        "--junit",
+        all.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let suites = junit(&all);
+    let cases: Vec<&junit_parser::TestCase> =
+        suites.suites.iter().flat_map(|s| s.cases.iter()).collect();
+    let registered = cli.run(&["strategies", "--names"]);
+    assert_eq!(cases.len(), text(&registered.stdout).lines().count());
+    assert!(cases.iter().all(|c| c.status.is_success()));
+
+    // The race CI must catch: naive expected safe fails, with the verdict and the numbers.
+    let gate = dir.path().join("gate.xml");
+    let out = cli.run(&[
+        "stress",
+        "--mode",
+        "naive",
+        "--users",
+        "5",
+        "--hold-ms",
+        "30",
+        "--expect",
+        "safe",
+        "--junit",
+        gate.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let suites = junit(&gate);
+    assert_eq!(suites.failures, 1);
+    let case = &suites.suites[0].cases[0];
+    assert_eq!(case.original_name, "naive");
+    let junit_parser::TestStatus::Failure(failure) = &case.status else {
+        panic!("the case fails: {case:?}");
+    };
+    assert!(
+        failure.message.contains("OVERBOOKED"),
+        "{}",
+        failure.message
+    );
+    assert!(failure.text.contains("booked_count 5"), "{}", failure.text);
+}
+
+#[test]
+fn markdown_prints_the_comparison_as_a_table() {
+    let cli = Cli::new();
+    cli.reset();
+    let out = cli.run(&[
+        "stress",
+        "--mode",
+        "locked",
+        "--users",
+        "5",
+        "--hold-ms",
+        "30",
+        "--markdown",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    assert!(md.contains("| strategy | created |"), "{md}");
+    assert!(md.contains("|---|"), "{md}");
+    assert!(
+        md.contains("| `locked` | 1 | 4 | 0 | 1 | 1 | SAFE |"),
+        "{md}"
+    );
+    assert!(md.contains("Every run met its expectation."));
+    assert!(!md.contains('┌'), "no terminal table");
+}

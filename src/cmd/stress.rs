@@ -203,7 +203,9 @@ fn finish(
     stop: &Stop,
 ) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
-    let printed = if settings.repeat > 1 {
+    let printed = if args.markdown {
+        report::ci::write_markdown(&mut out, reports)
+    } else if settings.repeat > 1 {
         // The runs of one strategy are consecutive: one group each.
         let groups: Vec<&[StressReport]> = reports.chunks(settings.repeat as usize).collect();
         match (settings.json, groups.as_slice()) {
@@ -256,6 +258,12 @@ fn finish(
                 .map_err(std::io::Error::from)
         })
         .with_context(|| format!("failed to write --trace {}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        write_file(path, |file| {
+            report::ci::write_junit(file, reports, settings.repeat)
+        })
+        .with_context(|| format!("failed to write --junit {}", path.display()))?;
     }
     if let Some(path) = &args.report {
         write_file(path, |file| report::html::write_html(file, reports))

@@ -1,6 +1,7 @@
 //! What the user reads: tables and JSON, written to any `impl Write` so tests can capture them.
 //! Nothing here decides anything; verdicts come from [`StressReport`].
 
+pub mod ci;
 pub mod html;
 pub mod interleave;
 pub mod timeline;
