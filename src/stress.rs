@@ -228,6 +228,18 @@ impl Tally {
         *self.errors.entry(message).or_default() += 1;
     }
 
+    /// Users refused, whatever the reason (sold out, lock busy, retries, fenced, on hold,
+    /// payment failed, hold expired).
+    pub fn refused(&self) -> u32 {
+        self.sold_out
+            + self.lock_not_acquired
+            + self.retries_exhausted
+            + self.fenced_out
+            + self.on_hold
+            + self.payment_failed
+            + self.hold_expired
+    }
+
     pub fn error_count(&self) -> u32 {
         self.errors.values().sum()
     }
@@ -533,28 +545,22 @@ pub async fn race(
                 }
                 let request = config.request(first_user.saturating_add(i));
                 let started = Instant::now();
+                // Phases are recorded only when asked for: no watcher on the hot path otherwise.
+                let marks = config.record.then(|| Arc::new(Marks::default()));
                 // Interrupted before starting: do not start.
-                let marks = Arc::new(Marks::default());
-                let result = if stop.is_stopped() {
-                    Ok(Outcome::Interrupted)
-                } else if config.record {
-                    let watcher: Arc<dyn crate::steps::Watcher> = Arc::clone(&marks) as _;
-                    crate::steps::watch(watcher, strategy.book(&request)).await
-                } else {
-                    strategy.book(&request).await
+                let result = match &marks {
+                    _ if stop.is_stopped() => Ok(Outcome::Interrupted),
+                    Some(marks) => {
+                        let watcher: Arc<dyn crate::steps::Watcher> = Arc::clone(marks) as _;
+                        crate::steps::watch(watcher, strategy.book(&request)).await
+                    }
+                    None => strategy.book(&request).await,
                 };
-                if config.record {
-                    let finished = Instant::now();
-                    let track =
-                        timeline::track(request.user, &marks, started, finished, origin, &result);
-                    tally
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .race
-                        .tracks
-                        .push(track);
-                }
-                record(&tally, request, &result, started);
+                let finished = Instant::now();
+                let track = marks.map(|marks| {
+                    timeline::track(request.user, &marks, started, finished, origin, &result)
+                });
+                record(&tally, request, &result, started, track);
                 progress.inc(1);
             }
         });
@@ -604,7 +610,7 @@ pub async fn sustain(
                 let request = config.sustained_request(n % users, n / users);
                 let started = Instant::now();
                 let result = strategy.book(&request).await;
-                record(&tally, request, &result, started);
+                record(&tally, request, &result, started, None);
                 progress.inc(1);
             }
         });
@@ -612,18 +618,19 @@ pub async fn sustain(
     collect(strategy, users, tally, progress).await
 }
 
-/// Records one booking's result in the shared tally.
+/// Records one booking's result (and its phases, when recorded) in the shared tally, under one
+/// lock.
 fn record(
     tally: &StdMutex<Lane>,
     request: BookingRequest,
     result: &Result<Outcome, BookingError>,
     started: Instant,
+    track: Option<Track>,
 ) {
     let finished = Instant::now();
-    tally
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .record(request, result, started, finished);
+    let mut lane = tally.lock().unwrap_or_else(PoisonError::into_inner);
+    lane.record(request, result, started, finished);
+    lane.race.tracks.extend(track);
 }
 
 /// Waits for every lane, then takes the tally.

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use super::{expectation_word, totals};
 use crate::stress::StressReport;
 
 fn xml(text: &str) -> String {
@@ -17,35 +18,19 @@ fn xml(text: &str) -> String {
 /// The figures a failure or a row carries: outcomes and the database's final state.
 fn figures(r: &StressReport) -> String {
     let t = &r.tally;
-    let booked: i64 = r.nights.iter().map(|n| i64::from(n.booked_count)).sum();
-    let confirmed: i64 = r.nights.iter().map(|n| n.confirmed_bookings).sum();
+    let (booked, confirmed) = totals(&r.nights);
     format!(
         "{} users: {} created, {} refused, {} errors; booked_count {booked}, confirmed bookings {confirmed}, inventory {} (read from PostgreSQL)",
         r.config.users,
         t.created,
-        refused(r),
+        t.refused(),
         t.error_count(),
         r.config.inventory
     )
 }
 
-fn refused(r: &StressReport) -> u32 {
-    let t = &r.tally;
-    t.sold_out
-        + t.lock_not_acquired
-        + t.retries_exhausted
-        + t.fenced_out
-        + t.on_hold
-        + t.payment_failed
-        + t.hold_expired
-}
-
 fn expected(r: &StressReport) -> &'static str {
-    match r.config.expect {
-        crate::strategy::Expectation::Overbooking => "overbooking",
-        crate::strategy::Expectation::Safe => "safe",
-        crate::strategy::Expectation::Any => "any",
-    }
+    expectation_word(r.config.expect)
 }
 
 /// JUnit XML: one suite, one case per report (`--repeat`: the run number in the name).
@@ -110,15 +95,14 @@ pub fn write_markdown(out: &mut impl Write, reports: &[StressReport]) -> io::Res
     doc.push_str("| strategy | created | refused | errors | booked_count | confirmed | verdict | p50 ms | p95 ms | expected |\n");
     doc.push_str("|---|---:|---:|---:|---:|---:|---|---:|---:|---|\n");
     for r in reports {
-        let booked: i64 = r.nights.iter().map(|n| i64::from(n.booked_count)).sum();
-        let confirmed: i64 = r.nights.iter().map(|n| n.confirmed_bookings).sum();
+        let (booked, confirmed) = totals(&r.nights);
         let l = r.latency.summary();
         let _ = writeln!(
             doc,
             "| `{}` | {} | {} | {} | {booked} | {confirmed} | {} | {:.1} | {:.1} | {} {} |",
             r.config.mode,
             r.tally.created,
-            refused(r),
+            r.tally.refused(),
             r.tally.error_count(),
             r.verdict(),
             l.p50_ms,

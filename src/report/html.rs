@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::night_state;
+use super::{expectation_word, night_state, totals};
 use crate::stress::StressReport;
 use crate::timeline::{self, Track};
 
@@ -173,15 +173,8 @@ fn comparison(page: &mut String, reports: &[StressReport]) {
     page.push_str("<h2>Every strategy</h2><div class=\"scroll\"><table><tr><th>strategy</th><th>created</th><th>refused</th><th>errors</th><th>booked_count</th><th>confirmed</th><th>verdict</th><th>p50 ms</th><th>p95 ms</th><th>max ms</th><th>expected</th></tr>");
     for r in reports {
         let t = &r.tally;
-        let refused = t.sold_out
-            + t.lock_not_acquired
-            + t.retries_exhausted
-            + t.fenced_out
-            + t.on_hold
-            + t.payment_failed
-            + t.hold_expired;
-        let booked: i64 = r.nights.iter().map(|n| i64::from(n.booked_count)).sum();
-        let confirmed: i64 = r.nights.iter().map(|n| n.confirmed_bookings).sum();
+        let refused = t.refused();
+        let (booked, confirmed) = totals(&r.nights);
         let l = r.latency.summary();
         let verdict = r.verdict();
         let _ = write!(
@@ -215,11 +208,7 @@ fn strategy_section(page: &mut String, r: &StressReport) {
         escape(r.config.mode.spec().summary),
         verdict_class(&verdict),
         escape(&verdict),
-        match r.config.expect {
-            crate::strategy::Expectation::Overbooking => "overbooking",
-            crate::strategy::Expectation::Safe => "safe",
-            crate::strategy::Expectation::Any => "anything",
-        },
+        expectation_word(r.config.expect),
         if r.expectation_met() { "good" } else { "bad" },
         if r.expectation_met() {
             "met"
