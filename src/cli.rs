@@ -50,8 +50,8 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Worker threads of the async runtime [default: one per CPU core; bench lock: 1]. When the servers run on
-    /// the same small machine, one thread avoids cross-thread wake-ups (see README, Performance)
-    #[arg(long, global = true, env = "BOOKING_THREADS", value_name = "N", help_heading = "Global",
+    /// the same small machine, one thread avoids cross-thread wake-ups (see docs/performance.md)
+    #[arg(long, global = true, env = "BOOKING_THREADS", hide_env_values = true, value_name = "N", help_heading = "Global",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 
@@ -95,6 +95,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "LOCK_KEY_PREFIX",
+        hide_env_values = true,
         default_value = DEFAULT_KEY_PREFIX,
         hide_default_value = true,
         global = true,
@@ -107,6 +108,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "BOOKING_DB_TIMEOUT",
+        hide_env_values = true,
         default_value = "30s",
         global = true,
         value_name = "DURATION",
@@ -199,8 +201,9 @@ pub enum DbCommand {
 
 #[derive(Debug, Args)]
 pub struct ResetArgs {
-    /// How many rooms to seed (rooms beyond the ten named ones are "Room N")
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// How many room types to seed, ids 1 to TYPES (beyond the ten named ones, "Room 11", …), each
+    /// with 5 rooms a night. Not the rooms per night: stress sets those with --inventory
+    #[arg(long, value_name = "TYPES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub rooms: u32,
 }
 
@@ -391,6 +394,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "BOOKING_LISTEN",
+        hide_env_values = true,
         default_value = "127.0.0.1:8080",
         value_name = "ADDR"
     )]
@@ -447,7 +451,7 @@ pub struct StressArgs {
     #[arg(long, value_parser = stress_mode())]
     pub mode: StressMode,
 
-    /// The room type every user books (the first one, with --rooms)
+    /// The room type every user books (rooms.id; with --rooms, the first of the room types)
     #[arg(long, value_name = "ID", default_value = "1", value_parser = clap::value_parser!(RoomId))]
     pub room: RoomId,
 
@@ -463,8 +467,9 @@ pub struct StressArgs {
     #[arg(long, value_name = "DATE", value_parser = parse_date)]
     pub to: Option<NaiveDate>,
 
-    /// Spread the users over this many rooms, from --room on (1: everyone contends)
-    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    /// How many room types the users spread over: --room, --room + 1, … (1: everyone contends
+    /// for the same room type). Not the rooms per night: that is --inventory
+    #[arg(long, value_name = "TYPES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub rooms: u32,
 
     /// Users book overlapping stays of --nights nights that start on different nights: user i
@@ -472,9 +477,9 @@ pub struct StressArgs {
     #[arg(long)]
     pub mixed_ranges: bool,
 
-    /// Rooms available on every night of the slot; set before the run [default: 1; with
-    /// --duration, 1000000 so the slots never sell out]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    /// Rooms available per night of each room type in the slot (total_inventory), set before the
+    /// run [default: 1; with --duration, 1000000 so the slots never sell out]
+    #[arg(long, value_name = "PER_NIGHT", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub inventory: Option<u32>,
 
     /// Closed loop for this long (e.g. 10s, 500ms): every user books again as soon as its last
