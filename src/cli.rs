@@ -226,7 +226,7 @@ pub struct StayArgs {
 /// What `book`, `stress` and `serve` share: the slow work of a booking, and how its protection
 /// waits (the lock, serializable retries).
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Race")]
+#[command(next_help_heading = "Slow work")]
 pub struct WorkArgs {
     /// Simulated slow work between the availability check and the write, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
@@ -240,11 +240,16 @@ pub struct WorkArgs {
 
     /// Probability (0 to 1) that the slow work — a payment — fails (reserve: the hold is
     /// cancelled and its nights given back)
-    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_rate, help_heading = "Slow work")]
     pub fail_rate: f64,
 
     /// Seed of the RNG that decides which payments fail, so that a run can be reproduced
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        help_heading = "Slow work"
+    )]
     pub fail_seed: u64,
 }
 
@@ -409,19 +414,19 @@ pub struct ServeArgs {
 
     /// Status of a refusal worth retrying (lock busy, retries exhausted): 503 with Retry-After,
     /// or 409 as the original API answered, for old load scripts
-    #[arg(long, value_name = "STATUS", default_value = "503", value_parser = ["503", "409"])]
+    #[arg(long, value_name = "STATUS", default_value = "503", value_parser = ["503", "409"], help_heading = "Server")]
     pub busy_status: String,
 
     /// Deadline of one whole booking (503 after it)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Server")]
     pub booking_timeout: std::time::Duration,
 
     /// Bookings in flight at most; more are answered 503 at once instead of queueing
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = "Server")]
     pub max_in_flight: u32,
 
     /// How long a shutdown waits for the bookings in flight
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Server")]
     pub drain: std::time::Duration,
 }
 
@@ -493,30 +498,30 @@ pub struct StressArgs {
 
     /// Split the users over this many operating-system processes of this tool, started
     /// together against the same servers (one combined report)
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), help_heading = "Race")]
     pub processes: u32,
 
     /// PostgreSQL connections to book on (one process). Users take turns on them when there
     /// are more users than connections [default: one per user, plus one, when PostgreSQL
     /// accepts that many — so that every user starts at the same instant; otherwise 32]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=10_000), help_heading = "Race")]
     pub connections: Option<u32>,
 
     /// Inject a fault MS milliseconds after the users start: kill-backend (terminate one open
     /// booking transaction) or pause-redis (CLIENT PAUSE for 5 s); repeatable
-    #[arg(long, value_name = "FAULT@MS", value_parser = clap::value_parser!(crate::chaos::Chaos))]
+    #[arg(long, value_name = "FAULT@MS", value_parser = clap::value_parser!(crate::chaos::Chaos), help_heading = "Race")]
     pub chaos: Vec<crate::chaos::Chaos>,
 
     /// Race a running `booking-cli serve` over HTTP instead of calling the strategies here: each
     /// user POSTs /api/bookings to URL, with --mode as X-Booking-Mode. Repeat it (or give a comma
     /// list) to spread the users round-robin over several servers. DATABASE_URL must reach the
     /// servers' database: the slot is prepared and the verdict read there
-    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    #[arg(long, value_name = "URL", value_delimiter = ',', help_heading = "Race")]
     pub target: Vec<String>,
 
     /// Run the whole race this many times, each on a freshly prepared slot, and report how
     /// often each verdict occurred (exit 0 only when every run met its expectation)
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = "Race")]
     pub repeat: u32,
 
     /// Internal: run as one worker process of `--processes`, whose users are numbered from here
