@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Regenerates the example outputs of README.md and docs/*.md: the deterministic ones (```console
+# blocks, which tests/docs.rs checks) and the measured ones (```text blocks stamped "# measured …",
+# which get today's date and this machine). Review the diff before committing it: a measured
+# figure that moved is news, not noise.
+#
+#   scripts/examples.sh                 # every page
+#   scripts/examples.sh docs/cli.md     # one page
+#
+# Uses the database at DATABASE_URL (booking-cli's own schema in it is reset, as by `db reset`)
+# and the Redis at REDIS_URL; the blocks marked setup=redlock-3 / private-redis start their own
+# redis-server on ports 57001–57004. The performance figures come from scripts/bench.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+scripts/services.sh
+# shellcheck disable=SC1091
+source target/services.env
+
+# The HTTP examples drive `serve` with hey, as docs/http.md shows it.
+if ! command -v hey >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; } >&2 || true
+fi
+
+cargo build --release --locked
+BOOKING_CLI="$(target_dir)/release/booking-cli"
+export BOOKING_CLI
+python3 scripts/examples.py "$@"
