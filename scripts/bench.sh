@@ -22,7 +22,7 @@
 #    are held (a key space filled first), as the tool's releases do. For information, also
 #    with 4 × the tasks: redis-benchmark -P 16 keeps 16 commands in flight per connection,
 #    a task one.
-#    serializable runs with --serializable-backoff-ms 2: pgbench retries at once (see README).
+#    serializable runs with --serializable-backoff-ms 2: pgbench retries at once (see docs/performance.md).
 # 3. The reference run: `stress --users 20 --mode locked` five times (target: hold + 150 ms),
 #    and `--mode reserve` five times (target: p95 of the refusals ≤ 20 ms).
 # 4. Scale: stress --users 1,000 / 10,000 / 100,000 on one slot and on 1,000 one-night slots

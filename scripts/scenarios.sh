@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The distributed and fault lab as one matrix: every strategy under every scenario, each run
-# judged from the database. Prints a Markdown table (what the README shows).
+# judged from the database. Prints a Markdown table (what docs/faults.md shows).
 #   scripts/scenarios.sh            # release build, services from scripts/services.sh
 # Needs python3 (to read the JSON) and redis-server (three private instances for Redlock).
 # The pause-redis scenario pauses the Redis at REDIS_URL for 5 s per lock strategy: use a Redis
