@@ -185,3 +185,35 @@ fn the_docs_have_console_examples_to_check() {
         assert!(count >= 5, "{page}: {count} console example(s)");
     }
 }
+
+#[test]
+fn every_measured_output_says_when_and_where_it_was_measured() {
+    // An example with output that no test checks must carry the stamp scripts/examples.sh
+    // writes (date, machine, servers), so a reader knows how old its figures are.
+    let mut undated = Vec::new();
+    for page in pages() {
+        let source = std::fs::read_to_string(&page).expect("the page is readable");
+        let mut lines = source.lines().enumerate();
+        while let Some((index, line)) = lines.next() {
+            let Some(info) = line.strip_prefix("```") else {
+                continue;
+            };
+            let body: Vec<&str> = lines
+                .by_ref()
+                .map(|(_, line)| line)
+                .take_while(|line| !line.starts_with("```"))
+                .collect();
+            let has_commands = body.iter().any(|line| line.starts_with("$ "));
+            let dated = body
+                .first()
+                .is_some_and(|first| first.starts_with("# measured "));
+            if has_commands && info.trim() != "console" && !dated {
+                undated.push(format!("{}:{}", page.display(), index + 1));
+            }
+        }
+    }
+    assert!(
+        undated.is_empty(),
+        "examples with output but neither checked (```console) nor dated (# measured …): {undated:?}"
+    );
+}
