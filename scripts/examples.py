@@ -22,7 +22,9 @@ replaced by what the command prints now, stdout and stderr together):
 
 A block whose commands use a tool this machine lacks (hey, psql, …) is kept as it was, and said.
 
-Blocks of any other kind are left alone. Usage: examples.py [PAGE.md ...] (default: all pages).
+Blocks of any other kind are left alone. Usage: examples.py [--console] [PAGE.md ...] (default:
+all pages; --console rewrites the console blocks only, in seconds, after a change to a message
+or a flag).
 """
 
 import datetime
@@ -244,12 +246,12 @@ def regions(lines):
         index += 3 + len(output)
 
 
-def page(path):
+def page(path, console_only):
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().split("\n")
-    if any(REGION.match(line) for line in lines):
+    if not console_only and any(REGION.match(line) for line in lines):
         regions(lines)
-    found = blocks(lines)
+    found = [block for block in blocks(lines) if block[0] == "console" or not console_only]
     if not found:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines))
@@ -284,11 +286,14 @@ def page(path):
 
 
 def main():
-    pages = sys.argv[1:] or [os.path.join(ROOT, "README.md")] + sorted(
+    args = sys.argv[1:]
+    console_only = "--console" in args
+    args = [arg for arg in args if arg != "--console"]
+    pages = args or [os.path.join(ROOT, "README.md")] + sorted(
         os.path.join(ROOT, "docs", name)
         for name in os.listdir(os.path.join(ROOT, "docs")) if name.endswith(".md"))
     for path in pages:
-        page(path)
+        page(path, console_only)
 
 
 if __name__ == "__main__":

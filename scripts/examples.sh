@@ -6,6 +6,7 @@
 #
 #   scripts/examples.sh                 # every page
 #   scripts/examples.sh docs/cli.md     # one page
+#   scripts/examples.sh --console     # the checked (console) blocks only, in seconds
 #
 # Uses the database at DATABASE_URL (booking-cli's own schema in it is reset, as by `db reset`)
 # and the Redis at REDIS_URL; the blocks marked setup=redlock-3 / private-redis start their own

@@ -170,7 +170,7 @@ fn every_console_example_in_the_readme_and_docs_prints_what_the_page_shows() {
     });
     assert!(
         failures.is_empty(),
-        "{} example(s) differ from what the pages show (`scripts/examples.sh PAGE` rewrites a page from what the commands print):\n\n{}",
+        "{} example(s) differ from what the pages show (`scripts/examples.sh --console PAGE` rewrites them from what the commands print):\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
