@@ -84,9 +84,9 @@ pub fn write_markdown(out: &mut impl Write, reports: &[StressReport]) -> io::Res
         let c = &first.config;
         let _ = writeln!(
             doc,
-            "**booking-cli stress**: {} users on room {}, {}, inventory {}, hold {} ms — verdicts read from PostgreSQL\n",
+            "**booking-cli stress**: {} users on {}, {}, inventory {}, hold {} ms — verdicts read from PostgreSQL\n",
             c.users,
-            c.room,
+            super::room_types(c),
             c.stay,
             c.inventory,
             c.hold.as_millis()

@@ -88,9 +88,9 @@ pub fn write_html(out: &mut impl Write, reports: &[StressReport]) -> io::Result<
         let c = &first.config;
         let _ = write!(
             page,
-            "<p class=\"muted\">{} users on room {}, {}, inventory {}, hold {} ms — every verdict read from PostgreSQL after the run.</p>",
+            "<p class=\"muted\">{} users on {}, {}, inventory {}, hold {} ms — every verdict read from PostgreSQL after the run.</p>",
             c.users,
-            c.room,
+            super::room_types(c),
             escape(&c.stay.to_string()),
             c.inventory,
             c.hold.as_millis()

@@ -44,14 +44,19 @@ fn ms(value: f64) -> String {
     }
 }
 
-/// The outcome table, the final state read from the database, the figures, the verdict line.
-pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<()> {
-    let c = &report.config;
-    let rooms = if c.rooms > 1 {
+/// The room types a run spreads over (`--room`, `--rooms`), as the headlines name them.
+pub(crate) fn room_types(c: &StressConfig) -> String {
+    if c.rooms > 1 {
         format!("rooms {}-{}", c.room, c.room.get() + c.rooms as i32 - 1)
     } else {
         format!("room {}", c.room)
-    };
+    }
+}
+
+/// The outcome table, the final state read from the database, the figures, the verdict line.
+pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<()> {
+    let c = &report.config;
+    let rooms = room_types(c);
     let mixed = if c.mixed_ranges { ", mixed ranges" } else { "" };
     let processes = if c.processes > 1 {
         format!(" in {} processes", c.processes)
@@ -488,10 +493,10 @@ pub fn write_repeated(out: &mut impl Write, groups: &[&[StressReport]]) -> io::R
     let c = &first.config;
     writeln!(
         out,
-        "stress --repeat {}: {} users on room {}, {}, inventory {}, each run on a freshly prepared slot",
+        "stress --repeat {}: {} users on {}, {}, inventory {}, each run on a freshly prepared slot",
         groups.iter().map(|g| g.len()).max().unwrap_or(0),
         c.users,
-        c.room,
+        room_types(c),
         c.stay,
         c.inventory
     )?;
@@ -545,10 +550,9 @@ pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::R
     let c = &first.config;
     writeln!(
         out,
-        "stress --mode all: {} users, {} room(s) from room {}, {}{}, inventory {}, hold {} ms",
+        "stress --mode all: {} users on {}, {}{}, inventory {}, hold {} ms",
         c.users,
-        c.rooms,
-        c.room,
+        room_types(c),
         c.stay,
         if c.mixed_ranges { ", mixed ranges" } else { "" },
         c.inventory,
