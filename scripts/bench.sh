@@ -216,12 +216,8 @@ done
 # 5. What the network costs: `serve` driven by hey at the same concurrency as the direct runs,
 #    against the direct closed loop on the same single slot (hey sends one body again and again,
 #    so both sides book one room-night, inventory 1,000,000, hold 0).
-if ! command -v hey >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing hey (Debian package)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; } >&2 || true
-fi
 : >"$out/http.jsonl"
-if command -v hey >/dev/null; then
+if apt_install_missing hey hey; then
     port=$(free_port 18180)
     "$cli" serve --listen "127.0.0.1:$port" --hold-ms 0 --lock-wait-ms 10000 \
         --max-in-flight $((users * 4)) 2>"$out/serve.log" &

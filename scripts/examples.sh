@@ -21,9 +21,8 @@ scripts/services.sh
 source target/services.env
 
 # The HTTP examples drive `serve` with hey, as docs/http.md shows it.
-if ! command -v hey >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; } >&2 || true
-fi
+# (examples.py keeps those blocks as they were when hey is still missing.)
+apt_install_missing hey hey || true
 
 cargo build --release --locked
 BOOKING_CLI="$(target_dir)/release/booking-cli"

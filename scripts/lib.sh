@@ -69,3 +69,15 @@ free_port() {
     while tcp_open 127.0.0.1 "$port"; do port=$((port + 1)); done
     echo "$port"
 }
+
+# Makes command $1 available from the Debian package $2 when it is missing and this runs as root
+# with apt-get (a fresh CI machine); says nothing otherwise. Succeeds when the command is there
+# afterwards, so the caller decides what a missing tool means (fail, or skip a section).
+apt_install_missing() {
+    command -v "$1" >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing $2 (Debian package)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; } >&2 || true
+    fi
+    command -v "$1" >/dev/null
+}

@@ -8,6 +8,8 @@
 # run as root, else the script says what to install. Needs python3 (to check the PNG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 report=${1:?usage: scripts/render-report.sh REPORT.html OUT.png [WIDTHxHEIGHT]}
 png=${2:?usage: scripts/render-report.sh REPORT.html OUT.png [WIDTHxHEIGHT]}
@@ -22,14 +24,11 @@ for candidate in chromium chromium-browser google-chrome; do
     fi
 done
 if [ -z "$browser" ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        say "installing chromium (Debian package)"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2
-        browser=chromium
-    else
+    apt_install_missing chromium chromium || {
         say "chromium is missing (Debian/Ubuntu: apt-get install chromium)"
         exit 1
-    fi
+    }
+    browser=chromium
 fi
 
 # Self-contained: nothing in the page may point outside it.

@@ -10,15 +10,10 @@ source scripts/lib.sh
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "shellcheck"
-if ! command -v shellcheck >/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "installing shellcheck (Debian package)" >&2
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; } >&2
-    else
-        echo "shellcheck is missing: apt-get install shellcheck (Debian/Ubuntu), brew install shellcheck (macOS)" >&2
-        exit 1
-    fi
-fi
+apt_install_missing shellcheck shellcheck || {
+    echo "shellcheck is missing: apt-get install shellcheck (Debian/Ubuntu), brew install shellcheck (macOS)" >&2
+    exit 1
+}
 shellcheck scripts/*.sh .ci/run
 
 step "actionlint: the CI recipes in .github/workflows"

@@ -150,16 +150,21 @@ pub fn glyph(phase: &str) -> char {
     }
 }
 
-/// When the slot became overbooked: the end of the commit of the first booking created beyond
-/// the inventory (bookings ordered by when they ended), if any.
-pub fn overbooked_at(tracks: &[Track], inventory: i32) -> Option<u64> {
-    let mut created: Vec<u64> = tracks
+/// When each booking that was created ended (microseconds), in order.
+fn created_ends(tracks: &[Track]) -> Vec<u64> {
+    let mut ends: Vec<u64> = tracks
         .iter()
         .filter(|t| t.outcome == "created")
         .map(|t| t.end_us)
         .collect();
-    created.sort_unstable();
-    created
+    ends.sort_unstable();
+    ends
+}
+
+/// When the slot became overbooked: the end of the commit of the first booking created beyond
+/// the inventory (bookings ordered by when they ended), if any.
+pub fn overbooked_at(tracks: &[Track], inventory: i32) -> Option<u64> {
+    created_ends(tracks)
         .get(usize::try_from(inventory).unwrap_or(0))
         .copied()
 }
@@ -167,13 +172,8 @@ pub fn overbooked_at(tracks: &[Track], inventory: i32) -> Option<u64> {
 /// Where the race's bookings ended, as (microseconds, bookings created so far): the counter
 /// track of a trace.
 pub fn created_over_time(tracks: &[Track]) -> Vec<(u64, u64)> {
-    let mut ends: Vec<u64> = tracks
-        .iter()
-        .filter(|t| t.outcome == "created")
-        .map(|t| t.end_us)
-        .collect();
-    ends.sort_unstable();
-    ends.into_iter()
+    created_ends(tracks)
+        .into_iter()
         .enumerate()
         .map(|(i, at)| (at, i as u64 + 1))
         .collect()

@@ -408,9 +408,7 @@ fn stress_mode_all_json_has_one_entry_per_strategy_with_the_invariants() {
         .map(|e| e["mode"].as_str().unwrap_or("?"))
         .collect();
     // Every registered strategy, in the registry's order, as `strategies --names` lists them.
-    let registered = cli.run(&["strategies", "--names"]);
-    assert_eq!(registered.status.code(), Some(0));
-    assert_eq!(modes, text(&registered.stdout).lines().collect::<Vec<_>>());
+    assert_eq!(modes, cli.strategy_names());
     assert!(modes.len() >= 10 && modes[0] == "naive", "{modes:?}");
     for entry in entries {
         for field in [
@@ -709,8 +707,7 @@ fn junit_has_one_case_per_strategy_and_a_failure_with_the_verdict_when_an_expect
     let suites = junit(&all);
     let cases: Vec<&junit_parser::TestCase> =
         suites.suites.iter().flat_map(|s| s.cases.iter()).collect();
-    let registered = cli.run(&["strategies", "--names"]);
-    assert_eq!(cases.len(), text(&registered.stdout).lines().count());
+    assert_eq!(cases.len(), cli.strategy_names().len());
     assert!(cases.iter().all(|c| c.status.is_success()));
 
     // The race CI must catch: naive expected safe fails, with the verdict and the numbers.

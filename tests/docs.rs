@@ -38,39 +38,63 @@ struct Step {
     expected: String,
 }
 
+/// A fenced block of a page.
+struct Block<'a> {
+    /// What follows the opening fence (`console`, `text`, `sh`, or nothing).
+    info: &'a str,
+    /// The lines inside the fences, with their 1-based line numbers in the page.
+    body: Vec<(usize, &'a str)>,
+}
+
+/// Every fenced block of a page, in reading order.
+fn blocks(source: &str) -> Vec<Block<'_>> {
+    let mut blocks = Vec::new();
+    let mut lines = source.lines().enumerate();
+    while let Some((_, line)) = lines.next() {
+        let Some(info) = line.strip_prefix("```") else {
+            continue;
+        };
+        let body = lines
+            .by_ref()
+            .take_while(|(_, line)| !line.starts_with("```"))
+            .map(|(index, line)| (index + 1, line))
+            .collect();
+        blocks.push(Block {
+            info: info.trim(),
+            body,
+        });
+    }
+    blocks
+}
+
+/// A page's path as the failure messages name it: relative to the project.
+fn name(page: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    page.strip_prefix(root)
+        .unwrap_or(page)
+        .display()
+        .to_string()
+}
+
 /// The ` ```console ` blocks of one page, as steps in reading order.
 fn steps(page: &Path) -> Vec<Step> {
     let source = std::fs::read_to_string(page).expect("the page is readable");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let name = page
-        .strip_prefix(root)
-        .unwrap_or(page)
-        .display()
-        .to_string();
+    let name = name(page);
     let mut steps = Vec::new();
-    let mut lines = source.lines().enumerate();
-    while let Some((_, line)) = lines.next() {
-        if line.trim_end() != "```console" {
-            continue;
-        }
+    for block in blocks(&source).iter().filter(|b| b.info == "console") {
         let mut current: Option<Step> = None;
-        for (index, line) in lines.by_ref() {
-            if line.starts_with("```") {
-                break;
-            }
+        for &(number, line) in &block.body {
             if let Some(command) = line.strip_prefix("$ ") {
                 steps.extend(current.take());
                 let words = shlex::split(command)
-                    .unwrap_or_else(|| panic!("{name}:{}: unbalanced quotes", index + 1));
+                    .unwrap_or_else(|| panic!("{name}:{number}: unbalanced quotes"));
                 let (program, args) = words.split_first().expect("a command after `$ `");
                 assert_eq!(
-                    program,
-                    "booking-cli",
-                    "{name}:{}: console blocks run booking-cli only (use ```text for other tools)",
-                    index + 1
+                    program, "booking-cli",
+                    "{name}:{number}: console blocks run booking-cli only (use ```text for other tools)"
                 );
                 current = Some(Step {
-                    at: format!("{name}:{}", index + 1),
+                    at: format!("{name}:{number}"),
                     args: args.to_vec(),
                     status: 0,
                     expected: String::new(),
@@ -79,7 +103,7 @@ fn steps(page: &Path) -> Vec<Step> {
             }
             let step = current
                 .as_mut()
-                .unwrap_or_else(|| panic!("{name}:{}: output before any `$ ` line", index + 1));
+                .unwrap_or_else(|| panic!("{name}:{number}: output before any `$ ` line"));
             if let Some(more) = line.strip_prefix("> ") {
                 step.args
                     .extend(shlex::split(more).expect("balanced quotes"));
@@ -193,22 +217,15 @@ fn every_measured_output_says_when_and_where_it_was_measured() {
     let mut undated = Vec::new();
     for page in pages() {
         let source = std::fs::read_to_string(&page).expect("the page is readable");
-        let mut lines = source.lines().enumerate();
-        while let Some((index, line)) = lines.next() {
-            let Some(info) = line.strip_prefix("```") else {
-                continue;
-            };
-            let body: Vec<&str> = lines
-                .by_ref()
-                .map(|(_, line)| line)
-                .take_while(|line| !line.starts_with("```"))
-                .collect();
-            let has_commands = body.iter().any(|line| line.starts_with("$ "));
-            let dated = body
+        for block in blocks(&source) {
+            let has_commands = block.body.iter().any(|(_, line)| line.starts_with("$ "));
+            let dated = block
+                .body
                 .first()
-                .is_some_and(|first| first.starts_with("# measured "));
-            if has_commands && info.trim() != "console" && !dated {
-                undated.push(format!("{}:{}", page.display(), index + 1));
+                .is_some_and(|(_, first)| first.starts_with("# measured "));
+            if has_commands && block.info != "console" && !dated {
+                let opening = block.body.first().map_or(0, |(number, _)| number - 1);
+                undated.push(format!("{}:{opening}", name(&page)));
             }
         }
     }

@@ -15,6 +15,13 @@ fn cli() -> Cli {
     cli
 }
 
+/// `booking-cli interleave ARGS --json`, which must exit 0: its summary.
+fn interleave_json(cli: &Cli, args: &[&str]) -> Value {
+    let out = cli.run(&[&["interleave"], args, &["--json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    json(&out)
+}
+
 /// The transcript's lines of one kind (`step`, `completed`, `skipped`, `aborted`, `outcome`).
 fn lines<'a>(summary: &'a Value, kind: &str) -> Vec<&'a Value> {
     summary["transcript"]["lines"]
@@ -38,9 +45,7 @@ fn position(summary: &Value, kind: &str, entry: &str) -> usize {
 #[test]
 fn naive_overbooks_in_some_ordering_and_the_database_after_it_is_overbooked() {
     let cli = cli();
-    let out = cli.run(&["interleave", "--mode", "naive", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let summary = json(&out);
+    let summary = interleave_json(&cli, &["--mode", "naive"]);
     assert_eq!(
         summary["orderings"], 20,
         "C(6, 3) orderings of 3 steps each"
@@ -76,12 +81,9 @@ fn naive_overbooks_in_some_ordering_and_the_database_after_it_is_overbooked() {
 #[test]
 fn every_safe_strategy_holds_in_every_ordering_and_the_unsafe_ones_do_not() {
     let cli = cli();
-    let out = cli.run(&["interleave", "--mode", "all", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let matrix = json(&out);
+    let matrix = interleave_json(&cli, &["--mode", "all"]);
     let summaries = matrix.as_array().expect("an array for --mode all");
-    let registered = cli.run(&["strategies", "--names"]);
-    assert_eq!(summaries.len(), text(&registered.stdout).lines().count());
+    assert_eq!(summaries.len(), cli.strategy_names().len());
     for summary in summaries {
         let mode = summary["mode"].as_str().unwrap_or("?");
         let steps = summary["steps"]["a"].as_array().map_or(0, Vec::len) as u64;
@@ -120,16 +122,15 @@ fn every_safe_strategy_holds_in_every_ordering_and_the_unsafe_ones_do_not() {
 #[test]
 fn a_row_lock_makes_the_second_user_wait_until_the_first_commits() {
     let cli = cli();
-    let out = cli.run(&[
-        "interleave",
-        "--mode",
-        "row-lock",
-        "--schedule",
-        "a.lock-rows b.lock-rows a.check a.write a.commit b.check b.write b.commit",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let summary = json(&out);
+    let summary = interleave_json(
+        &cli,
+        &[
+            "--mode",
+            "row-lock",
+            "--schedule",
+            "a.lock-rows b.lock-rows a.check a.write a.commit b.check b.write b.commit",
+        ],
+    );
     assert_eq!(summary["orderings"], 1);
     let waiting = &summary["transcript"]["lines"][1];
     assert_eq!(waiting["entry"], "b.lock-rows", "{summary}");
@@ -231,16 +232,15 @@ fn a_transcript_shows_each_step_the_waits_and_the_state_after_every_step() {
 #[test]
 fn a_serializable_attempt_postgresql_aborts_starts_over_and_is_refused() {
     let cli = cli();
-    let out = cli.run(&[
-        "interleave",
-        "--mode",
-        "serializable",
-        "--schedule",
-        "a.check b.check a.write a.commit b.write b.commit",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let summary = json(&out);
+    let summary = interleave_json(
+        &cli,
+        &[
+            "--mode",
+            "serializable",
+            "--schedule",
+            "a.check b.check a.write a.commit b.write b.commit",
+        ],
+    );
     assert_eq!(summary["aborted"], 1, "{summary}");
     let aborted = lines(&summary, "aborted");
     assert_eq!(aborted[0]["user"], "b");
@@ -277,18 +277,17 @@ fn a_serializable_attempt_postgresql_aborts_starts_over_and_is_refused() {
 #[test]
 fn three_users_queue_behind_one_row_lock() {
     let cli = cli();
-    let out = cli.run(&[
-        "interleave",
-        "--mode",
-        "row-lock",
-        "--users",
-        "3",
-        "--schedule",
-        "a.lock-rows b.lock-rows c.lock-rows a.check a.write a.commit",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let summary = json(&out);
+    let summary = interleave_json(
+        &cli,
+        &[
+            "--mode",
+            "row-lock",
+            "--users",
+            "3",
+            "--schedule",
+            "a.lock-rows b.lock-rows c.lock-rows a.check a.write a.commit",
+        ],
+    );
     assert_eq!(
         summary["results"][0]["blocked_steps"],
         serde_json::json!(["b.lock-rows", "c.lock-rows"])

@@ -192,8 +192,7 @@ fn the_html_report_of_every_strategy_is_self_contained() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let html = std::fs::read_to_string(&report).expect("the report was written");
-    let registered = cli.run(&["strategies", "--names"]);
-    for name in text(&registered.stdout).lines() {
+    for name in cli.strategy_names() {
         assert!(
             html.contains(&format!("id=\"{name}\"")),
             "{name} has its section"

@@ -81,15 +81,10 @@ pub fn write_junit(out: &mut impl Write, reports: &[StressReport], repeat: u32) 
 pub fn write_markdown(out: &mut impl Write, reports: &[StressReport]) -> io::Result<()> {
     let mut doc = String::new();
     if let Some(first) = reports.first() {
-        let c = &first.config;
         let _ = writeln!(
             doc,
-            "**booking-cli stress**: {} users on {}, {}, inventory {}, hold {} ms — verdicts read from PostgreSQL\n",
-            c.users,
-            super::room_types(c),
-            c.stay,
-            c.inventory,
-            c.hold.as_millis()
+            "**booking-cli stress**: {} — verdicts read from PostgreSQL\n",
+            super::race_summary(&first.config)
         );
     }
     doc.push_str("| strategy | created | refused | errors | booked_count | confirmed | verdict | p50 ms | p95 ms | expected |\n");

@@ -64,6 +64,15 @@ fn verdict_class(verdict: &str) -> &'static str {
     if verdict == "SAFE" { "good" } else { "bad" }
 }
 
+/// Whether an expectation held, as its cell's class and word.
+fn met_cell(met: bool) -> (&'static str, &'static str) {
+    if met {
+        ("good", "met")
+    } else {
+        ("bad", "NOT met")
+    }
+}
+
 /// The page's head, and its title as a heading.
 fn open_page(page: &mut String, title: &str) {
     let _ = write!(
@@ -85,15 +94,10 @@ pub fn write_html(out: &mut impl Write, reports: &[StressReport]) -> io::Result<
     };
     open_page(&mut page, &title);
     if let Some(first) = reports.first() {
-        let c = &first.config;
         let _ = write!(
             page,
-            "<p class=\"muted\">{} users on {}, {}, inventory {}, hold {} ms — every verdict read from PostgreSQL after the run.</p>",
-            c.users,
-            super::room_types(c),
-            escape(&c.stay.to_string()),
-            c.inventory,
-            c.hold.as_millis()
+            "<p class=\"muted\">{} — every verdict read from PostgreSQL after the run.</p>",
+            escape(&super::race_summary(&first.config))
         );
     }
     if reports.len() > 1 {
@@ -128,6 +132,7 @@ pub fn write_interleave_html(
     );
     page.push_str("<div class=\"scroll\"><table><tr><th>strategy</th><th class=\"left\">steps</th><th>orderings</th><th>overbooked</th><th>lost update</th><th>blocked</th><th>aborted</th><th>errors</th><th>expected</th></tr>");
     for s in summaries {
+        let (met_class, met_word) = met_cell(s.met);
         let _ = write!(
             page,
             "<tr><td><a href=\"#{m}\">{m}</a></td><td class=\"left\">{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
@@ -139,8 +144,8 @@ pub fn write_interleave_html(
             s.blocked,
             s.aborted,
             s.errors,
-            if s.met { "good" } else { "bad" },
-            if s.met { "met" } else { "NOT met" },
+            met_class,
+            met_word,
             m = s.mode
         );
     }
@@ -177,6 +182,7 @@ fn comparison(page: &mut String, reports: &[StressReport]) {
         let (booked, confirmed) = totals(&r.nights);
         let l = r.latency.summary();
         let verdict = r.verdict();
+        let (met_class, met_word) = met_cell(r.expectation_met());
         let _ = write!(
             page,
             "<tr><td><a href=\"#{m}\">{m}</a></td><td>{}</td><td>{refused}</td><td>{}</td><td>{booked}</td><td>{confirmed}</td><td class=\"{}\">{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td class=\"{}\">{}</td></tr>",
@@ -187,12 +193,8 @@ fn comparison(page: &mut String, reports: &[StressReport]) {
             l.p50_ms,
             l.p95_ms,
             l.max_ms,
-            if r.expectation_met() { "good" } else { "bad" },
-            if r.expectation_met() {
-                "met"
-            } else {
-                "NOT met"
-            },
+            met_class,
+            met_word,
             m = r.config.mode
         );
     }
@@ -202,6 +204,7 @@ fn comparison(page: &mut String, reports: &[StressReport]) {
 fn strategy_section(page: &mut String, r: &StressReport) {
     let t = &r.tally;
     let verdict = r.verdict();
+    let (met_class, met_word) = met_cell(r.expectation_met());
     let _ = write!(
         page,
         "<section id=\"{m}\"><h2>{m}</h2><p>{}</p><p>Verdict: <span class=\"{}\">{}</span> — expected {}: <span class=\"{}\">{}</span></p>",
@@ -209,12 +212,8 @@ fn strategy_section(page: &mut String, r: &StressReport) {
         verdict_class(&verdict),
         escape(&verdict),
         expectation_word(r.config.expect),
-        if r.expectation_met() { "good" } else { "bad" },
-        if r.expectation_met() {
-            "met"
-        } else {
-            "NOT met"
-        },
+        met_class,
+        met_word,
         m = r.config.mode
     );
     page.push_str(

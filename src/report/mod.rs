@@ -45,12 +45,26 @@ fn ms(value: f64) -> String {
 }
 
 /// The room types a run spreads over (`--room`, `--rooms`), as the headlines name them.
-pub(crate) fn room_types(c: &StressConfig) -> String {
+fn room_types(c: &StressConfig) -> String {
     if c.rooms > 1 {
         format!("rooms {}-{}", c.room, c.room.get() + c.rooms as i32 - 1)
     } else {
         format!("room {}", c.room)
     }
+}
+
+/// The race of a comparison, as its headline, the Markdown summary and the HTML report say it:
+/// `20 users on room 1, 2024-12-25 → 2024-12-26 (1 night), inventory 1, hold 200 ms`.
+pub(crate) fn race_summary(c: &StressConfig) -> String {
+    format!(
+        "{} users on {}, {}{}, inventory {}, hold {} ms",
+        c.users,
+        room_types(c),
+        c.stay,
+        if c.mixed_ranges { ", mixed ranges" } else { "" },
+        c.inventory,
+        c.hold.as_millis()
+    )
 }
 
 /// The outcome table, the final state read from the database, the figures, the verdict line.
@@ -548,16 +562,7 @@ pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::R
         return Ok(());
     };
     let c = &first.config;
-    writeln!(
-        out,
-        "stress --mode all: {} users on {}, {}{}, inventory {}, hold {} ms",
-        c.users,
-        room_types(c),
-        c.stay,
-        if c.mixed_ranges { ", mixed ranges" } else { "" },
-        c.inventory,
-        c.hold.as_millis()
-    )?;
+    writeln!(out, "stress --mode all: {}", race_summary(c))?;
     let mut comparison = table(vec![
         "Strategy",
         "Created",

@@ -647,6 +647,13 @@ impl Cli {
         );
     }
 
+    /// The registered strategies, in the registry's order, as `strategies --names` lists them.
+    pub fn strategy_names(&self) -> Vec<String> {
+        let out = self.run(&["strategies", "--names"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
     pub fn snapshot(&self) -> (i64, i64, i64) {
         block_on(snapshot(&self.db.url))
     }
