@@ -64,6 +64,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Strategies(args) => return cmd::strategies::run(args),
         Command::Completions { shell } => return cmd::docs::completions(*shell),
         Command::Man => return cmd::docs::man(),
+        // `race` reaches someone else's service and database, never booking-cli's own.
+        Command::Race(args) => return cmd::race::run(args).await,
         _ => {}
     }
     let connection = Connection::from_args(&cli.connection).map_err(anyhow::Error::new)?;
@@ -76,7 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Bench(BenchCommand::Lock(args)) => cmd::bench::run(&connection, &args).await,
         Command::Interleave(args) => cmd::interleave::run(&connection, &args).await,
         Command::Serve(args) => cmd::serve::run(&connection, &args).await,
-        Command::Strategies(_) | Command::Completions { .. } | Command::Man => {
+        Command::Strategies(_) | Command::Completions { .. } | Command::Man | Command::Race(_) => {
             unreachable!("answered above, without a connection")
         }
     }

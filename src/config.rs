@@ -14,8 +14,8 @@ use crate::db;
 use crate::domain::{BookingRequest, Stay};
 use crate::error::InputError;
 use crate::lock::LockPolicy;
+use crate::run::StressConfig;
 use crate::strategy::{Expectation, Mode, Payments, RetryPolicy, Shows};
-use crate::stress::StressConfig;
 
 /// Where the servers are.
 #[derive(Debug, Clone)]

@@ -228,6 +228,12 @@ pub enum Outcome {
     /// Not booked because the run was interrupted (Ctrl-C) before this user started, or while
     /// it waited for a lock or a retry. Nothing was written.
     Interrupted,
+    /// A success status (`race --success`, 2xx by default) from an endpoint whose bookings are
+    /// its own: an acknowledged success, which the invariant must find in its database.
+    Accepted { status: u16 },
+    /// Any other status an endpoint answered with (`race`), or a refusal of `serve`'s whose
+    /// problem type is not one of its own: counted as what its status says.
+    Rejected { status: u16 },
 }
 
 impl Outcome {
@@ -244,6 +250,7 @@ impl Outcome {
             Outcome::OnHold { .. } => 503,
             Outcome::PaymentFailed => 402,
             Outcome::Interrupted => 499,
+            Outcome::Accepted { status } | Outcome::Rejected { status } => *status,
         }
     }
 
@@ -260,7 +267,24 @@ impl Outcome {
             Outcome::PaymentFailed => "payment_failed",
             Outcome::HoldExpired => "hold_expired",
             Outcome::Interrupted => "interrupted",
+            Outcome::Accepted { .. } => "accepted",
+            Outcome::Rejected { .. } => "rejected",
         }
+    }
+
+    /// Whether the outcome named `kind` is a success the target acknowledged.
+    pub fn kind_is_success(kind: &str) -> bool {
+        matches!(kind, "created" | "accepted")
+    }
+
+    /// Whether the outcome named `kind` is a refusal (neither a success nor an interruption).
+    pub fn kind_is_refusal(kind: &str) -> bool {
+        !Outcome::kind_is_success(kind) && kind != "interrupted"
+    }
+
+    /// A success the target acknowledged.
+    pub fn is_success(&self) -> bool {
+        Outcome::kind_is_success(self.kind())
     }
 }
 

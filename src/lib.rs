@@ -15,8 +15,12 @@
 //! - [`repo`]: the repository — the only place SQL lives.
 //! - [`lock`]: the Redis lock (`SET NX PX` + Lua compare-and-delete).
 //! - [`strategy`]: one file per way of booking, behind the [`strategy::Strategy`] trait.
-//! - [`stress`]: spawns the users behind a start barrier, collects their results, reads the
-//!   final state.
+//! - [`run`]: the runner — a [`run::Target`] driven by users released together — its plan,
+//!   its tally (one map of outcomes) and the invariant its verdicts come from.
+//! - [`targets`]: what the runner drives: booking-cli's strategies, its own `serve`, anyone's
+//!   HTTP endpoint (`race`).
+//! - [`race`]: `race`'s settings and request templates (a burst at anyone's endpoint).
+//! - [`check_db`]: the user's own database, read through the checks they give, read-only.
 //! - [`interleave`]: two or three users run step by step through every ordering of their steps.
 //! - [`timeline`]: every user's phases, measured at the step boundaries (`--timeline`, `--trace`).
 //! - [`processes`]: `--processes N`: worker processes released together.
@@ -35,6 +39,7 @@ pub mod app;
 pub mod backoff;
 pub mod bench;
 pub mod chaos;
+pub mod check_db;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -47,10 +52,12 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod processes;
+pub mod race;
 pub mod repo;
 pub mod report;
+pub mod run;
 pub mod steps;
 pub mod stop;
 pub mod strategy;
-pub mod stress;
+pub mod targets;
 pub mod timeline;

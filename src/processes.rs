@@ -27,8 +27,8 @@ use crate::config::Connection;
 use crate::domain::{BookingRequest, RoomId, Stay, UserId};
 use crate::lock::LockStats;
 use crate::metrics::Latencies;
+use crate::run::{ProcessRow, RaceResult, StressConfig, Tally, TargetStats};
 use crate::strategy::StrategyStats;
-use crate::stress::{ProcessRow, RaceResult, StressConfig, Tally};
 
 /// How long a worker may take to connect and get ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,19 +55,8 @@ pub enum WorkerError {
 /// A worker's share of the results, as sent to the parent.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WorkerReport {
-    created: u32,
-    sold_out: u32,
-    lock_not_acquired: u32,
-    retries_exhausted: u32,
-    fenced_out: u32,
-    interrupted: u32,
-    #[serde(default)]
-    on_hold: u32,
-    #[serde(default)]
-    payment_failed: u32,
-    #[serde(default)]
-    hold_expired: u32,
-    errors: BTreeMap<String, u32>,
+    /// Users by outcome and errors by message, as the parent tallies them.
+    tally: Tally,
     /// (microseconds, count) pairs of the latency histogram.
     latencies_us: Vec<(u64, u64)>,
     /// The same, per outcome.
@@ -83,16 +72,7 @@ pub struct WorkerReport {
 impl WorkerReport {
     pub fn from_race(race: &RaceResult) -> Self {
         Self {
-            created: race.tally.created,
-            sold_out: race.tally.sold_out,
-            lock_not_acquired: race.tally.lock_not_acquired,
-            retries_exhausted: race.tally.retries_exhausted,
-            fenced_out: race.tally.fenced_out,
-            interrupted: race.tally.interrupted,
-            on_hold: race.tally.on_hold,
-            payment_failed: race.tally.payment_failed,
-            hold_expired: race.tally.hold_expired,
-            errors: race.tally.errors.clone(),
+            tally: race.tally.clone(),
             latencies_us: race.latency.to_pairs(),
             latencies_by_outcome_us: race
                 .latency_by_outcome
@@ -104,26 +84,15 @@ impl WorkerReport {
                 .iter()
                 .map(|r| (r.room.get(), r.stay.from(), r.stay.to()))
                 .collect(),
-            lock: race.stats.lock,
-            tx_retries: race.stats.tx_retries,
+            lock: race.stats.strategy.lock,
+            tx_retries: race.stats.strategy.tx_retries,
             elapsed_us: u64::try_from(race.elapsed.as_micros()).unwrap_or(u64::MAX),
         }
     }
 
     fn into_race(self) -> RaceResult {
         RaceResult {
-            tally: Tally {
-                created: self.created,
-                sold_out: self.sold_out,
-                lock_not_acquired: self.lock_not_acquired,
-                retries_exhausted: self.retries_exhausted,
-                fenced_out: self.fenced_out,
-                interrupted: self.interrupted,
-                on_hold: self.on_hold,
-                payment_failed: self.payment_failed,
-                hold_expired: self.hold_expired,
-                errors: self.errors,
-            },
+            tally: self.tally,
             latency: Latencies::from_pairs(&self.latencies_us),
             latency_by_outcome: self
                 .latencies_by_outcome_us
@@ -141,9 +110,11 @@ impl WorkerReport {
                     })
                 })
                 .collect(),
-            stats: StrategyStats {
-                lock: self.lock,
-                tx_retries: self.tx_retries,
+            stats: TargetStats {
+                strategy: StrategyStats {
+                    lock: self.lock,
+                    tx_retries: self.tx_retries,
+                },
                 http: None,
             },
             elapsed: Duration::from_micros(self.elapsed_us),
@@ -262,10 +233,10 @@ pub async fn run_workers(
         merged.rows.push(ProcessRow {
             process: i as u32 + 1,
             users,
-            created: race.tally.created,
-            conflicts_sold_out: race.tally.sold_out,
-            conflicts_lock: race.tally.lock_not_acquired,
-            conflicts_retries: race.tally.retries_exhausted,
+            created: race.tally.count("created"),
+            conflicts_sold_out: race.tally.count("sold_out"),
+            conflicts_lock: race.tally.lock_refusals(),
+            conflicts_retries: race.tally.count("retries_exhausted"),
             errors: race.tally.error_count(),
             elapsed_ms: race.elapsed.as_millis(),
         });
@@ -398,7 +369,7 @@ mod tests {
 
     #[test]
     fn workers_get_the_runtime_threads_and_never_a_url() {
-        let config = crate::stress::StressConfig::reference(crate::strategy::Mode::Locked);
+        let config = crate::run::StressConfig::reference(crate::strategy::Mode::Locked);
         let args = worker_args(&config, 0, 10, 0, Some(1));
         let at = args.iter().position(|a| a == "--threads");
         assert_eq!(

@@ -340,6 +340,24 @@ impl Repo {
         Ok(deleted)
     }
 
+    /// Confirmed bookings of `room` whose stay overlaps `stay`: after a run, the bookings it
+    /// made (preparing the slot deleted every earlier one), to account for every success the
+    /// users were told of.
+    pub async fn confirmed_bookings(&self, room: RoomId, stay: &Stay) -> Result<i64, sqlx::Error> {
+        within(
+            self.limit,
+            sqlx::query_scalar(
+                "SELECT count(*) FROM bookings
+                 WHERE room_id = $1 AND status = 'confirmed' AND start_date < $3 AND end_date > $2",
+            )
+            .bind(room.get())
+            .bind(stay.from())
+            .bind(stay.to())
+            .fetch_one(&self.pool),
+        )
+        .await
+    }
+
     /// Reads the state of every night of a slot: the counter and the rows, side by side.
     pub async fn slot_state(
         &self,

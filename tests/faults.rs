@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use booking_cli::chaos::{Chaos, Fault};
 use booking_cli::lock::RedisLock;
+use booking_cli::run::{self as stress, StressConfig};
 use booking_cli::strategy::{self, Mode};
-use booking_cli::stress::{self, StressConfig};
+use booking_cli::targets::StrategyTarget;
 use common::{PrivateRedis, TestDb, deadline_policy};
 use indicatif::ProgressBar;
+use std::sync::Arc;
 
 fn config(mode: Mode, inventory: i32) -> StressConfig {
     let mut c = common::stress_config(mode, inventory, deadline_policy(10_000, 20));
@@ -62,9 +64,13 @@ async fn redis_killed_mid_run_fails_closed_for_locked_and_fenced() {
             .expect("the run reports");
         let t = &report.tally;
         assert!(t.error_count() >= 1, "{mode}: waiters must fail: {t:?}");
-        assert!(t.created <= 1, "{mode}: {t:?}");
+        assert!(t.count("created") <= 1, "{mode}: {t:?}");
         assert_eq!(
-            t.created + t.error_count() + t.sold_out + t.lock_not_acquired + t.fenced_out,
+            t.count("created")
+                + t.error_count()
+                + t.count("sold_out")
+                + t.lock_refusals()
+                + t.count("fenced_out"),
             20
         );
         assert!(!report.overbooked(), "{mode}: {:?}", report.nights);
@@ -99,7 +105,7 @@ async fn an_unreachable_redis_makes_no_booking() {
         .expect("the run reports");
         let t = &report.tally;
         assert_eq!(
-            (t.created, t.error_count()),
+            (t.count("created"), t.error_count()),
             (0, 20),
             "{mode}: every user tried and failed: {t:?}"
         );
@@ -137,7 +143,7 @@ async fn a_paused_redis_fails_closed_and_the_run_ends() {
         Duration::from_secs(30),
         stress::run_with_chaos(
             &repo,
-            strategy,
+            Arc::new(StrategyTarget::on_pool(strategy, &c, &repo)),
             vec![lock],
             &c,
             &booking_cli::stop::Stop::new(),
@@ -154,12 +160,12 @@ async fn a_paused_redis_fails_closed_and_the_run_ends() {
     );
     let t = &report.tally;
     assert!(t.error_count() >= 1, "waiters fail closed: {t:?}");
-    assert!(t.created <= 1, "{t:?}");
+    assert!(t.count("created") <= 1, "{t:?}");
     assert!(!report.overbooked(), "{:?}", report.nights);
     let night = report.nights[0];
     assert_eq!(i64::from(night.booked_count), night.confirmed_bookings);
     assert_eq!(
-        i64::from(t.created),
+        i64::from(t.count("created")),
         night.confirmed_bookings,
         "the tally agrees with the rows"
     );
@@ -185,7 +191,7 @@ async fn a_terminated_backend_leaves_no_partial_booking() {
         let strategy = strategy::build(mode, context(&repo, lock.clone(), &c)).unwrap();
         let report = stress::run_with_chaos(
             &repo,
-            strategy,
+            Arc::new(StrategyTarget::on_pool(strategy, &c, &repo)),
             Vec::new(),
             &c,
             &booking_cli::stop::Stop::new(),
@@ -200,7 +206,8 @@ async fn a_terminated_backend_leaves_no_partial_booking() {
             "{mode}: exactly the terminated user fails: {t:?}"
         );
         assert_eq!(
-            t.created, 3,
+            t.count("created"),
+            3,
             "{mode}: the others still sell every room: {t:?}"
         );
         let night = report.nights[0];

@@ -521,7 +521,8 @@ impl Drop for ServeProcess {
 
 #[test]
 fn stress_target_reproduces_the_race_and_the_fix_over_http() {
-    let cli = Cli::new();
+    // One reservation for both databases (the second run holds 3 connections; see below).
+    let cli = Cli::with_budget(common::SEEDED_POOL + 4);
     cli.reset();
     let server = ServeProcess::start(&cli, "locked", &[]);
     let locked = cli.run(&[
@@ -556,7 +557,7 @@ fn stress_target_reproduces_the_race_and_the_fix_over_http() {
     assert!(booked > total && rows > total, "{total}/{booked}/{rows}");
 
     // A DATABASE_URL that is not the server's is said, and the run writes nothing.
-    let other = Cli::new();
+    let other = Cli::with_budget(0);
     other.reset();
     let before = other.snapshot();
     let out = other.run(&[
@@ -573,6 +574,118 @@ fn stress_target_reproduces_the_race_and_the_fix_over_http() {
     assert_eq!(other.snapshot(), before);
     let (status, _) = server.terminate();
     assert_eq!(status, Some(0));
+}
+
+/// The false green of a gate: the server writes to one database, the run reads another that
+/// looks the same (the same seed). Every booking the server acknowledged is missing there, so
+/// the verdict is UNACCOUNTED and the gate fails — never SAFE.
+#[test]
+fn stress_target_reading_another_database_is_unaccounted_not_safe() {
+    // One reservation for both databases (the reader's run holds 3 connections): two tests
+    // that each hold half the budget and wait for more would wait for each other forever.
+    let server_db = Cli::with_budget(common::SEEDED_POOL + 4);
+    server_db.reset();
+    let server = ServeProcess::start(&server_db, "naive", &[]);
+    let reader = Cli::with_budget(0);
+    reader.reset();
+    let out = reader.run(&["stress", "--target", &server.base, "--mode", "naive"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("Verdict: UNACCOUNTED"), "{stdout}");
+    assert!(
+        stdout.contains("the server does not write where DATABASE_URL points"),
+        "{stdout}"
+    );
+    let (_, booked, rows) = server_db.reference_slot();
+    assert!(
+        booked > 1 && rows > 1,
+        "the server's own database was overbooked"
+    );
+    assert_eq!(
+        reader.reference_slot(),
+        (1, 0, 0),
+        "nothing in the one read"
+    );
+    // Now that the two databases differ, the check before the run sees it: nothing written.
+    let out = reader.run(&["stress", "--target", &server.base, "--mode", "locked"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("DATABASE_URL must reach the database of the server"));
+    assert_eq!(server.terminate().0, Some(0));
+}
+
+/// `race` with serve's template and booking-cli's own invariant gives the verdict `stress
+/// --target` gives: naive violated, locked held.
+#[test]
+fn race_against_serve_agrees_with_stress_target() {
+    let cli = Cli::new();
+    cli.reset();
+    let server = ServeProcess::start(&cli, "locked", &[]);
+    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
+    let setup = format!(
+        "DELETE FROM booking_cli.bookings WHERE {night}; \
+         UPDATE booking_cli.inventory SET booked_count = 0, total_inventory = 1 \
+         WHERE room_id = 1 AND date = '2024-12-25'"
+    );
+    let oversold = "SELECT room_id, date, total_inventory, booked_count FROM booking_cli.inventory \
+         WHERE booked_count > total_inventory";
+    let count =
+        format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}");
+    let race = |mode: &str| {
+        let out = cli
+            .command(&[
+                "race",
+                "--url",
+                &format!("{}/api/bookings", server.base),
+                "-H",
+                &format!("X-Booking-Mode: {mode}"),
+                "-d",
+                r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
+                "--success",
+                "201",
+                "--setup",
+                &setup,
+                "--check",
+                oversold,
+                "--count",
+                &count,
+                "--expect",
+                "any",
+                "--json",
+            ])
+            .env("CHECK_DATABASE_URL", &cli.db.url)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        json(&out)
+    };
+    let naive = race("naive");
+    assert_eq!(naive["verdict"], "VIOLATED", "{naive}");
+    assert_eq!(naive["successes"], 20, "{naive}");
+    assert_eq!(naive["counted"], 20, "every 201 is a row: {naive}");
+    let stress_naive = json(&cli.run(&[
+        "stress",
+        "--target",
+        &server.base,
+        "--mode",
+        "naive",
+        "--json",
+    ]));
+    assert_eq!(stress_naive["verdict"], "OVERBOOKED", "{stress_naive}");
+
+    let locked = race("locked");
+    assert_eq!(locked["verdict"], "HELD", "{locked}");
+    assert_eq!(locked["successes"], 1, "{locked}");
+    assert_eq!(locked["counted"], 1, "{locked}");
+    let stress_locked = json(&cli.run(&[
+        "stress",
+        "--target",
+        &server.base,
+        "--mode",
+        "locked",
+        "--json",
+    ]));
+    assert_eq!(stress_locked["verdict"], "SAFE", "{stress_locked}");
+    assert_eq!(server.terminate().0, Some(0));
 }
 
 /// Three replicas share one PostgreSQL and one Redis: an in-process mutex protects nothing

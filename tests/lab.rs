@@ -10,8 +10,8 @@ use booking_cli::domain::Stay;
 use booking_cli::lock::redlock::RedLock;
 use booking_cli::lock::{LockPolicy, RedisLock};
 use booking_cli::repo::Repo;
+use booking_cli::run::{self as stress, StressConfig, StressReport, Verdict};
 use booking_cli::strategy::{self, Expectation, Mode};
-use booking_cli::stress::{self, StressConfig, StressReport, Verdict};
 use common::{TestDb, deadline_policy, private_lock, reference_policy, retry_policy};
 use indicatif::ProgressBar;
 
@@ -87,7 +87,7 @@ fn assert_safe(report: &StressReport, sold: i64) {
         report.nights
     );
     assert_eq!(
-        i64::from(t.created),
+        i64::from(t.count("created")),
         sold,
         "{}: tally {t:?}",
         report.config.mode
@@ -168,7 +168,10 @@ fn check_reference(mode: Mode, report: &StressReport) {
         assert_safe(report, 1);
         let t = &report.tally;
         assert_eq!(
-            t.sold_out + t.lock_not_acquired + t.retries_exhausted + t.on_hold,
+            t.count("sold_out")
+                + t.lock_refusals()
+                + t.count("retries_exhausted")
+                + t.count("on_hold"),
             19
         );
         assert_eq!((night.booked_count, night.confirmed_bookings), (1, 1));
@@ -204,7 +207,12 @@ fn check_reference(mode: Mode, report: &StressReport) {
 fn check_inventory_3(mode: Mode, report: &StressReport) {
     if safe(mode) {
         assert_safe(report, 3);
-        assert_eq!(report.tally.sold_out, 17, "{mode}: {:?}", report.tally);
+        assert_eq!(
+            report.tally.count("sold_out"),
+            17,
+            "{mode}: {:?}",
+            report.tally
+        );
         assert_eq!(report.under_sold, 0);
         let night = report.nights[0];
         assert_eq!(
@@ -255,7 +263,7 @@ async fn locked_with_the_reference_retries_under_sells_and_a_deadline_does_not()
     )
     .await;
     assert!(fixed.nights[0].confirmed_bookings < 5, "{:?}", fixed.nights);
-    assert!(fixed.tally.lock_not_acquired > 0);
+    assert!(fixed.tally.lock_refusals() > 0);
     assert_eq!(
         fixed.verdicts(),
         vec![Verdict::UnderSold],
@@ -273,7 +281,7 @@ async fn locked_with_the_reference_retries_under_sells_and_a_deadline_does_not()
     )
     .await;
     assert_safe(&deadline, 5);
-    assert_eq!(deadline.tally.sold_out, 15);
+    assert_eq!(deadline.tally.count("sold_out"), 15);
     assert!(lock.leftover_keys().await.unwrap().is_empty());
 }
 
@@ -287,11 +295,15 @@ async fn serializable_retries_are_bounded_and_counted() {
     let report = run(&repo, &none, None).await;
     let t = &report.tally;
     assert_eq!(
-        (t.created, t.retries_exhausted, t.error_count()),
+        (
+            t.count("created"),
+            t.count("retries_exhausted"),
+            t.error_count()
+        ),
         (1, 19, 0),
         "{t:?}"
     );
-    assert_eq!(report.stats.tx_retries, Some(0));
+    assert_eq!(report.stats.strategy.tx_retries, Some(0));
     assert!(
         report.verdicts().is_empty(),
         "one sold, nineteen refused: {:?}",
@@ -305,6 +317,7 @@ async fn serializable_retries_are_bounded_and_counted() {
     let report = run(&repo, &two, None).await;
     let retries = report
         .stats
+        .strategy
         .tx_retries
         .expect("serializable counts retries");
     assert!(retries > 0 && retries <= 40, "retries {retries}");
@@ -318,9 +331,9 @@ async fn serializable_retries_are_bounded_and_counted() {
     )
     .await;
     assert_safe(&report, 3);
-    assert_eq!(report.tally.retries_exhausted, 0);
+    assert_eq!(report.tally.count("retries_exhausted"), 0);
     assert!(
-        report.stats.tx_retries.unwrap() > 0,
+        report.stats.strategy.tx_retries.unwrap() > 0,
         "SSI must have aborted someone"
     );
 }
@@ -351,6 +364,7 @@ async fn an_expired_lock_overbooks_with_locked_and_the_fencing_token_saves_fence
     );
     let lost = locked
         .stats
+        .strategy
         .lock
         .expect("lock stats")
         .locks_expired_before_release;
@@ -360,13 +374,14 @@ async fn an_expired_lock_overbooks_with_locked_and_the_fencing_token_saves_fence
     let fenced = run(&repo, &expiry_scenario(Mode::Fenced), None).await;
     assert_safe(&fenced, 1);
     assert!(
-        fenced.tally.fenced_out >= 1,
+        fenced.tally.count("fenced_out") >= 1,
         "stale writes must be rejected and counted: {:?}",
         fenced.tally
     );
     assert!(
         fenced
             .stats
+            .strategy
             .lock
             .expect("lock stats")
             .locks_expired_before_release
@@ -383,7 +398,7 @@ async fn renewing_the_lock_turns_the_expiry_scenario_safe_for_locked() {
     c.lock_policy.renew = true;
     let report = run(&repo, &c, None).await;
     assert_safe(&report, 1);
-    let stats = report.stats.lock.expect("lock stats");
+    let stats = report.stats.strategy.lock.expect("lock stats");
     assert_eq!(
         stats.locks_expired_before_release, 0,
         "renewed locks never expire"
@@ -427,7 +442,8 @@ async fn a_closed_loop_sells_exactly_the_capacity_with_the_safe_strategies() {
         }
         assert_eq!(t.error_count(), 0, "{mode}: {t:?}");
         assert_eq!(
-            t.created, 12,
+            t.count("created"),
+            12,
             "{mode}: the tally agrees with the rows: {t:?}"
         );
         assert!(
@@ -437,7 +453,7 @@ async fn a_closed_loop_sells_exactly_the_capacity_with_the_safe_strategies() {
             report.nights
         );
         assert!(
-            t.sold_out > 0,
+            t.count("sold_out") > 0,
             "{mode}: the loop must have run past the sell-out"
         );
     }
@@ -464,7 +480,7 @@ async fn more_users_than_connections_queue_for_a_lane_without_errors() {
     c.hold = Duration::from_millis(5);
     let report = run(&small, &c, None).await;
     let t = &report.tally;
-    assert_eq!((t.sold_out, t.error_count()), (190, 0), "{t:?}");
+    assert_eq!((t.count("sold_out"), t.error_count()), (190, 0), "{t:?}");
     assert_eq!(
         (
             report.nights[0].booked_count,

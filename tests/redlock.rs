@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use booking_cli::lock::redlock::RedLock;
+use booking_cli::run::{self as stress, StressReport};
 use booking_cli::stop::Stop;
 use booking_cli::strategy::{self, Mode};
-use booking_cli::stress::{self, StressReport};
 use common::{PrivateRedis, TestDb, deadline_policy};
 use indicatif::ProgressBar;
 
@@ -61,9 +61,9 @@ async fn redlock_over_three_instances_lets_exactly_one_through() {
     let servers = three().await;
     let report = run_over(&servers).await;
     let t = &report.tally;
-    assert_eq!((t.created, t.error_count()), (1, 0), "{t:?}");
+    assert_eq!((t.count("created"), t.error_count()), (1, 0), "{t:?}");
     assert!(report.verdicts().is_empty(), "{:?}", report.nights);
-    let stats = report.stats.lock.expect("lock stats");
+    let stats = report.stats.strategy.lock.expect("lock stats");
     assert_eq!(stats.locks_expired_before_release, 0);
 }
 
@@ -74,7 +74,7 @@ async fn redlock_stays_safe_with_one_instance_stopped() {
     let report = run_over(&servers).await;
     let t = &report.tally;
     assert_eq!(
-        (t.created, t.error_count()),
+        (t.count("created"), t.error_count()),
         (1, 0),
         "2 of 3 is a majority: {t:?}"
     );
@@ -98,14 +98,18 @@ async fn redlock_times_out_frozen_instances_and_keeps_or_loses_its_majority() {
     servers[2].pause();
     let report = run_on(&repo, &redlock, &config).await;
     let t = &report.tally;
-    assert_eq!((t.created, t.error_count()), (1, 0), "2 of 3 answer: {t:?}");
+    assert_eq!(
+        (t.count("created"), t.error_count()),
+        (1, 0),
+        "2 of 3 answer: {t:?}"
+    );
     assert_eq!(report.nights[0].confirmed_bookings, 1);
 
     servers[1].pause();
     let report = run_on(&repo, &redlock, &config).await;
     let t = &report.tally;
     assert_eq!(
-        (t.created, t.error_count()),
+        (t.count("created"), t.error_count()),
         (0, 20),
         "1 of 3 answers: {t:?}"
     );
@@ -124,7 +128,7 @@ async fn redlock_fails_closed_with_two_instances_stopped() {
     let report = run_over(&servers).await;
     let t = &report.tally;
     assert_eq!(
-        (t.created, t.error_count()),
+        (t.count("created"), t.error_count()),
         (0, 20),
         "no majority, no booking: {t:?}"
     );

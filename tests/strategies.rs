@@ -8,8 +8,8 @@ use booking_cli::domain::{BookingRequest, Outcome, RoomId, Stay, UserId};
 use booking_cli::error::{BookingError, InputError};
 use booking_cli::lock::LockPolicy;
 use booking_cli::repo::{NightState, Repo};
+use booking_cli::run::{self as stress, StressConfig, StressReport};
 use booking_cli::strategy::{Expectation, Mode};
-use booking_cli::stress::{self, StressConfig, StressReport};
 use chrono::NaiveDate;
 use common::{TestDb, build, policy, private_lock, race, reference_policy, snapshot};
 use indicatif::ProgressBar;
@@ -85,7 +85,11 @@ async fn locked_with_20_users_lets_exactly_one_through_every_time() {
         let report = stress_run(&repo, &config, Some(lock.clone())).await;
         let t = &report.tally;
         assert_eq!(
-            (t.created, t.sold_out + t.lock_not_acquired, t.error_count()),
+            (
+                t.count("created"),
+                t.count("sold_out") + t.lock_refusals(),
+                t.error_count()
+            ),
             (1, 19, 0),
             "run {run}: created/conflicts/errors, tally {t:?}"
         );
@@ -111,7 +115,12 @@ async fn locked_with_inventory_3_and_enough_retries_sells_exactly_3() {
     let report = stress_run(&repo, &config, Some(lock.clone())).await;
     let t = &report.tally;
     assert_eq!(
-        (t.created, t.sold_out, t.lock_not_acquired, t.error_count()),
+        (
+            t.count("created"),
+            t.count("sold_out"),
+            t.lock_refusals(),
+            t.error_count()
+        ),
         (3, 17, 0, 0),
         "created/sold out/lock not acquired/errors"
     );

@@ -64,7 +64,9 @@ pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exi
         | Outcome::LockExpired { .. }
         | Outcome::OnHold { .. }
         | Outcome::PaymentFailed
-        | Outcome::HoldExpired => Exit::Unexpected,
+        | Outcome::HoldExpired
+        | Outcome::Rejected { .. } => Exit::Unexpected,
+        Outcome::Accepted { .. } => Exit::Success,
         Outcome::Interrupted => Exit::Interrupted,
     })
 }

@@ -15,8 +15,8 @@ use crate::error::InputError;
 use crate::interleave::{self, Entry, Run, Setup, Summary, Transcript, schedule};
 use crate::lock::LockPolicy;
 use crate::report::{self, interleave as out};
+use crate::run::StressConfig;
 use crate::strategy::{self, Mode, RetryPolicy};
-use crate::stress::StressConfig;
 
 use super::{connect_lock, connect_redlock, connected, finish_output, stop_on_ctrl_c};
 

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod book;
 pub mod docs;
 pub mod interleave;
+pub mod race;
 pub mod reset;
 pub mod serve;
 pub mod strategies;

@@ -12,14 +12,14 @@ use crate::cli::{StressArgs, StressMode};
 use crate::config::Connection;
 use crate::config::StressSettings;
 use crate::error::InputError;
-use crate::http::client::{HttpStrategy, PreparedSlot};
 use crate::lock::RedisLock;
 use crate::processes;
 use crate::repo::Repo;
 use crate::report;
+use crate::run::{self, StressConfig, StressReport};
 use crate::stop::Stop;
 use crate::strategy;
-use crate::stress::{self, StressConfig, StressReport};
+use crate::targets::{ServeTarget, StrategyTarget};
 
 use super::{
     connect_lock, connect_redlock, connect_repo, connect_sized_repo, finish_output, redis_servers,
@@ -137,9 +137,10 @@ pub async fn run(
                 },
             )?;
             let progress = progress_bar(run, settings.json || verbose > 0);
-            stress::run_with_chaos(
+            let target = StrategyTarget::on_pool(strategy, run, &repo);
+            run::run_with_chaos(
                 &repo,
-                strategy,
+                Arc::new(target),
                 redis_servers(&lock, &redlock),
                 run,
                 &stop,
@@ -168,24 +169,13 @@ async fn over_http(
         if stop.is_stopped() {
             break;
         }
-        let slot = PreparedSlot {
-            room: run.room,
-            stay: run.region()?,
-            inventory: run.inventory,
-        };
-        let strategy = HttpStrategy::new(&settings.targets, run.mode, slot)?;
         // Before anything is written: the servers must read the database this run writes.
-        let nights = repo
-            .slot_state(slot.room, &slot.stay)
-            .await
-            .context("failed to read the slot")?;
-        strategy
-            .check_before(&nights)
+        let target = ServeTarget::connect(&settings.targets, run, &repo)
             .await
             .map_err(surface_booking)?;
         let progress = progress_bar(run, settings.json);
         let report =
-            stress::run_with_chaos(&repo, Arc::new(strategy), Vec::new(), run, &stop, &progress)
+            run::run_with_chaos(&repo, Arc::new(target), Vec::new(), run, &stop, &progress)
                 .await
                 .map_err(surface_booking)
                 .with_context(|| format!("stress run of --mode {} over HTTP failed", run.mode))?;
@@ -279,7 +269,10 @@ fn finish(
     }
     Ok(if stop.is_stopped() {
         Exit::Interrupted
-    } else if reports.iter().all(StressReport::expectation_met) {
+    } else if report::runs_met(reports, settings.repeat)
+        .iter()
+        .all(|met| *met)
+    {
         Exit::Success
     } else {
         Exit::Unexpected
@@ -304,13 +297,13 @@ async fn run_processes(
     run: &StressConfig,
     (verbose, threads): (u8, Option<u16>),
 ) -> anyhow::Result<StressReport> {
-    let cleared = stress::prepare(repo, run).await.map_err(surface_booking)?;
+    let cleared = run::prepare(repo, run).await.map_err(surface_booking)?;
     // With several processes, fault times count from when the workers are started.
     let faults = tokio::spawn(crate::chaos::inject(run.chaos.clone(), repo.clone(), redis));
     let workers = processes::run_workers(connection, run, verbose, threads).await;
     faults.abort();
     let workers = workers?;
-    let mut report = stress::judge(repo, run, workers.race, cleared)
+    let mut report = run::judge(repo, run, workers.race, cleared)
         .await
         .map_err(surface_booking)?;
     report.processes = workers.rows;

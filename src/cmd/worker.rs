@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use crate::app::Exit;
 use crate::config::Connection;
 use crate::processes;
+use crate::run::{self, Burst, StressConfig};
 use crate::strategy;
-use crate::stress::{self, StressConfig};
+use crate::targets::StrategyTarget;
 
 use super::{connect_lock, connect_redlock, connect_sized_repo, stop_on_ctrl_c};
 
@@ -70,11 +71,15 @@ pub async fn run(
     };
     // One lane per pooled connection: fewer than users when PostgreSQL was short of slots.
     let lanes = repo.pool().options().get_max_connections();
-    let race = stress::race(
-        strategy,
-        run,
+    let target = StrategyTarget::new(strategy, run, lanes);
+    let burst = Burst {
+        users: run.users,
         first_user,
-        lanes,
+        record: false,
+    };
+    let race = run::race(
+        std::sync::Arc::new(target),
+        burst,
         go,
         &stop,
         &ProgressBar::hidden(),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::problem::Problem;
+use super::wire::{self, refusal};
 use super::{AppState, MODE_HEADER, metrics};
 use crate::domain::{BookingRequest, Outcome, RoomId, Stay, StayError};
 use crate::error::{BookingError, InputError};
@@ -230,34 +231,34 @@ async fn outcome_response(
         Outcome::Created { booking_id } => created(state, mode, request, booking_id).await,
         Outcome::SoldOut { night } => Err(Problem::new(
             StatusCode::CONFLICT,
-            "sold-out",
+            refusal::SOLD_OUT,
             "Sold out",
             format!("room {} has no room left on {night}", request.room),
         )
         .with("night", night.to_string())
         .with("mode", mode.name())),
         Outcome::LockNotAcquired { key, attempts } => busy(
-            "lock-busy",
+            refusal::LOCK_BUSY,
             "Lock busy",
             format!("{key} stayed held by another booking for {attempts} attempts; try again"),
         ),
         Outcome::RetriesExhausted { attempts } => busy(
-            "retries-exhausted",
+            refusal::RETRIES_EXHAUSTED,
             "Retries exhausted",
             format!("PostgreSQL aborted the transaction on all {attempts} attempts; try again"),
         ),
         Outcome::FencedOut { night } => busy(
-            "fenced-out",
+            refusal::FENCED_OUT,
             "Stale lock token",
             format!("the lock on {night} expired and a newer holder claimed it; try again"),
         ),
         Outcome::LockExpired { key } => busy(
-            "lock-expired",
+            refusal::LOCK_EXPIRED,
             "Lock expired",
             format!("{key} stopped being valid before the booking could commit; try again"),
         ),
         Outcome::OnHold { night } => busy(
-            "on-hold",
+            refusal::ON_HOLD,
             "Rooms on hold",
             format!(
                 "every room of room {} on {night} is sold or on hold; a hold whose payment fails gives its room back: try again",
@@ -266,14 +267,14 @@ async fn outcome_response(
         ),
         Outcome::PaymentFailed => Err(Problem::new(
             StatusCode::PAYMENT_REQUIRED,
-            "payment-failed",
+            refusal::PAYMENT_FAILED,
             "Payment failed",
             "the payment failed; the hold was cancelled and its nights given back".to_owned(),
         )
         .with("mode", mode.name())),
         Outcome::HoldExpired => Err(Problem::new(
             StatusCode::CONFLICT,
-            "hold-expired",
+            refusal::HOLD_EXPIRED,
             "Hold expired",
             "the payment outlasted the hold, so the booking was not confirmed; its nights were given back".to_owned(),
         )
@@ -283,6 +284,8 @@ async fn outcome_response(
             "Shutting down",
             "the server is shutting down; nothing was booked",
         )),
+        // Outcomes of someone else's endpoint (`race`); no strategy of this server gives them.
+        Outcome::Accepted { .. } | Outcome::Rejected { .. } => Err(Problem::internal()),
     }
 }
 
@@ -301,7 +304,7 @@ async fn created(
             tracing::warn!(id, "booking created but not read back");
             return Ok((
                 StatusCode::CREATED,
-                [(header::LOCATION, format!("/api/bookings/{id}"))],
+                [(header::LOCATION, wire::booking_path(id))],
                 Json(serde_json::json!({
                     "id": id,
                     "user_id": request.user.to_string(),
@@ -317,7 +320,7 @@ async fn created(
     };
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, format!("/api/bookings/{id}"))],
+        [(header::LOCATION, wire::booking_path(id))],
         Json(BookingJson {
             row,
             mode: Some(mode),

@@ -1,5 +1,5 @@
-//! `serve`: the original booking API over HTTP — and, in [`client`], the race client of
-//! `stress --target`. Both are adapters over the same strategies and repository: a booking made
+//! `serve`: the original booking API over HTTP. It and its client (`stress --target`,
+//! [`crate::targets::serve`]) are adapters over the same strategies and repository: a booking made
 //! over HTTP runs exactly the code `book` and `stress` run.
 //!
 //! - [`bookings`]: the handlers — parse the request into the domain types `book` builds from its
@@ -7,7 +7,8 @@
 //!   function;
 //! - [`problem`]: every error as one `application/problem+json` body;
 //! - [`metrics`]: the Prometheus text at `/metrics`;
-//! - [`client`]: `stress --target URL`, a strategy that books over HTTP.
+//! - [`wire`]: the contract — paths, headers, the problem types of refusals — that the server
+//!   and its client ([`crate::targets::serve`], `stress --target`) share.
 //!
 //! **Operations.** A body limit (16 KiB), a cap on bookings in flight (503 beyond it, not an
 //! unbounded queue), a deadline for the whole booking (503), a request id per request
@@ -19,9 +20,9 @@
 //! own, so it completes or rolls back whole — never half-way because a socket closed.
 
 pub mod bookings;
-pub mod client;
 pub mod metrics;
 pub mod problem;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,7 +52,7 @@ use crate::strategy::{self, Mode, RetryPolicy, Strategy};
 pub const BODY_LIMIT: usize = 16 * 1024;
 
 /// The header a request chooses its strategy with.
-pub const MODE_HEADER: &str = "x-booking-mode";
+pub use wire::MODE_HEADER;
 
 /// How the server books, and its limits.
 #[derive(Debug, Clone)]
@@ -191,12 +192,12 @@ pub fn router(state: AppState) -> Router {
     // problem+json 503 itself): nothing may hold a connection forever.
     let backstop = state.settings.booking_timeout + Duration::from_secs(5);
     Router::new()
-        .route("/api/bookings", post(bookings::create))
-        .route("/api/bookings/{id}", get(bookings::show))
-        .route("/api/rooms/{id}/availability", get(bookings::availability))
-        .route("/ping", get(bookings::ping))
-        .route("/healthz", get(bookings::healthz))
-        .route("/metrics", get(metrics::render))
+        .route(wire::BOOKINGS, post(bookings::create))
+        .route(wire::BOOKING, get(bookings::show))
+        .route(wire::AVAILABILITY, get(bookings::availability))
+        .route(wire::PING, get(bookings::ping))
+        .route(wire::HEALTHZ, get(bookings::healthz))
+        .route(wire::METRICS, get(metrics::render))
         .fallback(bookings::not_found)
         .method_not_allowed_fallback(bookings::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

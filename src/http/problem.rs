@@ -38,7 +38,7 @@ fn as_u16<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S::Ok, S::E
 impl Problem {
     pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
         Self {
-            kind: format!("/problems/{kind}"),
+            kind: format!("{}{kind}", super::wire::PROBLEM_PREFIX),
             title: title.to_owned(),
             status,
             detail: detail.into(),

@@ -39,9 +39,9 @@ use tokio::task::JoinSet;
 use crate::domain::{BookingRequest, Outcome, RoomId, Stay, UserId};
 use crate::error::BookingError;
 use crate::repo::{NightState, Repo};
+use crate::run::verdict::{self, Verdict};
 use crate::steps::{self, Watcher};
 use crate::strategy::{Mode, Strategy};
-use crate::stress::Verdict;
 
 pub use schedule::{Entry, user_name};
 
@@ -158,9 +158,14 @@ impl Run {
         self.outcomes.iter().filter(|o| o.is_err()).count()
     }
 
+    /// What the slot's final state breaks, by the schema invariant `stress` judges by.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        verdict::of_nights(&self.nights)
+    }
+
     /// `SAFE`, `OVERBOOKED`, `LOST_UPDATE` or both joined by `+`, from the database.
     pub fn verdict(&self) -> String {
-        Verdict::join(&Verdict::of_nights(&self.nights))
+        verdict::join(&self.verdicts(), verdict::Kind::Schema)
     }
 
     pub fn state(&self) -> Option<SlotState> {
@@ -701,6 +706,8 @@ pub fn describe(outcome: &Outcome) -> String {
         Outcome::PaymentFailed => "402 payment failed (hold cancelled)".to_owned(),
         Outcome::HoldExpired => "409 hold expired".to_owned(),
         Outcome::Interrupted => "interrupted".to_owned(),
+        Outcome::Accepted { status } => format!("{status} accepted"),
+        Outcome::Rejected { status } => format!("{status} rejected"),
     }
 }
 
@@ -772,13 +779,13 @@ impl Summary {
         let lost_update = count(&|r| r.lost_update());
         let errors = count(&|r| r.errors() > 0);
         let expected = mode.default_expectation(1);
-        let met = match expected {
-            crate::strategy::Expectation::Overbooking => overbooked > 0,
-            crate::strategy::Expectation::Safe => {
-                overbooked == 0 && lost_update == 0 && errors == 0
-            }
-            crate::strategy::Expectation::Any => true,
-        };
+        // The same rule as `stress --repeat`: one ordering that breaks the invariant proves the
+        // race; safety needs every ordering safe, with no user failing.
+        let met = verdict::met_over_runs(
+            expected,
+            runs.iter()
+                .map(|r| verdict::met(expected, &r.verdicts(), r.errors() == 0)),
+        );
         Self {
             mode,
             users,

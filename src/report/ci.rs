@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{expectation_word, totals};
-use crate::stress::StressReport;
+use crate::run::StressReport;
 
-fn xml(text: &str) -> String {
+pub(crate) fn xml(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -22,7 +22,7 @@ fn figures(r: &StressReport) -> String {
     format!(
         "{} users: {} created, {} refused, {} errors; booked_count {booked}, confirmed bookings {confirmed}, inventory {} (read from PostgreSQL)",
         r.config.users,
-        t.created,
+        t.successes(),
         t.refused(),
         t.error_count(),
         r.config.inventory
@@ -35,7 +35,8 @@ fn expected(r: &StressReport) -> &'static str {
 
 /// JUnit XML: one suite, one case per report (`--repeat`: the run number in the name).
 pub fn write_junit(out: &mut impl Write, reports: &[StressReport], repeat: u32) -> io::Result<()> {
-    let failures = reports.iter().filter(|r| !r.expectation_met()).count();
+    let met = super::runs_met(reports, repeat);
+    let failures = met.iter().filter(|met| !**met).count();
     let time: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
     let mut doc = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
@@ -60,7 +61,7 @@ pub fn write_junit(out: &mut impl Write, reports: &[StressReport], repeat: u32) 
             xml(&name),
             r.elapsed.as_secs_f64()
         );
-        if r.expectation_met() {
+        if met.get(i).copied().unwrap_or(false) {
             doc.push_str("/>\n");
         } else {
             let _ = writeln!(
@@ -96,7 +97,7 @@ pub fn write_markdown(out: &mut impl Write, reports: &[StressReport]) -> io::Res
             doc,
             "| `{}` | {} | {} | {} | {booked} | {confirmed} | {} | {:.1} | {:.1} | {} {} |",
             r.config.mode,
-            r.tally.created,
+            r.tally.successes(),
             r.tally.refused(),
             r.tally.error_count(),
             r.verdict(),

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{expectation_word, night_state, totals};
-use crate::stress::StressReport;
+use crate::run::StressReport;
 use crate::timeline::{self, Track};
 
 const STYLE: &str = "
@@ -186,7 +186,7 @@ fn comparison(page: &mut String, reports: &[StressReport]) {
         let _ = write!(
             page,
             "<tr><td><a href=\"#{m}\">{m}</a></td><td>{}</td><td>{refused}</td><td>{}</td><td>{booked}</td><td>{confirmed}</td><td class=\"{}\">{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td class=\"{}\">{}</td></tr>",
-            t.created,
+            t.successes(),
             t.error_count(),
             verdict_class(&verdict),
             escape(&verdict),
@@ -219,18 +219,9 @@ fn strategy_section(page: &mut String, r: &StressReport) {
     page.push_str(
         "<h3>Outcomes</h3><div class=\"scroll\"><table><tr><th>outcome</th><th>users</th></tr>",
     );
-    for (label, count) in [
-        ("201 Created", t.created),
-        ("409 sold out", t.sold_out),
-        ("409 lock not acquired", t.lock_not_acquired),
-        ("409 retries exhausted", t.retries_exhausted),
-        ("409 stale lock token", t.fenced_out),
-        ("503 rooms on hold", t.on_hold),
-        ("402 payment failed", t.payment_failed),
-        ("409 hold expired", t.hold_expired),
-        ("interrupted", t.interrupted),
-    ] {
-        if count > 0 || label == "201 Created" {
+    for (label, kinds, _) in super::OUTCOME_ROWS {
+        let count: u32 = kinds.iter().map(|kind| t.count(kind)).sum();
+        if count > 0 || kinds.contains(&"created") {
             let _ = write!(page, "<tr><td>{label}</td><td>{count}</td></tr>");
         }
     }

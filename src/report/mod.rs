@@ -4,6 +4,7 @@
 pub mod ci;
 pub mod html;
 pub mod interleave;
+pub mod race;
 pub mod timeline;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,9 @@ use crate::domain::Outcome;
 use crate::lock::{LockPolicy, LockStats};
 use crate::metrics::{Latencies, Percentiles};
 use crate::repo::NightState;
+use crate::run::verdict;
+use crate::run::{ProcessRow, StressConfig, StressReport, Tally, Verdict};
 use crate::strategy::{Expectation, Mode, Needs, Shows};
-use crate::stress::{ProcessRow, StressConfig, StressReport, Tally, Verdict};
 
 /// Nights listed in the final-state table before the rest is summarised (all are in `--json`).
 const MAX_NIGHT_ROWS: usize = 24;
@@ -119,7 +121,7 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
 /// then the messages of the users that failed.
 fn write_status_codes(
     out: &mut impl Write,
-    http: &crate::http::client::HttpStats,
+    http: &crate::run::HttpStats,
     t: &Tally,
 ) -> io::Result<()> {
     let mut codes = table(vec!["HTTP status (as the server answered)", "Responses"]);
@@ -141,43 +143,81 @@ fn write_status_codes(
     Ok(())
 }
 
+/// When a row of the outcome table is shown even at zero.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Shown {
+    /// In every run.
+    Always,
+    /// In the runs of this strategy.
+    For(Mode),
+    /// Only when some user had the outcome.
+    WhenAny,
+}
+
+/// The rows of the outcome table, in order: the label, the outcomes it counts, and when it is
+/// shown.
+pub(crate) const OUTCOME_ROWS: &[(&str, &[&str], Shown)] = &[
+    ("201 Created", &["created"], Shown::Always),
+    ("409 Conflict (sold out)", &["sold_out"], Shown::Always),
+    (
+        "409 Conflict (lock not acquired)",
+        &["lock_not_acquired", "lock_expired"],
+        Shown::Always,
+    ),
+    (
+        "409 Conflict (retries exhausted)",
+        &["retries_exhausted"],
+        Shown::For(Mode::Serializable),
+    ),
+    (
+        "409 Conflict (stale lock token)",
+        &["fenced_out"],
+        Shown::For(Mode::Fenced),
+    ),
+    (
+        "503 Unavailable (rooms on hold)",
+        &["on_hold"],
+        Shown::For(Mode::Reserve),
+    ),
+    (
+        "402 Payment failed (hold cancelled)",
+        &["payment_failed"],
+        Shown::For(Mode::Reserve),
+    ),
+    (
+        "409 Conflict (hold expired)",
+        &["hold_expired"],
+        Shown::For(Mode::Reserve),
+    ),
+    (
+        "2xx (a success of the server's own)",
+        &["accepted"],
+        Shown::WhenAny,
+    ),
+    (
+        "4xx (a refusal of the server's own)",
+        &["rejected"],
+        Shown::WhenAny,
+    ),
+    (
+        "Interrupted (Ctrl-C; nothing written)",
+        &["interrupted"],
+        Shown::WhenAny,
+    ),
+];
+
 fn write_outcomes(out: &mut impl Write, c: &StressConfig, t: &Tally) -> io::Result<()> {
     let mut outcomes = table(vec!["Outcome", "Users"]);
-    outcomes.add_row(vec!["201 Created".to_owned(), t.created.to_string()]);
-    outcomes.add_row(vec![
-        "409 Conflict (sold out)".to_owned(),
-        t.sold_out.to_string(),
-    ]);
-    outcomes.add_row(vec![
-        "409 Conflict (lock not acquired)".to_owned(),
-        t.lock_not_acquired.to_string(),
-    ]);
-    if c.mode == Mode::Serializable || t.retries_exhausted > 0 {
-        outcomes.add_row(vec![
-            "409 Conflict (retries exhausted)".to_owned(),
-            t.retries_exhausted.to_string(),
-        ]);
-    }
-    if c.mode == Mode::Fenced || t.fenced_out > 0 {
-        outcomes.add_row(vec![
-            "409 Conflict (stale lock token)".to_owned(),
-            t.fenced_out.to_string(),
-        ]);
-    }
-    if c.mode == Mode::Reserve || t.on_hold + t.payment_failed + t.hold_expired > 0 {
-        for (label, count) in [
-            ("503 Unavailable (rooms on hold)", t.on_hold),
-            ("402 Payment failed (hold cancelled)", t.payment_failed),
-            ("409 Conflict (hold expired)", t.hold_expired),
-        ] {
-            outcomes.add_row(vec![label.to_owned(), count.to_string()]);
+    for (label, kinds, always) in OUTCOME_ROWS {
+        let count: u32 = kinds.iter().map(|kind| t.count(kind)).sum();
+        let shown = match always {
+            Shown::Always => true,
+            Shown::For(mode) => c.mode == *mode,
+            Shown::WhenAny => false,
+        };
+        if shown || count > 0 {
+            outcomes.add_row(vec![(*label).to_owned(), count.to_string()]);
         }
-    }
-    if t.interrupted > 0 {
-        outcomes.add_row(vec![
-            "Interrupted (Ctrl-C; nothing written)".to_owned(),
-            t.interrupted.to_string(),
-        ]);
     }
     if t.errors.is_empty() {
         outcomes.add_row(vec!["500 Error".to_owned(), "0".to_owned()]);
@@ -266,10 +306,10 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
     if report.latency_by_outcome.len() > 1 {
         write_latency_by_outcome(out, &report.latency_by_outcome)?;
     }
-    if let Some(lock) = &report.stats.lock {
+    if let Some(lock) = &report.stats.strategy.lock {
         write_lock_line(out, lock, &c.lock_policy)?;
     }
-    if let Some(retries) = report.stats.tx_retries {
+    if let Some(retries) = report.stats.strategy.tx_retries {
         writeln!(
             out,
             "Serializable: {retries} transaction(s) aborted by PostgreSQL and retried (budget {} per user)",
@@ -296,16 +336,20 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
             writeln!(
                 out,
                 "Unsold: {unsold} room-night(s) left at the end ({} payment(s) failed, {} hold(s) expired)",
-                t.payment_failed, t.hold_expired
+                t.count("payment_failed"),
+                t.count("hold_expired")
             )?;
         }
     }
-    if t.interrupted > 0 {
+    if t.count("interrupted") > 0 {
         writeln!(
             out,
             "Interrupted: a partial run; {} user(s) did not book",
-            t.interrupted
+            t.count("interrupted")
         )?;
+    }
+    if let Some(why) = report.unaccounted() {
+        writeln!(out, "Unaccounted: {why}")?;
     }
     writeln!(
         out,
@@ -343,7 +387,10 @@ fn write_latency_by_outcome(
 }
 
 fn night_state(night: &NightState) -> String {
-    Verdict::join(&Verdict::of_nights(std::slice::from_ref(night)))
+    verdict::join(
+        &verdict::of_nights(std::slice::from_ref(night)),
+        verdict::Kind::Schema,
+    )
 }
 
 fn write_lock_line(out: &mut impl Write, lock: &LockStats, policy: &LockPolicy) -> io::Result<()> {
@@ -454,6 +501,25 @@ impl Spread {
     }
 }
 
+/// Whether each report met its expectation, with the runs of `--repeat` (consecutive groups of
+/// `repeat`) judged together: a run that did not reproduce the race is no failure when another
+/// run of its strategy did — one counterexample is the proof — while every run must be safe.
+pub fn runs_met(reports: &[StressReport], repeat: u32) -> Vec<bool> {
+    reports
+        .chunks(repeat.max(1) as usize)
+        .flat_map(|group| {
+            let group_met = verdict::met_over_runs(
+                group.first().map_or(Expectation::Any, |r| r.config.expect),
+                group.iter().map(StressReport::expectation_met),
+            );
+            group.iter().map(move |r| match r.config.expect {
+                Expectation::Overbooking => group_met,
+                Expectation::Safe | Expectation::Any => r.expectation_met(),
+            })
+        })
+        .collect()
+}
+
 /// How often each verdict occurred over the runs of one strategy (`SAFE` for none).
 fn verdict_counts(runs: &[StressReport]) -> BTreeMap<String, u32> {
     let mut counts = BTreeMap::new();
@@ -472,7 +538,8 @@ pub struct RepeatJson<'a> {
     /// Verdict → in how many runs the database showed it.
     pub verdict_counts: BTreeMap<String, u32>,
     pub expected: Expectation,
-    /// Runs that met the expectation; `expectation_met` only when every one did.
+    /// Runs that met the expectation. `expectation_met`: safety only when every run met it,
+    /// the anomaly when at least one did (one counterexample is the proof).
     pub expectation_met_runs: usize,
     pub expectation_met: bool,
     pub created: Spread,
@@ -490,8 +557,11 @@ impl<'a> RepeatJson<'a> {
             verdict_counts: verdict_counts(runs),
             expected: runs.first().map_or(Expectation::Any, |r| r.config.expect),
             expectation_met_runs: met,
-            expectation_met: met == runs.len(),
-            created: Spread::of(runs.iter().map(|r| f64::from(r.tally.created))),
+            expectation_met: verdict::met_over_runs(
+                runs.first().map_or(Expectation::Any, |r| r.config.expect),
+                runs.iter().map(StressReport::expectation_met),
+            ),
+            created: Spread::of(runs.iter().map(|r| f64::from(r.tally.successes()))),
             elapsed_ms: Spread::of(runs.iter().map(|r| r.elapsed.as_secs_f64() * 1000.0)),
             runs: runs.iter().map(StressJson::new).collect(),
         }
@@ -547,7 +617,12 @@ pub fn write_repeated(out: &mut impl Write, groups: &[&[StressReport]]) -> io::R
     writeln!(out, "{rows}")?;
     let missed: usize = groups
         .iter()
-        .map(|g| g.iter().filter(|r| !r.expectation_met()).count())
+        .map(|g| {
+            runs_met(g, g.len() as u32)
+                .into_iter()
+                .filter(|met| !met)
+                .count()
+        })
         .sum();
     if missed == 0 {
         writeln!(out, "Every run met its expectation.")
@@ -589,11 +664,11 @@ pub fn write_comparison(out: &mut impl Write, reports: &[StressReport]) -> io::R
         let l = r.latency.summary();
         comparison.add_row(vec![
             r.config.mode.to_string(),
-            t.created.to_string(),
-            t.sold_out.to_string(),
-            t.lock_not_acquired.to_string(),
-            t.retries_exhausted.to_string(),
-            t.on_hold.to_string(),
+            t.count("created").to_string(),
+            t.count("sold_out").to_string(),
+            t.lock_refusals().to_string(),
+            t.count("retries_exhausted").to_string(),
+            t.count("on_hold").to_string(),
             t.error_count().to_string(),
             booked.to_string(),
             confirmed.to_string(),
@@ -706,7 +781,8 @@ pub struct StressJson<'a> {
     pub total_inventory: i32,
     pub booked_count: i32,
     pub confirmed_bookings: i64,
-    /// The core definition: a night oversold, or its counter ≠ its rows.
+    /// A night sold more rooms than it has, by its counter or its rows — the definition
+    /// `interleave` uses too.
     pub overbooked: bool,
     /// A night oversold (counter or rows above the inventory).
     pub oversold: bool,
@@ -715,6 +791,9 @@ pub struct StressJson<'a> {
     /// Users refused although every night of their stay still had a room at the end.
     pub under_sold: u32,
     pub under_selling_expected: bool,
+    /// Confirmed bookings the database holds for the slot: every success acknowledged must be
+    /// among them, or the verdict is `UNACCOUNTED`.
+    pub written: i64,
     pub verdicts: Vec<Verdict>,
     pub verdict: String,
     pub expected: Expectation,
@@ -767,15 +846,15 @@ impl<'a> StressJson<'a> {
             to: c.stay.to().to_string(),
             mixed_ranges: c.mixed_ranges,
             hold_ms: c.hold.as_millis(),
-            created: report.tally.created,
-            conflicts_sold_out: report.tally.sold_out,
-            conflicts_lock: report.tally.lock_not_acquired,
-            conflicts_retries: report.tally.retries_exhausted,
-            conflicts_fenced: report.tally.fenced_out,
-            refused_on_hold: report.tally.on_hold,
-            payment_failed: report.tally.payment_failed,
-            hold_expired: report.tally.hold_expired,
-            interrupted: report.tally.interrupted,
+            created: report.tally.successes(),
+            conflicts_sold_out: report.tally.count("sold_out"),
+            conflicts_lock: report.tally.lock_refusals(),
+            conflicts_retries: report.tally.count("retries_exhausted"),
+            conflicts_fenced: report.tally.count("fenced_out"),
+            refused_on_hold: report.tally.count("on_hold"),
+            payment_failed: report.tally.count("payment_failed"),
+            hold_expired: report.tally.count("hold_expired"),
+            interrupted: report.tally.count("interrupted"),
             errors: report.tally.error_count(),
             error_messages: &report.tally.errors,
             total_inventory: headline.map_or(0, |n| n.total_inventory),
@@ -785,6 +864,7 @@ impl<'a> StressJson<'a> {
             oversold: verdicts.contains(&Verdict::Overbooked),
             lost_update: verdicts.contains(&Verdict::LostUpdate),
             under_sold: report.under_sold,
+            written: report.written,
             under_selling_expected: c.under_selling_expected(),
             verdict: report.verdict(),
             verdicts,
@@ -807,8 +887,8 @@ impl<'a> StressJson<'a> {
             cleared_bookings: report.cleared_bookings,
             nights: &report.nights,
             lock_policy: c.mode.waits_with_lock_policy().then_some(c.lock_policy),
-            lock: report.stats.lock,
-            tx_retries: report.stats.tx_retries,
+            lock: report.stats.strategy.lock,
+            tx_retries: report.stats.strategy.tx_retries,
             serializable_retries: (c.mode == Mode::Serializable).then_some(c.retry.retries),
             processes: c.processes,
             per_process: &report.processes,
@@ -894,7 +974,9 @@ impl BookJson {
             Outcome::RetriesExhausted { .. }
             | Outcome::PaymentFailed
             | Outcome::HoldExpired
-            | Outcome::Interrupted => (None, None, None),
+            | Outcome::Interrupted
+            | Outcome::Accepted { .. }
+            | Outcome::Rejected { .. } => (None, None, None),
         };
         let name = outcome.kind();
         Self {
@@ -962,5 +1044,8 @@ pub fn write_book(out: &mut impl Write, config: &BookConfig, outcome: &Outcome) 
             "409 Conflict (retries exhausted): PostgreSQL aborted the transaction on all {attempts} attempts ({})",
             config.mode
         ),
+        Outcome::Accepted { status } | Outcome::Rejected { status } => {
+            writeln!(out, "{status} ({})", config.mode)
+        }
     }
 }

@@ -85,7 +85,7 @@ pub struct Spec {
     /// It waits for something another user holds — a Redis lock, or (`reserve`) a room on
     /// hold — under the lock policy (`--lock-ttl-ms`, `--lock-retries`, `--lock-wait-ms`). With
     /// fixed retries (no deadline) it is known to refuse users while rooms are left (see
-    /// [`StressConfig::under_selling_expected`](crate::stress::StressConfig::under_selling_expected)).
+    /// [`StressConfig::under_selling_expected`](crate::run::StressConfig::under_selling_expected)).
     pub waits_with_lock_policy: bool,
     /// It runs the slow work (`--hold-ms`) somewhere; `one-statement` has no place for it.
     pub slow_work: bool,
@@ -128,16 +128,16 @@ pub trait Strategy: Send + Sync {
         StrategyStats::default()
     }
 
-    /// Gets ready for `connections` users booking at once, before the start barrier (the HTTP
-    /// client opens its keep-alive connections). Most strategies need nothing.
+    /// Gets ready for `connections` users booking at once, before the start barrier (e.g.
+    /// prepares its statements on every pooled connection). Most strategies need nothing.
     async fn warm_up(&self, _connections: u32) -> Result<(), BookingError> {
         Ok(())
     }
 
-    /// How many users may book at once, when it is not one per pooled database connection
-    /// (over HTTP, the server's connections are not the runner's).
-    fn lanes(&self) -> Option<u32> {
-        None
+    /// How many users may book at once given `pooled` connections to book on: one each, unless
+    /// the strategy holds no connection through its slow work (`reserve`).
+    fn lanes(&self, pooled: u32) -> u32 {
+        pooled
     }
 }
 
@@ -148,8 +148,6 @@ pub struct StrategyStats {
     pub lock: Option<LockStats>,
     /// Transactions aborted by PostgreSQL and run again (`serializable`).
     pub tx_retries: Option<u64>,
-    /// Status codes and transport errors (`stress --target`).
-    pub http: Option<crate::http::client::HttpStats>,
 }
 
 impl StrategyStats {
@@ -165,13 +163,6 @@ impl StrategyStats {
         self.tx_retries = match (self.tx_retries, other.tx_retries) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-        };
-        self.http = match (self.http.take(), &other.http) {
-            (Some(mut mine), Some(theirs)) => {
-                mine.merge(theirs);
-                Some(mine)
-            }
-            (mine, theirs) => mine.or_else(|| theirs.clone()),
         };
     }
 }
@@ -201,7 +192,9 @@ async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError
         | Outcome::OnHold { .. }
         | Outcome::PaymentFailed
         | Outcome::HoldExpired
-        | Outcome::Interrupted => {}
+        | Outcome::Interrupted
+        | Outcome::Accepted { .. }
+        | Outcome::Rejected { .. } => {}
     }
     Ok(outcome)
 }

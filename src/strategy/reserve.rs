@@ -150,8 +150,8 @@ impl Reserve {
 impl Strategy for Reserve {
     /// As many users at once as there are: the payment holds no connection, so users are not
     /// limited to one per pooled connection — the statements take one for a moment each.
-    fn lanes(&self) -> Option<u32> {
-        Some(u32::MAX)
+    fn lanes(&self, _pooled: u32) -> u32 {
+        u32::MAX
     }
 
     /// Its statements, prepared on every lane before the start (see

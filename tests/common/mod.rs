@@ -300,8 +300,8 @@ pub fn stress_config(
     mode: Mode,
     inventory: i32,
     lock_policy: LockPolicy,
-) -> booking_cli::stress::StressConfig {
-    booking_cli::stress::StressConfig {
+) -> booking_cli::run::StressConfig {
+    booking_cli::run::StressConfig {
         mode,
         users: 20,
         room: booking_cli::domain::RoomId::new(1).expect("room 1"),

@@ -1,62 +1,48 @@
-//! `stress --target URL`: the race over the network. A [`Strategy`] whose booking is one
-//! `POST /api/bookings` to a `serve` (round-robin over several), so that the runner, the
-//! barrier, the verdict from the database and the reports are those of every other run.
+//! booking-cli's own `serve` as a target (`stress --target URL`): each user's booking is one
+//! `POST /api/bookings` to a `serve` (round-robin over several), on booking-cli's schema, so
+//! that the runner, the barrier, the verdict from the database and the reports are those of
+//! every other run.
 //!
-//! Each user's request goes over a keep-alive connection opened before the start barrier
-//! ([`Strategy::warm_up`]): the race starts at the barrier, not at a TCP handshake. The status
-//! codes are counted as the server sent them — the outcome table shows them as `hey` and `oha`
-//! do — and mapped back to outcomes by the problem `type` the server names.
+//! Before anything is written, every server must read the slot as `DATABASE_URL` shows it
+//! ([`ServeTarget::connect`]); after the run, every booking a server acknowledged must be in
+//! that database, or the verdict is `UNACCOUNTED` — a server writing elsewhere can never look
+//! safe. Each user's request goes over a keep-alive connection opened before the start barrier
+//! ([`Target::warm_up`]). The status codes are counted as the server sent them and mapped back
+//! to outcomes by the problem `type` the server names ([`crate::http::wire`]); a response whose
+//! type is not one of `serve`'s is counted as what its status says.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::domain::{BookingRequest, Outcome, RoomId, Stay};
+use crate::domain::{Outcome, RoomId, Stay};
 use crate::error::{BookingError, InputError};
-use crate::repo::NightState;
-use crate::strategy::{Mode, Strategy, StrategyStats};
+use crate::http::wire;
+use crate::repo::Repo;
+use crate::run::{Attempt, HttpStats, StressConfig, Target, TargetStats, Turn};
 
 /// The deadline of one request (connecting: [`CONNECT_TIMEOUT`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What came back over HTTP.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HttpStats {
-    /// Responses by status code.
-    pub status_codes: BTreeMap<u16, u64>,
-    /// Requests that got no response at all (refused, reset, timed out).
-    pub transport_errors: u64,
-}
-
-impl HttpStats {
-    pub fn merge(&mut self, other: &HttpStats) {
-        for (status, count) in &other.status_codes {
-            *self.status_codes.entry(*status).or_default() += count;
-        }
-        self.transport_errors += other.transport_errors;
-    }
-}
-
-/// The slot the run prepared, for checking that `DATABASE_URL` is the server's database.
+/// The slot the run prepares, for checking that `DATABASE_URL` is the server's database.
 #[derive(Debug, Clone, Copy)]
-pub struct PreparedSlot {
-    pub room: RoomId,
-    pub stay: Stay,
-    pub inventory: i32,
+struct PreparedSlot {
+    room: RoomId,
+    stay: Stay,
+    inventory: i32,
 }
 
 /// Books over HTTP.
-pub struct HttpStrategy {
+pub struct ServeTarget {
     client: reqwest::Client,
     /// Base URLs, without a trailing slash.
     targets: Vec<String>,
     next: AtomicUsize,
-    mode: Mode,
+    plan: Arc<StressConfig>,
     slot: PreparedSlot,
     stats: Mutex<HttpStats>,
 }
@@ -89,9 +75,30 @@ struct AvailabilityNight {
     booked_count: i32,
 }
 
-impl HttpStrategy {
-    /// `targets`: base URLs (`http://127.0.0.1:8080`), each checked to be http(s).
-    pub fn new(targets: &[String], mode: Mode, slot: PreparedSlot) -> Result<Self, InputError> {
+impl ServeTarget {
+    /// The servers at `targets` (base URLs, `http://127.0.0.1:8080`), for `plan` — checked,
+    /// before anything is written, to read the slot as `repo` (`DATABASE_URL`) shows it.
+    pub async fn connect(
+        targets: &[String],
+        plan: &StressConfig,
+        repo: &Repo,
+    ) -> Result<Self, BookingError> {
+        let target = Self::new(targets, plan)?;
+        let nights = repo
+            .slot_state(target.slot.room, &target.slot.stay)
+            .await
+            .map_err(BookingError::Database)?;
+        let expected: Vec<(chrono::NaiveDate, i32, i32)> = nights
+            .iter()
+            .map(|n| (n.night, n.total_inventory, n.booked_count))
+            .collect();
+        for base in &target.targets {
+            target.check_same_database(base, &expected).await?;
+        }
+        Ok(target)
+    }
+
+    fn new(targets: &[String], plan: &StressConfig) -> Result<Self, InputError> {
         let mut bases = Vec::with_capacity(targets.len());
         for target in targets {
             let url = url::Url::parse(target).map_err(|e| {
@@ -115,35 +122,21 @@ impl HttpStrategy {
             client,
             targets: bases,
             next: AtomicUsize::new(0),
-            mode,
-            slot,
+            slot: PreparedSlot {
+                room: plan.room,
+                stay: plan.region()?,
+                inventory: plan.inventory,
+            },
+            plan: Arc::new(plan.clone()),
             stats: Mutex::default(),
         })
     }
 
     fn count(&self, status: Option<u16>) {
-        let mut stats = self
-            .stats
+        self.stats
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match status {
-            Some(status) => *stats.status_codes.entry(status).or_default() += 1,
-            None => stats.transport_errors += 1,
-        }
-    }
-
-    /// Before anything is written: every server must see the slot exactly as `DATABASE_URL`
-    /// shows it (`nights`, read there), or the verdict would be read from another database.
-    pub async fn check_before(&self, nights: &[NightState]) -> Result<(), BookingError> {
-        let expected: Vec<(chrono::NaiveDate, i32, i32)> = nights
-            .iter()
-            .filter(|n| n.room == self.slot.room)
-            .map(|n| (n.night, n.total_inventory, n.booked_count))
-            .collect();
-        for target in &self.targets {
-            self.check_same_database(target, &expected).await?;
-        }
-        Ok(())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .count(status);
     }
 
     /// Checks that the server reads the slot as `expected` (date, total_inventory,
@@ -156,8 +149,8 @@ impl HttpStrategy {
     ) -> Result<(), BookingError> {
         let slot = &self.slot;
         let url = format!(
-            "{target}/api/rooms/{}/availability?from={}&to={}",
-            slot.room,
+            "{target}{}?from={}&to={}",
+            wire::availability_path(slot.room),
             slot.stay.from(),
             slot.stay.to()
         );
@@ -199,12 +192,11 @@ impl HttpStrategy {
     }
 }
 
-#[async_trait]
-impl Strategy for HttpStrategy {
-    #[tracing::instrument(name = "http", skip_all, fields(user = %request.user))]
-    async fn book(&self, request: &BookingRequest) -> Result<Outcome, BookingError> {
+impl ServeTarget {
+    /// One `POST /api/bookings`, its status counted and mapped back to an outcome.
+    async fn book(&self, request: &crate::domain::BookingRequest) -> Result<Outcome, BookingError> {
         let target = &self.targets[self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len()];
-        let url = format!("{target}/api/bookings");
+        let url = format!("{target}{}", wire::BOOKINGS);
         let body = serde_json::json!({
             "user_id": request.user.as_uuid(),
             "room_id": request.room.get(),
@@ -216,7 +208,7 @@ impl Strategy for HttpStrategy {
         let sent = self
             .client
             .post(&url)
-            .header(super::MODE_HEADER, self.mode.name())
+            .header(wire::MODE_HEADER, self.plan.mode.name())
             .json(&body)
             .send()
             .await;
@@ -241,35 +233,28 @@ impl Strategy for HttpStrategy {
         }
         let problem: ProblemBody = serde_json::from_str(&text).unwrap_or_default();
         let night = problem.night.unwrap_or(request.stay.from());
-        // Refusals by their problem type, whatever status the server gave them (409 or 503).
-        let outcome = match problem.kind.as_str() {
-            "/problems/sold-out" => Outcome::SoldOut { night },
-            "/problems/lock-busy" => Outcome::LockNotAcquired {
-                key: format!("{target} (server side)"),
-                attempts: 0,
-            },
-            "/problems/retries-exhausted" => Outcome::RetriesExhausted { attempts: 0 },
-            "/problems/fenced-out" => Outcome::FencedOut { night },
-            "/problems/lock-expired" => Outcome::LockExpired {
-                key: format!("{target} (server side)"),
-            },
-            "/problems/on-hold" => Outcome::OnHold { night },
-            "/problems/payment-failed" => Outcome::PaymentFailed,
-            "/problems/hold-expired" => Outcome::HoldExpired,
-            _ => {
-                return Err(BookingError::Http(format!(
-                    "POST {url}: {status}: {}",
-                    if problem.detail.is_empty() {
-                        text.chars().take(200).collect()
-                    } else {
-                        problem.detail
-                    }
-                )));
-            }
-        };
-        Ok(outcome)
+        // Refusals by their problem type, whatever status the server gave them (409 or 503);
+        // anything else is what its status says: a success, a refusal, or (5xx) a failure.
+        if let Some(outcome) = wire::refusal_outcome(&problem.kind, night) {
+            return Ok(outcome);
+        }
+        match status.as_u16() {
+            code @ 200..=299 => Ok(Outcome::Accepted { status: code }),
+            500.. => Err(BookingError::Http(format!(
+                "POST {url}: {status}: {}",
+                if problem.detail.is_empty() {
+                    text.chars().take(200).collect()
+                } else {
+                    problem.detail
+                }
+            ))),
+            code => Ok(Outcome::Rejected { status: code }),
+        }
     }
+}
 
+#[async_trait]
+impl Target for ServeTarget {
     /// Checks that each server reads the slot as this run just prepared it, then opens
     /// `connections` keep-alive connections, spread over the targets.
     async fn warm_up(&self, connections: u32) -> Result<(), BookingError> {
@@ -287,7 +272,7 @@ impl Strategy for HttpStrategy {
             let target = self.targets[i % self.targets.len()].clone();
             let client = self.client.clone();
             pings.spawn(async move {
-                let url = format!("{target}/ping");
+                let url = format!("{target}{}", wire::PING);
                 client
                     .get(&url)
                     .send()
@@ -304,25 +289,35 @@ impl Strategy for HttpStrategy {
     }
 
     /// Every user may have a request in flight at once (a connection each).
-    fn lanes(&self) -> Option<u32> {
-        Some(MAX_CONNECTIONS)
+    fn lanes(&self) -> u32 {
+        MAX_CONNECTIONS
     }
 
-    fn stats(&self) -> StrategyStats {
-        StrategyStats {
+    #[tracing::instrument(name = "http", skip_all, fields(user = turn.user))]
+    async fn attempt(&self, turn: Turn) -> Attempt {
+        let request = super::request_for(&self.plan, turn);
+        let result = self.book(&request).await;
+        Attempt {
+            request: Some(request),
+            result,
+        }
+    }
+
+    fn stats(&self) -> TargetStats {
+        TargetStats {
+            strategy: Default::default(),
             http: Some(
                 self.stats
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .clone(),
             ),
-            ..StrategyStats::default()
         }
     }
 }
 
 /// An error and its causes, on one line (reqwest's own message leaves out why).
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

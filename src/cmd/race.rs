@@ -1,0 +1,159 @@
+//! `race`: a burst at someone else's endpoint, judged by their own database.
+//!
+//! Everything that can be refused is refused before a request is sent: the settings, the
+//! output files, the check database (reached, and every check tried once, read-only). Then,
+//! for each run: `--setup`, the count before, every connection opened, the burst released by
+//! one barrier, and the checks and the count read back.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use indicatif::ProgressBar;
+
+use crate::app::Exit;
+use crate::check_db::{CheckDb, CheckDbError};
+use crate::cli::RaceArgs;
+
+use crate::error::InputError;
+use crate::race::RaceSettings;
+use crate::race::judge::{self, RaceRun};
+use crate::report;
+use crate::run::{self, Burst, Target};
+use crate::targets::EndpointTarget;
+
+use super::{finish_output, stop_on_ctrl_c};
+
+pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
+    let settings = Arc::new(RaceSettings::from_args(args)?);
+    let secrets = settings.secrets.clone();
+    let scrub = |error: anyhow::Error| -> anyhow::Error {
+        // Messages of the service's database or connection errors may carry a secret.
+        let line = crate::app::error_line(&error, &secrets);
+        if error.chain().any(|cause| cause.is::<InputError>()) {
+            anyhow::Error::new(InputError::Invalid(line))
+        } else {
+            anyhow::anyhow!(line)
+        }
+    };
+    // An output that cannot be written is said before anything is sent.
+    let junit = args
+        .junit
+        .as_ref()
+        .map(|path| {
+            std::fs::File::create(path).map_err(|e| {
+                InputError::Invalid(format!("--junit {}: cannot write it: {e}", path.display()))
+            })
+        })
+        .transpose()?;
+    let db = match &settings.check_db {
+        Some(url) => Some(
+            CheckDb::connect(url, settings.check_timeout)
+                .await
+                .map_err(check_db_error)
+                .map_err(scrub)?,
+        ),
+        None => None,
+    };
+    let result = races(&settings, db.as_ref()).await.map_err(scrub);
+    if let Some(db) = &db {
+        db.close().await;
+    }
+    let runs = result?;
+
+    let mut out = std::io::stdout().lock();
+    let printed = if args.json {
+        match report::race::RaceJson::new(&settings, &runs) {
+            Some(json) => report::write_json(&mut out, &json),
+            None => Ok(()),
+        }
+    } else if args.markdown {
+        report::race::write_markdown(&mut out, &settings, &runs)
+    } else {
+        report::race::write(&mut out, &settings, &runs)
+    };
+    finish_output(printed.and_then(|()| out.flush()))?;
+    if let Some(file) = junit {
+        let mut file = std::io::BufWriter::new(file);
+        report::race::write_junit(&mut file, &settings, &runs)
+            .and_then(|()| file.flush())
+            .context("failed to write --junit")?;
+    }
+    Ok(if judge::met(&runs, &settings) {
+        Exit::Success
+    } else {
+        Exit::Unexpected
+    })
+}
+
+/// Every run: setup, count before, connections, burst, judgement.
+async fn races(settings: &Arc<RaceSettings>, db: Option<&CheckDb>) -> anyhow::Result<Vec<RaceRun>> {
+    if let Some(db) = db {
+        // A dry run first, rolled back: a bad query is found with nothing sent or written.
+        judge::try_checks(db, settings)
+            .await
+            .map_err(check_db_error)?;
+    }
+    let stop = stop_on_ctrl_c(true);
+    let progress = progress(settings);
+    let mut runs = Vec::with_capacity(settings.repeat as usize);
+    for run in 1..=settings.repeat {
+        if stop.is_stopped() {
+            break;
+        }
+        if let Some(db) = db {
+            db.setup(&settings.setup).await.map_err(check_db_error)?;
+        }
+        let before = judge::count_before(db, settings)
+            .await
+            .map_err(check_db_error)?;
+        let target = Arc::new(EndpointTarget::new(Arc::clone(settings), run));
+        target
+            .warm_up(settings.users)
+            .await
+            .with_context(|| format!("run {run}: nothing was sent"))?;
+        let burst = Burst {
+            users: settings.users,
+            first_user: 0,
+            record: false,
+        };
+        let race = run::race(
+            target,
+            burst,
+            std::future::ready(()),
+            &stop,
+            &ProgressBar::hidden(),
+        )
+        .await;
+        progress.inc(1);
+        let judged = judge::judge(db, settings, run, race, before)
+            .await
+            .map_err(check_db_error)
+            .with_context(|| format!("run {run}: the invariant could not be read"))?;
+        runs.push(judged);
+    }
+    progress.finish_and_clear();
+    Ok(runs)
+}
+
+/// A bar over the runs of `--repeat`, on a terminal only.
+fn progress(settings: &RaceSettings) -> ProgressBar {
+    if settings.repeat < 2 || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(u64::from(settings.repeat));
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} race {pos}/{len} runs {wide_bar} {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Bad input stays bad input (exit 2) at the top of the chain.
+fn check_db_error(error: CheckDbError) -> anyhow::Error {
+    match error {
+        CheckDbError::Input(input) => anyhow::Error::new(input),
+        other => anyhow::Error::new(other),
+    }
+}

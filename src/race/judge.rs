@@ -1,0 +1,194 @@
+//! One run of `race`, judged by the user's invariant: their checks and count read from their
+//! database after the burst, the successes the endpoint acknowledged, and the verdicts of
+//! [`crate::run::verdict`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::RaceSettings;
+use crate::check_db::{CheckDb, CheckDbError, Row, Violation};
+use crate::error::InputError;
+use crate::metrics::Latencies;
+use crate::run::verdict::{self, Kind, Verdict};
+use crate::run::{HttpStats, RaceResult, Tally};
+
+/// A finished run of `race`.
+#[derive(Debug, Clone)]
+pub struct RaceRun {
+    /// From 1.
+    pub run: u32,
+    pub tally: Tally,
+    pub http: HttpStats,
+    pub latency: Latencies,
+    pub elapsed: Duration,
+    /// Acknowledged successes (statuses in `--success`).
+    pub successes: u32,
+    /// Every row the checks returned (up to a hundred per check), and the `--max-successes`
+    /// violation.
+    pub violations: Vec<Violation>,
+    /// Rows each check returned, in all.
+    pub check_rows: Vec<usize>,
+    /// What `--count` says the run wrote (after minus before).
+    pub counted: Option<i64>,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl RaceRun {
+    pub fn verdict(&self) -> String {
+        verdict::join(&self.verdicts, Kind::Sql)
+    }
+
+    /// Requests that got no answer, or a 5xx: each may or may not have written.
+    pub fn indeterminate(&self) -> u32 {
+        self.tally.error_count()
+    }
+
+    /// Whether this run on its own showed what was expected. A run whose requests went
+    /// unanswered proves nothing about holding.
+    pub fn expectation_met(&self, settings: &RaceSettings) -> bool {
+        verdict::met(
+            settings.expect,
+            &self.verdicts,
+            self.http.transport_errors == 0,
+        )
+    }
+}
+
+/// What the count said before a run (after its `--setup`): the zero its writes are counted
+/// from.
+pub async fn count_before(
+    db: Option<&CheckDb>,
+    settings: &RaceSettings,
+) -> Result<Option<i64>, CheckDbError> {
+    match (db, &settings.count) {
+        (Some(db), Some(sql)) => Ok(Some(db.count(sql).await?)),
+        _ => Ok(None),
+    }
+}
+
+/// Tries the setup, every check and the count once before anything is sent, in a transaction
+/// rolled back (nothing is kept): a query PostgreSQL refuses (a syntax error, a missing table,
+/// a write in the read-only part) is bad input; a check that already returns rows after the
+/// setup cannot tell the run's writes from what was there.
+pub async fn try_checks(db: &CheckDb, settings: &RaceSettings) -> Result<(), CheckDbError> {
+    let mut queries: Vec<(String, String)> = settings
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(i, check)| (format!("--check {}", i + 1), check.clone()))
+        .collect();
+    if let Some(sql) = &settings.count {
+        queries.push(("--count".to_owned(), sql.clone()));
+    }
+    let found = db
+        .trial(&settings.setup, &queries)
+        .await
+        .map_err(as_bad_input)?;
+    for ((what, _), found) in queries.iter().zip(&found) {
+        if what == "--count" {
+            crate::check_db::number(found)?;
+        } else if found.total > 0 {
+            return Err(InputError::Invalid(format!(
+                "{what} already returns {} row(s) before the burst (after --setup): it cannot tell this run's writes from the data already there; reset the data with --setup or narrow the check",
+                found.total
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A query PostgreSQL itself refused is the user's SQL at fault: bad input (exit 2).
+fn as_bad_input(error: CheckDbError) -> CheckDbError {
+    match error {
+        CheckDbError::Query {
+            what,
+            source: sqlx::Error::Database(db),
+        } => InputError::Invalid(format!(
+            "{what} failed on the check database: {}",
+            db.message()
+        ))
+        .into(),
+        other => other,
+    }
+}
+
+/// Reads the checks and the count after the burst and judges the run.
+pub async fn judge(
+    db: Option<&CheckDb>,
+    settings: &RaceSettings,
+    run: u32,
+    race: RaceResult,
+    before: Option<i64>,
+) -> Result<RaceRun, CheckDbError> {
+    let successes = race.tally.successes();
+    let mut violations = Vec::new();
+    let mut check_rows = Vec::new();
+    if let Some(db) = db {
+        for (i, check) in settings.checks.iter().enumerate() {
+            let found = db.rows(&format!("--check {}", i + 1), check).await?;
+            check_rows.push(found.total);
+            violations.extend(found.rows.into_iter().map(|row| Violation {
+                check: check.clone(),
+                row,
+            }));
+        }
+    }
+    if let Some(max) = settings.max_successes
+        && u64::from(successes) > max
+    {
+        violations.push(Violation {
+            check: format!("--max-successes {max}"),
+            row: Row(vec![
+                ("successes".to_owned(), Value::from(successes)),
+                ("max_successes".to_owned(), Value::from(max)),
+            ]),
+        });
+    }
+    let counted = match (db, &settings.count, before) {
+        (Some(db), Some(sql), Some(before)) => Some(db.count(sql).await? - before),
+        _ => None,
+    };
+    let mut verdicts = Vec::new();
+    if !violations.is_empty() {
+        verdicts.push(Verdict::Violated);
+    }
+    verdicts.extend(verdict::accounted(
+        successes,
+        race.tally.error_count(),
+        counted,
+    ));
+    Ok(RaceRun {
+        run,
+        successes,
+        http: race.stats.http.unwrap_or_default(),
+        tally: race.tally,
+        latency: race.latency,
+        elapsed: race.elapsed,
+        violations,
+        check_rows,
+        counted,
+        verdicts,
+    })
+}
+
+/// Verdict → in how many runs it was given.
+pub fn verdict_counts(runs: &[RaceRun]) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for run in runs {
+        *counts.entry(run.verdict()).or_default() += 1;
+    }
+    counts
+}
+
+/// Whether the runs, together, met the expectation (one violated run proves the race; every
+/// run must hold).
+pub fn met(runs: &[RaceRun], settings: &RaceSettings) -> bool {
+    !runs.is_empty()
+        && verdict::met_over_runs(
+            settings.expect,
+            runs.iter().map(|r| r.expectation_met(settings)),
+        )
+}

@@ -1,0 +1,400 @@
+//! `race`'s outputs: the status codes and latency as `hey` and `oha` show them, the rows the
+//! checks returned, the count beside the successes, and the verdict; `--json`, `--junit`,
+//! `--markdown`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{expectation_word, ms, table};
+use crate::check_db::Violation;
+use crate::race::RaceSettings;
+use crate::race::judge::{self, RaceRun};
+use crate::strategy::Expectation;
+
+/// What the race did, in one line (the URL as a template: no `{{env:…}}` value shown).
+pub fn headline(settings: &RaceSettings) -> String {
+    format!(
+        "race: {} {} — {} users, a connection each, released together; success: {}",
+        settings.request.method,
+        settings.request.url.display(),
+        settings.users,
+        settings.success.display()
+    )
+}
+
+fn expect_word(expect: Expectation) -> &'static str {
+    match expect {
+        Expectation::Safe => "held",
+        Expectation::Overbooking => "violated",
+        Expectation::Any => expectation_word(expect),
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    hyper::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
+}
+
+/// The table of one run, or of `--repeat` runs.
+pub fn write(out: &mut impl Write, settings: &RaceSettings, runs: &[RaceRun]) -> io::Result<()> {
+    writeln!(out, "{}", headline(settings))?;
+    match runs {
+        [one] => write_one(out, settings, one),
+        all => write_repeated(out, settings, all),
+    }
+}
+
+fn write_one(out: &mut impl Write, settings: &RaceSettings, run: &RaceRun) -> io::Result<()> {
+    writeln!(out, "Status code distribution:")?;
+    for (status, count) in &run.http.status_codes {
+        let success = if settings.success.contains(*status) {
+            "  (success)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  [{status}] {count} responses  {}{success}",
+            reason(*status)
+        )?;
+    }
+    writeln!(out, "Transport errors: {}", run.http.transport_errors)?;
+    for (message, count) in &run.tally.errors {
+        writeln!(out, "  {count} × {message}")?;
+    }
+    let l = run.latency.summary();
+    writeln!(
+        out,
+        "Latency (ms): p50 {}  p95 {}  p99 {}  max {}",
+        ms(l.p50_ms),
+        ms(l.p95_ms),
+        ms(l.p99_ms),
+        ms(l.max_ms)
+    )?;
+    write_checks(out, settings, run)?;
+    write_count(out, settings, run)?;
+    writeln!(
+        out,
+        "Verdict: {} in {} ms — expected {}: {}",
+        run.verdict(),
+        run.elapsed.as_millis(),
+        expect_word(settings.expect),
+        met_word(run.expectation_met(settings))
+    )
+}
+
+fn met_word(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn write_checks(out: &mut impl Write, settings: &RaceSettings, run: &RaceRun) -> io::Result<()> {
+    for (i, check) in settings.checks.iter().enumerate() {
+        let total = run.check_rows.get(i).copied().unwrap_or(0);
+        writeln!(
+            out,
+            "Check {} (read-only): {} → {total} row(s){}",
+            i + 1,
+            one_line(check),
+            if total > 0 { " — VIOLATED" } else { "" }
+        )?;
+        let rows: Vec<&Violation> = run
+            .violations
+            .iter()
+            .filter(|v| &v.check == check)
+            .collect();
+        write_rows(out, &rows)?;
+        if total > rows.len() {
+            writeln!(out, "  … {} more row(s)", total - rows.len())?;
+        }
+    }
+    if let Some(max) = settings.max_successes {
+        writeln!(
+            out,
+            "Successes: {} acknowledged, at most {max} allowed{}",
+            run.successes,
+            if u64::from(run.successes) > max {
+                " — VIOLATED"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// The rows of one check as a table with their own columns.
+fn write_rows(out: &mut impl Write, rows: &[&Violation]) -> io::Result<()> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let columns: Vec<&str> = first.row.columns().collect();
+    let mut t = table(columns.clone());
+    for row in rows {
+        t.add_row(
+            columns
+                .iter()
+                .map(|c| cell(row.row.get(c).unwrap_or(&Value::Null)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    writeln!(out, "{t}")
+}
+
+fn cell(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "NULL".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn write_count(out: &mut impl Write, settings: &RaceSettings, run: &RaceRun) -> io::Result<()> {
+    let (Some(sql), Some(counted)) = (&settings.count, run.counted) else {
+        return Ok(());
+    };
+    let indeterminate = run.indeterminate();
+    let verdict = if run.verdicts.contains(&crate::run::Verdict::Unaccounted) {
+        if i64::from(run.successes) > counted {
+            " — UNACCOUNTED: acknowledged successes that were not written (lost or phantom writes, or not the database the service writes)"
+        } else {
+            " — UNACCOUNTED: writes the client was never told of"
+        }
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "Count (read-only): {} → {counted} written; {} acknowledged{}{verdict}",
+        one_line(sql),
+        run.successes,
+        if indeterminate > 0 {
+            format!(", {indeterminate} without an answer (may have written)")
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn write_repeated(
+    out: &mut impl Write,
+    settings: &RaceSettings,
+    runs: &[RaceRun],
+) -> io::Result<()> {
+    let mut t = table(vec![
+        "Run",
+        "Successes",
+        "Other statuses",
+        "No answer / 5xx",
+        "Written (--count)",
+        "Violating rows",
+        "Verdict",
+    ]);
+    for run in runs {
+        let others: u64 = run
+            .http
+            .status_codes
+            .iter()
+            .filter(|(status, _)| !settings.success.contains(**status))
+            .map(|(_, n)| n)
+            .sum();
+        t.add_row(vec![
+            run.run.to_string(),
+            run.successes.to_string(),
+            others.to_string(),
+            run.indeterminate().to_string(),
+            run.counted.map_or("-".to_owned(), |c| c.to_string()),
+            run.check_rows.iter().sum::<usize>().to_string(),
+            run.verdict(),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    // The first counterexample, shown whole.
+    if let Some(first) = runs.iter().find(|r| !r.verdicts.is_empty()) {
+        writeln!(out, "Run {}, the first that did not hold:", first.run)?;
+        write_checks(out, settings, first)?;
+        write_count(out, settings, first)?;
+    }
+    let counts: Vec<String> = judge::verdict_counts(runs)
+        .iter()
+        .map(|(verdict, n)| format!("{verdict} {n}/{}", runs.len()))
+        .collect();
+    writeln!(
+        out,
+        "Verdicts over {} runs: {} — expected {}: {}",
+        runs.len(),
+        counts.join(", "),
+        expect_word(settings.expect),
+        met_word(judge::met(runs, settings))
+    )
+}
+
+/// `race --json`: one run, or `--repeat` runs with their verdict counts.
+#[derive(Debug, Serialize)]
+pub struct RaceJson<'a> {
+    /// `HELD`, `VIOLATED`, `UNACCOUNTED` (or `VIOLATED+UNACCOUNTED`); over `--repeat`, the
+    /// verdict of the first run that did not hold, else `HELD`.
+    pub verdict: String,
+    pub expected: &'static str,
+    pub expectation_met: bool,
+    pub users: u32,
+    /// Acknowledged successes (statuses in `--success`).
+    pub successes: u32,
+    /// Responses by status code.
+    pub status_codes: BTreeMap<String, u64>,
+    /// Requests that got no response (refused, reset, timed out).
+    pub transport_errors: u64,
+    /// Rows the checks returned, each `{"check": SQL, "row": {column: value}}`.
+    pub violations: &'a [Violation],
+    /// What `--count` says the run wrote; `null` without `--count`.
+    pub counted: Option<i64>,
+    pub latency_ms: crate::metrics::Percentiles,
+    pub elapsed_ms: u128,
+    /// With `--repeat`: each run's own document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<RaceJson<'a>>>,
+    /// With `--repeat`: verdict → in how many runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict_counts: Option<BTreeMap<String, u32>>,
+}
+
+impl<'a> RaceJson<'a> {
+    fn of_run(settings: &RaceSettings, run: &'a RaceRun) -> Self {
+        Self {
+            verdict: run.verdict(),
+            expected: expect_word(settings.expect),
+            expectation_met: run.expectation_met(settings),
+            users: settings.users,
+            successes: run.successes,
+            status_codes: run
+                .http
+                .status_codes
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
+            transport_errors: run.http.transport_errors,
+            violations: &run.violations,
+            counted: run.counted,
+            latency_ms: run.latency.summary(),
+            elapsed_ms: run.elapsed.as_millis(),
+            runs: None,
+            verdict_counts: None,
+        }
+    }
+
+    pub fn new(settings: &RaceSettings, runs: &'a [RaceRun]) -> Option<Self> {
+        let shown = runs
+            .iter()
+            .find(|r| !r.verdicts.is_empty())
+            .or(runs.first())?;
+        let mut json = Self::of_run(settings, shown);
+        if runs.len() > 1 {
+            json.expectation_met = judge::met(runs, settings);
+            json.runs = Some(runs.iter().map(|r| Self::of_run(settings, r)).collect());
+            json.verdict_counts = Some(judge::verdict_counts(runs));
+        }
+        Some(json)
+    }
+}
+
+/// JUnit XML: one test case per run, failing when the run did not meet the expectation (with
+/// `--expect violated`, no case fails while one run violated).
+pub fn write_junit(
+    out: &mut impl Write,
+    settings: &RaceSettings,
+    runs: &[RaceRun],
+) -> io::Result<()> {
+    let together = judge::met(runs, settings);
+    let met: Vec<bool> = runs
+        .iter()
+        .map(|r| match settings.expect {
+            Expectation::Overbooking => together,
+            _ => r.expectation_met(settings),
+        })
+        .collect();
+    let failures = met.iter().filter(|m| !**m).count();
+    let time: f64 = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+    let mut doc = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        doc,
+        "<testsuites name=\"booking-cli race\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\">\n  <testsuite name=\"booking-cli race\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{time:.3}\">",
+        runs.len(),
+        runs.len()
+    );
+    for (run, met) in runs.iter().zip(met) {
+        let _ = write!(
+            doc,
+            "    <testcase classname=\"booking-cli.race\" name=\"run {}\" time=\"{:.3}\"",
+            run.run,
+            run.elapsed.as_secs_f64()
+        );
+        if met {
+            doc.push_str("/>\n");
+        } else {
+            let _ = writeln!(
+                doc,
+                ">\n      <failure type=\"expectation\" message=\"expected {}, the database shows {}\">{}</failure>\n    </testcase>",
+                expect_word(settings.expect),
+                super::ci::xml(&run.verdict()),
+                super::ci::xml(&figures(run))
+            );
+        }
+    }
+    doc.push_str("  </testsuite>\n</testsuites>\n");
+    out.write_all(doc.as_bytes())
+}
+
+fn figures(run: &RaceRun) -> String {
+    format!(
+        "{} successes, {} violating row(s), counted {}, {} without an answer",
+        run.successes,
+        run.check_rows.iter().sum::<usize>(),
+        run.counted.map_or("-".to_owned(), |c| c.to_string()),
+        run.indeterminate()
+    )
+}
+
+/// The runs as one GitHub-flavoured Markdown table.
+pub fn write_markdown(
+    out: &mut impl Write,
+    settings: &RaceSettings,
+    runs: &[RaceRun],
+) -> io::Result<()> {
+    let mut doc = format!(
+        "**booking-cli {}** — verdicts read from the service's database\n\n",
+        headline(settings).trim_start_matches("race: ")
+    );
+    doc.push_str("| run | successes | no answer / 5xx | written | violating rows | verdict |\n|---:|---:|---:|---:|---:|---|\n");
+    for run in runs {
+        let _ = writeln!(
+            doc,
+            "| {} | {} | {} | {} | {} | {} |",
+            run.run,
+            run.successes,
+            run.indeterminate(),
+            run.counted.map_or("-".to_owned(), |c| c.to_string()),
+            run.check_rows.iter().sum::<usize>(),
+            run.verdict()
+        );
+    }
+    let _ = writeln!(
+        doc,
+        "\nExpected {}: {}",
+        expect_word(settings.expect),
+        if judge::met(runs, settings) {
+            "✅ met"
+        } else {
+            "❌ not met"
+        }
+    );
+    out.write_all(doc.as_bytes())
+}
