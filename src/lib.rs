@@ -20,6 +20,7 @@
 //! - [`targets`]: what the runner drives: booking-cli's strategies, its own `serve`, anyone's
 //!   HTTP endpoint (`race`).
 //! - [`race`]: `race`'s settings and request templates (a burst at anyone's endpoint).
+//! - [`sync`]: synchronised delivery — a burst released so that it arrives together.
 //! - [`check_db`]: the user's own database, read through the checks they give, read-only.
 //! - [`interleave`]: two or three users run step by step through every ordering of their steps.
 //! - [`timeline`]: every user's phases, measured at the step boundaries (`--timeline`, `--trace`).
@@ -59,5 +60,6 @@ pub mod run;
 pub mod steps;
 pub mod stop;
 pub mod strategy;
+pub mod sync;
 pub mod targets;
 pub mod timeline;

@@ -20,12 +20,17 @@ use crate::race::RaceSettings;
 use crate::race::judge::{self, RaceRun};
 use crate::report;
 use crate::run::{self, Burst, Target};
+use crate::sync::Sync;
 use crate::targets::EndpointTarget;
 
 use super::{finish_output, stop_on_ctrl_c};
 
 pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
-    let settings = Arc::new(RaceSettings::from_args(args)?);
+    let mut settings = RaceSettings::from_args(args)?;
+    if settings.sync == Sync::SinglePacket {
+        settings.sync = single_packet_or_fallback(&settings).await?;
+    }
+    let settings = Arc::new(settings);
     let secrets = settings.secrets.clone();
     let scrub = |error: anyhow::Error| -> anyhow::Error {
         // Messages of the service's database or connection errors may carry a secret.
@@ -84,6 +89,29 @@ pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Unexpected
     })
+}
+
+/// Single-packet needs a server that speaks HTTP/2 with prior knowledge: asked for by name, a
+/// server that does not is bad input (nothing sent); under `auto`, the burst falls back to
+/// last-byte over HTTP/1.1, and says so.
+async fn single_packet_or_fallback(settings: &RaceSettings) -> anyhow::Result<Sync> {
+    let url = url::Url::parse(&settings.request.url.expand(0, 1))
+        .map_err(|e| InputError::Invalid(format!("--url is not a URL: {e}")))?;
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let Err(why) = crate::sync::h2::speaks_h2(host, port, settings.timeout).await else {
+        return Ok(Sync::SinglePacket);
+    };
+    if settings.sync_asked == Sync::SinglePacket {
+        return Err(InputError::Invalid(format!(
+            "--sync single-packet: the server at {host}:{port} does not speak HTTP/2 with prior knowledge ({why}); --sync last-byte synchronises over HTTP/1.1"
+        ))
+        .into());
+    }
+    eprintln!(
+        "note: the server at {host}:{port} does not speak HTTP/2 with prior knowledge; --sync auto falls back to last-byte over HTTP/1.1"
+    );
+    Ok(Sync::LastByte)
 }
 
 /// Every run: setup, count before, connections, burst, judgement.

@@ -49,6 +49,8 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Json<NewBooking>, JsonRejection>,
 ) -> Response {
+    // The body has been read whole by the extractor: this is when the request arrived.
+    let arrived = super::monotonic_us();
     let mode = match mode_of(&state, &headers) {
         Ok(mode) => mode,
         Err(problem) => return problem.into_response(),
@@ -60,6 +62,9 @@ pub async fn create(
     };
     if let Ok(value) = HeaderValue::from_str(mode.name()) {
         response.headers_mut().insert(MODE_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&wire::arrival_timing(arrived)) {
+        response.headers_mut().insert("server-timing", value);
     }
     response
 }

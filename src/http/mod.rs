@@ -48,6 +48,14 @@ use crate::repo::Repo;
 use crate::stop::Stop;
 use crate::strategy::{self, Mode, RetryPolicy, Strategy};
 
+/// Microseconds since this process first asked: the server's monotonic clock of
+/// `Server-Timing: arrival` ([`wire::ARRIVAL_METRIC`]).
+pub fn monotonic_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 /// The largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 16 * 1024;
 

@@ -20,6 +20,31 @@ pub const METRICS: &str = "/metrics";
 /// The header a request chooses its strategy with.
 pub const MODE_HEADER: &str = "x-booking-mode";
 
+/// The metric of `Server-Timing` that tells when a booking request arrived whole (its body
+/// read), in microseconds on the server's monotonic clock: `Server-Timing: arrival;desc="812"`.
+/// Clients compare the arrivals of a burst: their spread is how close together the requests
+/// really reached the server, whatever the client thinks it sent.
+pub const ARRIVAL_METRIC: &str = "arrival";
+
+/// The `Server-Timing` value for an arrival `us` microseconds after the server's start.
+pub fn arrival_timing(us: u64) -> String {
+    format!("{ARRIVAL_METRIC};desc=\"{us}\"")
+}
+
+/// The arrival a `Server-Timing` value names, if it names one.
+pub fn arrival_of(server_timing: &str) -> Option<u64> {
+    server_timing.split(',').find_map(|metric| {
+        let mut parts = metric.trim().split(';');
+        if parts.next()?.trim() != ARRIVAL_METRIC {
+            return None;
+        }
+        parts.find_map(|param| {
+            let value = param.trim().strip_prefix("desc=")?;
+            value.trim_matches('"').parse().ok()
+        })
+    })
+}
+
 /// Every problem `type` is this prefix and a kind (`/problems/sold-out`).
 pub const PROBLEM_PREFIX: &str = "/problems/";
 
@@ -88,6 +113,9 @@ mod tests {
             assert_eq!(mapped.map(|o| o.kind()), Some(outcome), "{kind}");
         }
         assert!(refusal_outcome("/problems/internal", night).is_none());
+        assert_eq!(arrival_of(&arrival_timing(812)), Some(812));
+        assert_eq!(arrival_of("db;dur=53, arrival;desc=\"7\""), Some(7));
+        assert_eq!(arrival_of("db;dur=53"), None);
         assert!(refusal_outcome("https://example.com/out-of-stock", night).is_none());
         assert_eq!(booking_path(7), "/api/bookings/7");
         assert_eq!(availability_path(3), "/api/rooms/3/availability");

@@ -13,6 +13,7 @@ use crate::error::InputError;
 use crate::metrics::Latencies;
 use crate::run::verdict::{self, Kind, Verdict};
 use crate::run::{HttpStats, RaceResult, Tally};
+use crate::sync::Spread;
 
 /// A finished run of `race`.
 #[derive(Debug, Clone)]
@@ -33,6 +34,11 @@ pub struct RaceRun {
     /// What `--count` says the run wrote (after minus before).
     pub counted: Option<i64>,
     pub verdicts: Vec<Verdict>,
+    /// How close together the requests' final bytes were written (the client's clock).
+    pub release: Option<Spread>,
+    /// How close together they arrived whole, by the server's `Server-Timing: arrival`; `None`
+    /// when the server does not say.
+    pub arrival: Option<Spread>,
 }
 
 impl RaceRun {
@@ -160,10 +166,13 @@ pub async fn judge(
         race.tally.error_count(),
         counted,
     ));
+    let http = race.stats.http.unwrap_or_default();
     Ok(RaceRun {
         run,
         successes,
-        http: race.stats.http.unwrap_or_default(),
+        release: Spread::of(http.releases_us.clone()),
+        arrival: Spread::of(http.arrivals_us.clone()),
+        http,
         tally: race.tally,
         latency: race.latency,
         elapsed: race.elapsed,

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::cli::{RaceArgs, RaceExpect};
 use crate::error::InputError;
 use crate::strategy::Expectation;
+use crate::sync::Sync;
 use template::Template;
 
 /// `--users` when neither a flag nor the file says.
@@ -50,6 +51,8 @@ struct RaceFile {
     setup: Vec<String>,
     check_timeout: Option<String>,
     expect: Option<RaceExpect>,
+    sync: Option<Sync>,
+    http2: Option<bool>,
 }
 
 /// One request, as a template expanded per user.
@@ -93,6 +96,11 @@ impl Success {
 pub struct RaceSettings {
     pub request: RequestTemplate,
     pub success: Success,
+    /// How the burst is released (`--sync`, resolved: `none`, `last-byte` or
+    /// `single-packet`).
+    pub sync: Sync,
+    /// What was asked for: under `auto`, a server without HTTP/2 falls back to last-byte.
+    pub sync_asked: Sync,
     pub users: u32,
     pub timeout: Duration,
     pub repeat: u32,
@@ -228,6 +236,12 @@ impl RaceSettings {
         {
             secrets.push(password.to_owned());
         }
+        let sync = args.sync.or(file.sync).unwrap_or(Sync::Auto);
+        let http2 = args.http2 || file.http2.unwrap_or(false);
+        let sync_asked = sync;
+        let sync = sync
+            .resolve(body.is_some(), http2)
+            .map_err(InputError::Invalid)?;
         let expect = match args.expect.or(file.expect).unwrap_or(RaceExpect::Held) {
             RaceExpect::Held => Expectation::Safe,
             RaceExpect::Violated => Expectation::Overbooking,
@@ -241,6 +255,8 @@ impl RaceSettings {
                 body,
             },
             success,
+            sync,
+            sync_asked,
             users,
             timeout,
             repeat,
@@ -341,6 +357,17 @@ fn parse_header(
             name.trim()
         ))
     })?;
+    if [
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::CONNECTION,
+        hyper::header::TRANSFER_ENCODING,
+    ]
+    .contains(&name)
+    {
+        return Err(InputError::Invalid(format!(
+            "-H {name}: race sets it itself (one request per connection, its length from -d)"
+        )));
+    }
     let value = Template::parse(value.trim(), &format!("-H {name}"), env, secrets)?;
     // A value that cannot be sent is said now, not after the burst started.
     HeaderValue::from_str(&value.expand(0, 1)).map_err(|_| {

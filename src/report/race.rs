@@ -14,16 +14,42 @@ use crate::check_db::Violation;
 use crate::race::RaceSettings;
 use crate::race::judge::{self, RaceRun};
 use crate::strategy::Expectation;
+use crate::sync::Spread;
 
 /// What the race did, in one line (the URL as a template: no `{{env:…}}` value shown).
 pub fn headline(settings: &RaceSettings) -> String {
+    let how = match settings.sync {
+        crate::sync::Sync::SinglePacket => {
+            "streams of HTTP/2 connections (100 each), every final frame of a connection in one write"
+        }
+        crate::sync::Sync::LastByte => {
+            "a connection each, all but the last byte sent before the start"
+        }
+        _ => "a connection each, released together",
+    };
     format!(
-        "race: {} {} — {} users, a connection each, released together; success: {}",
+        "race: {} {} — {} users, {how} (--sync {}); success: {}",
         settings.request.method,
         settings.request.url.display(),
         settings.users,
+        settings.sync.name(),
         settings.success.display()
     )
+}
+
+/// How close together the burst left and arrived: the server's word when it sent one.
+fn delivery_line(run: &RaceRun) -> String {
+    let spread = |s: &Spread| format!("{} µs (p50 gap {} µs)", s.max_us, s.p50_gap_us);
+    let released = run.release.as_ref().map_or("-".to_owned(), &spread);
+    match &run.arrival {
+        Some(arrival) => format!(
+            "Spread: final bytes written within {released}; arrived whole at the server within {}",
+            spread(arrival)
+        ),
+        None => format!(
+            "Spread: final bytes written within {released} (the server sends no Server-Timing: arrival, so its side is not known)"
+        ),
+    }
 }
 
 fn expect_word(expect: Expectation) -> &'static str {
@@ -77,6 +103,7 @@ fn write_one(out: &mut impl Write, settings: &RaceSettings, run: &RaceRun) -> io
         ms(l.p99_ms),
         ms(l.max_ms)
     )?;
+    writeln!(out, "{}", delivery_line(run))?;
     write_checks(out, settings, run)?;
     write_count(out, settings, run)?;
     writeln!(
@@ -197,6 +224,7 @@ fn write_repeated(
         "No answer / 5xx",
         "Written (--count)",
         "Violating rows",
+        "Arrival spread µs",
         "Verdict",
     ]);
     for run in runs {
@@ -214,10 +242,16 @@ fn write_repeated(
             run.indeterminate().to_string(),
             run.counted.map_or("-".to_owned(), |c| c.to_string()),
             run.check_rows.iter().sum::<usize>().to_string(),
+            run.arrival
+                .or(run.release)
+                .map_or("-".to_owned(), |s| s.max_us.to_string()),
             run.verdict(),
         ]);
     }
     writeln!(out, "{t}")?;
+    if let Some(line) = spread_over_runs(runs) {
+        writeln!(out, "{line}")?;
+    }
     // The first counterexample, shown whole.
     if let Some(first) = runs.iter().find(|r| !r.verdicts.is_empty()) {
         writeln!(out, "Run {}, the first that did not hold:", first.run)?;
@@ -236,6 +270,32 @@ fn write_repeated(
         expect_word(settings.expect),
         met_word(judge::met(runs, settings))
     )
+}
+
+/// The spread of the spreads: how steady the delivery was over the runs.
+fn spread_over_runs(runs: &[RaceRun]) -> Option<String> {
+    let server = runs.iter().all(|r| r.arrival.is_some());
+    let mut maxes: Vec<u64> = runs
+        .iter()
+        .filter_map(|r| if server { r.arrival } else { r.release })
+        .map(|s| s.max_us)
+        .collect();
+    if maxes.is_empty() {
+        return None;
+    }
+    maxes.sort_unstable();
+    Some(format!(
+        "{} spread over {} runs (µs): min {}, median {}, max {}",
+        if server {
+            "Arrival (server)"
+        } else {
+            "Release (client)"
+        },
+        maxes.len(),
+        maxes[0],
+        maxes[maxes.len() / 2],
+        maxes[maxes.len() - 1]
+    ))
 }
 
 /// `race --json`: one run, or `--repeat` runs with their verdict counts.
@@ -259,6 +319,14 @@ pub struct RaceJson<'a> {
     pub counted: Option<i64>,
     pub latency_ms: crate::metrics::Percentiles,
     pub elapsed_ms: u128,
+    /// `none` or `last-byte`.
+    pub sync: &'static str,
+    /// How close together the final bytes were written, client side: `{max_us, p50_gap_us,
+    /// count}`.
+    pub release_spread: Option<Spread>,
+    /// How close together the requests arrived whole at the server, from its
+    /// `Server-Timing: arrival`; `null` when it does not send one.
+    pub arrival_spread: Option<Spread>,
     /// With `--repeat`: each run's own document.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runs: Option<Vec<RaceJson<'a>>>,
@@ -286,6 +354,9 @@ impl<'a> RaceJson<'a> {
             counted: run.counted,
             latency_ms: run.latency.summary(),
             elapsed_ms: run.elapsed.as_millis(),
+            sync: settings.sync.name(),
+            release_spread: run.release,
+            arrival_spread: run.arrival,
             runs: None,
             verdict_counts: None,
         }

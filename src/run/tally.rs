@@ -102,6 +102,13 @@ pub struct HttpStats {
     pub status_codes: BTreeMap<u16, u64>,
     /// Requests that got no response at all (refused, reset, timed out).
     pub transport_errors: u64,
+    /// When each request's last byte was written, in µs on the client's clock (`race`).
+    #[serde(skip)]
+    pub releases_us: Vec<u64>,
+    /// When each request arrived whole, in µs on the server's clock, as its
+    /// `Server-Timing: arrival` said (servers that send it: `serve`).
+    #[serde(skip)]
+    pub arrivals_us: Vec<u64>,
 }
 
 impl HttpStats {
@@ -110,6 +117,8 @@ impl HttpStats {
             *self.status_codes.entry(*status).or_default() += count;
         }
         self.transport_errors += other.transport_errors;
+        self.releases_us.extend(&other.releases_us);
+        self.arrivals_us.extend(&other.arrivals_us);
     }
 
     pub fn count(&mut self, status: Option<u16>) {

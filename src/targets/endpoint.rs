@@ -1,41 +1,46 @@
 //! Anyone's HTTP endpoint as a target (`race`): one request per user, built from the request
 //! template, each on an HTTP/1.1 connection of its own.
 //!
-//! Everything that can be done before the start is: every user's request is expanded and
-//! every connection is opened (TCP and the HTTP/1.1 handshake) in [`Target::warm_up`], so that
-//! at the barrier the only work left is writing the request. An endpoint that cannot be reached
-//! is found there, before any request is sent. Every request, connecting included, has its
-//! deadline (`--timeout`).
+//! Everything that can be done before the start is: every user's request is expanded, its
+//! connection opened and — under `--sync last-byte` — all of it but its final byte written, in
+//! [`Target::warm_up`] ([`crate::sync`]). An endpoint that cannot be reached is found there,
+//! before any request is complete. At the barrier only the held bytes are left to write. Every
+//! request, connecting included, has its deadline (`--timeout`).
 //!
 //! A status in `--success` is an acknowledged success ([`Outcome::Accepted`]), which the
 //! invariant must find written; a 5xx or no answer at all is a failure that may or may not
 //! have written (indeterminate); any other status is a refusal ([`Outcome::Rejected`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{self, HeaderValue};
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::sync::Mutex as AsyncMutex;
+use hyper::header::HeaderValue;
+use tokio::sync::{Mutex as AsyncMutex, OnceCell};
 
 use crate::domain::Outcome;
 use crate::error::BookingError;
+use crate::http::wire;
 use crate::race::RaceSettings;
 use crate::run::{Attempt, HttpStats, Target, TargetStats, Turn};
+use crate::sync::Sync;
+use crate::sync::h2::{Packet, Prepared, Stream};
+use crate::sync::http1::{self, Held};
 
-/// The most of a response body read (and thrown away): a refusal's text is not the verdict.
-const MAX_BODY: usize = 64 * 1024;
 /// Connections opened at once during the warm-up.
 const OPENING_AT_ONCE: usize = 64;
+/// Streams per HTTP/2 connection under single-packet: within every common server's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` (Apache 100, nginx 128, Go 250) and `h2`'s own assumption
+/// before the server's SETTINGS, and 1,000 bytes of final frames — one segment even on a
+/// 1,500-byte network.
+pub const STREAMS_PER_PACKET: usize = 100;
 
-/// A user's request and the connection it goes out on, ready before the start.
-struct Ready {
-    sender: SendRequest<Full<Bytes>>,
-    request: Request<Full<Bytes>>,
+/// A user's request, ready before the barrier.
+enum Ready {
+    /// Its own HTTP/1.1 connection, pre-sent up to what `--sync` holds back.
+    Http1(Held),
+    /// A stream of an HTTP/2 connection whose final frames wait behind a gate.
+    H2(Stream),
 }
 
 /// One run of a `race`.
@@ -44,7 +49,14 @@ pub struct EndpointTarget {
     /// `{{run}}`: this run's number, from 1.
     run: u32,
     ready: Vec<AsyncMutex<Option<Ready>>>,
+    /// The HTTP/2 connections of single-packet, each released in one write.
+    packets: AsyncMutex<Vec<Packet>>,
+    /// Set by the first user past the barrier, once every held part was written: each user's
+    /// release error, if its write failed.
+    released: OnceCell<Vec<Option<String>>>,
     stats: Mutex<HttpStats>,
+    /// The zero of the release times.
+    origin: Instant,
 }
 
 impl EndpointTarget {
@@ -54,12 +66,15 @@ impl EndpointTarget {
             settings,
             run,
             ready,
+            packets: AsyncMutex::new(Vec::new()),
+            released: OnceCell::new(),
             stats: Mutex::default(),
+            origin: Instant::now(),
         }
     }
 
-    /// User `user`'s request, expanded, and a connection to its host.
-    async fn prepare(&self, user: u32) -> Result<Ready, BookingError> {
+    /// User `user`'s request, expanded: where it goes and what it is.
+    fn request(&self, user: u32) -> Result<(String, u16, String, Prepared), BookingError> {
         let template = &self.settings.request;
         let url_text = template.url.expand(user, self.run);
         let url = url::Url::parse(&url_text)
@@ -75,109 +90,164 @@ impl EndpointTarget {
             path.push('?');
             path.push_str(query);
         }
-        let uri: Uri = path
-            .parse()
-            .map_err(|e| BookingError::Http(format!("--url: its path cannot be sent: {e}")))?;
-        let mut request = Request::builder().method(template.method.clone()).uri(uri);
-        let named = |name: &header::HeaderName| template.headers.iter().any(|(n, _)| n == name);
-        if !named(&header::HOST) {
-            request = request.header(header::HOST, authority.as_str());
-        }
+        let mut headers = Vec::with_capacity(template.headers.len() + 1);
         for (name, value) in &template.headers {
-            let value = HeaderValue::from_str(&value.expand(user, self.run))
+            let value = value.expand(user, self.run);
+            HeaderValue::from_str(&value)
                 .map_err(|_| BookingError::Http(format!("-H {name}: the value cannot be sent")))?;
-            request = request.header(name, value);
+            headers.push((name.clone(), value));
         }
-        let body = match &template.body {
-            Some(body) => {
-                if !named(&header::CONTENT_TYPE) {
-                    request = request.header(header::CONTENT_TYPE, "application/json");
-                }
-                Bytes::from(body.expand(user, self.run))
-            }
-            None => Bytes::new(),
+        let body = template
+            .body
+            .as_ref()
+            .map(|b| b.expand(user, self.run))
+            .unwrap_or_default();
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(n, _)| n == hyper::header::CONTENT_TYPE)
+        {
+            headers.push((hyper::header::CONTENT_TYPE, "application/json".to_owned()));
+        }
+        let prepared = Prepared {
+            method: template.method.clone(),
+            uri: format!("http://{authority}{path}"),
+            headers,
+            body: body.into_bytes(),
         };
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| BookingError::Http(format!("the request cannot be built: {e}")))?;
+        Ok((host, port, authority, prepared))
+    }
 
-        let deadline = self.settings.timeout;
-        let connect = async {
-            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            stream.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(stream)
+    /// User `user`'s request on a connection of its own, sent up to what `--sync` holds back.
+    async fn prepare_http1(&self, user: u32) -> Result<Held, BookingError> {
+        let (host, port, authority, request) = self.request(user)?;
+        let path = request
+            .uri
+            .strip_prefix(&format!("http://{authority}"))
+            .unwrap_or("/")
+            .to_owned();
+        let bytes = http1::encode(
+            &request.method,
+            &path,
+            &authority,
+            &request.headers,
+            &request.body,
+        );
+        let hold = match self.settings.sync {
+            Sync::LastByte => 1,
+            // Nothing of it before the barrier: the connection only.
+            _ => bytes.len(),
         };
-        let stream = tokio::time::timeout(deadline, connect)
+        Held::pre_send(&host, port, bytes, hold, self.settings.timeout)
             .await
-            .map_err(|_| {
-                BookingError::Http(format!(
-                    "cannot connect to {authority} (--url): no answer within {}",
-                    humantime::format_duration(deadline)
-                ))
-            })?
-            .map_err(|e| {
-                BookingError::Http(format!("cannot connect to {authority} (--url): {e}"))
-            })?;
-        let (sender, connection) = tokio::time::timeout(
-            deadline,
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-        )
-        .await
-        .map_err(|_| BookingError::Http(format!("{authority}: the HTTP handshake timed out")))?
-        .map_err(|e| BookingError::Http(format!("{authority}: {e}")))?;
-        // The connection's own task: it ends when the connection closes or the sender drops.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Ready { sender, request })
+            .map_err(|e| BookingError::Http(format!("cannot connect to {authority} (--url): {e}")))
     }
 
-    fn count(&self, status: Option<u16>) {
-        self.stats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .count(status);
+    /// Users `users`' requests as the streams of one HTTP/2 connection, final frames held.
+    async fn prepare_packet(&self, users: &[u32]) -> Result<Packet, BookingError> {
+        let mut requests = Vec::with_capacity(users.len());
+        let mut target = None;
+        for user in users {
+            let (host, port, authority, request) = self.request(*user)?;
+            if target
+                .as_ref()
+                .is_some_and(|t: &(String, u16, String)| t.2 != authority)
+            {
+                return Err(BookingError::Http(
+                    "--sync single-packet sends every request on one connection: --url must name one host for every user".to_owned(),
+                ));
+            }
+            target = Some((host, port, authority));
+            requests.push(request);
+        }
+        let Some((host, port, authority)) = target else {
+            return Err(BookingError::Http("no request to send".to_owned()));
+        };
+        Packet::prepare(&host, port, requests, self.settings.timeout)
+            .await
+            .map_err(|e| BookingError::Http(format!("{authority} (--url, HTTP/2): {e}")))
     }
 
-    /// Sends the prepared request and reads the answer, within the deadline.
-    async fn send(&self, mut ready: Ready) -> Result<Outcome, BookingError> {
+    fn stats(&self) -> std::sync::MutexGuard<'_, HttpStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The gate: writes every user's held part in one loop, from one task, so that the final
+    /// bytes leave back to back — a write each, microseconds apart — instead of each waiting
+    /// for its own task to be scheduled after the barrier. Returns each user's write error.
+    async fn release_all(&self) -> Vec<Option<String>> {
+        let mut errors = vec![None; self.ready.len()];
+        let mut releases = Vec::with_capacity(self.ready.len());
+        let micros = |at: Instant| {
+            u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
+        };
+        // Single-packet: one write per connection, back to back.
+        let mut packets = self.packets.lock().await;
+        for (i, packet) in packets.iter_mut().enumerate() {
+            match packet.release().await {
+                Ok(at) => releases.push(micros(at)),
+                Err(error) => {
+                    for e in errors
+                        .iter_mut()
+                        .skip(i * STREAMS_PER_PACKET)
+                        .take(STREAMS_PER_PACKET)
+                    {
+                        *e = Some(error.clone());
+                    }
+                }
+            }
+        }
+        drop(packets);
+        for (slot, error) in self.ready.iter().zip(errors.iter_mut()) {
+            let mut ready = slot.lock().await;
+            if let Some(Ready::Http1(held)) = ready.as_mut() {
+                match held.release().await {
+                    Ok(at) => releases.push(micros(at)),
+                    Err(e) => *error = Some(e.to_string()),
+                }
+            }
+        }
+        self.stats().releases_us.extend(releases);
+        errors
+    }
+
+    /// Reads the answer to a released request, within the deadline.
+    async fn send(&self, ready: Ready, released: Option<&String>) -> Result<Outcome, BookingError> {
         let deadline = self.settings.timeout;
         crate::steps::mark("request");
+        if let Some(error) = released {
+            self.stats().count(None);
+            return Err(BookingError::Http(format!("no answer: {error}")));
+        }
         let exchange = async {
-            ready.sender.ready().await?;
-            let response = ready.sender.send_request(ready.request).await?;
-            let status = response.status().as_u16();
-            crate::steps::mark("response");
-            // Read (a bounded part of) the body, so that the answer is whole; its text is not
-            // what the run is judged by.
-            let mut body = response.into_body();
-            let mut read = 0;
-            while let Some(frame) = body.frame().await {
-                read += frame?.data_ref().map_or(0, Bytes::len);
-                if read >= MAX_BODY {
-                    break;
-                }
+            match ready {
+                Ready::Http1(held) => held.answer().await,
+                Ready::H2(stream) => stream.answer().await,
             }
-            Ok::<_, hyper::Error>(status)
         };
-        let status = match tokio::time::timeout(deadline, exchange).await {
-            Ok(Ok(status)) => status,
+        let answer = match tokio::time::timeout(deadline, exchange).await {
+            Ok(Ok(answer)) => answer,
             Ok(Err(error)) => {
-                self.count(None);
-                return Err(BookingError::Http(format!(
-                    "no answer: {}",
-                    super::serve::chain(&error)
-                )));
+                self.stats().count(None);
+                return Err(BookingError::Http(format!("no answer: {error}")));
             }
             Err(_) => {
-                self.count(None);
+                self.stats().count(None);
                 return Err(BookingError::Http(format!(
                     "no answer within {} (--timeout)",
                     humantime::format_duration(deadline)
                 )));
             }
         };
-        self.count(Some(status));
+        crate::steps::mark("response");
+        let status = answer.status;
+        {
+            let mut stats = self.stats();
+            stats.count(Some(status));
+            stats
+                .arrivals_us
+                .extend(answer.server_timing.as_deref().and_then(wire::arrival_of));
+        }
         if self.settings.success.contains(status) {
             return Ok(Outcome::Accepted { status });
         }
@@ -195,15 +265,27 @@ impl EndpointTarget {
 
 #[async_trait]
 impl Target for EndpointTarget {
-    /// Expands every user's request and opens its connection; the first that fails ends the
-    /// warm-up, before anything was sent.
+    /// Expands every user's request, opens its connection and sends what `--sync` allows; the
+    /// first that fails ends the warm-up, before any request is complete.
     async fn warm_up(&self, _lanes: u32) -> Result<(), BookingError> {
         let users: Vec<u32> = (0..self.settings.users).collect();
+        if self.settings.sync == Sync::SinglePacket {
+            let mut packets = self.packets.lock().await;
+            for chunk in users.chunks(STREAMS_PER_PACKET) {
+                let mut packet = self.prepare_packet(chunk).await?;
+                for (user, stream) in chunk.iter().zip(std::mem::take(&mut packet.streams)) {
+                    *self.ready[*user as usize].lock().await = Some(Ready::H2(stream));
+                }
+                packets.push(packet);
+            }
+            return Ok(());
+        }
         for chunk in users.chunks(OPENING_AT_ONCE) {
             let opened =
-                futures_util::future::join_all(chunk.iter().map(|user| self.prepare(*user))).await;
-            for (user, ready) in chunk.iter().zip(opened) {
-                *self.ready[*user as usize].lock().await = Some(ready?);
+                futures_util::future::join_all(chunk.iter().map(|user| self.prepare_http1(*user)))
+                    .await;
+            for (user, held) in chunk.iter().zip(opened) {
+                *self.ready[*user as usize].lock().await = Some(Ready::Http1(held?));
             }
         }
         Ok(())
@@ -215,12 +297,15 @@ impl Target for EndpointTarget {
     }
 
     async fn attempt(&self, turn: Turn) -> Attempt {
+        // The first user past the barrier releases everyone; the others wait for it.
+        let released = self.released.get_or_init(|| self.release_all()).await;
         let ready = match self.ready.get(turn.user as usize) {
             Some(slot) => slot.lock().await.take(),
             None => None,
         };
+        let error = released.get(turn.user as usize).and_then(Option::as_ref);
         let result = match ready {
-            Some(ready) => self.send(ready).await,
+            Some(ready) => self.send(ready, error).await,
             None => Err(BookingError::Http(format!(
                 "user {} has no prepared request",
                 turn.user
@@ -235,12 +320,7 @@ impl Target for EndpointTarget {
     fn stats(&self) -> TargetStats {
         TargetStats {
             strategy: Default::default(),
-            http: Some(
-                self.stats
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
-            ),
+            http: Some(self.stats().clone()),
         }
     }
 }

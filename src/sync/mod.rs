@@ -1,0 +1,125 @@
+//! Synchronised delivery: how a burst's requests are released so that they *arrive* together,
+//! not merely leave together.
+//!
+//! A barrier releases the users in the same instant, but each request is then written, sent
+//! and parsed on its own — over a loopback that spreads their arrival over hundreds of
+//! microseconds, more than the race window of a real handler (the gap between its read and its
+//! write). So everything that can be sent early is:
+//!
+//! - [`Sync::None`]: each request written whole when the barrier opens (what load tools do);
+//! - [`Sync::SinglePacket`] (HTTP/2, Kettle's *single-packet attack*, [`h2`]): every request
+//!   a stream of one connection, its final DATA frame held; at the barrier all final frames
+//!   leave in one write, one TCP segment;
+//! - [`Sync::LastByte`] (HTTP/1.1, James Kettle's *last-byte synchronisation*): the request
+//!   line, the headers and all but the final byte of the body are written and flushed before
+//!   the barrier, one connection per request; at the barrier only one byte per request is
+//!   left to send. A server that waits for `Content-Length` bytes cannot start any of them
+//!   before its final byte, so the requests become complete within the time it takes to write
+//!   twenty single bytes.
+//!
+//! The gate is this project's own: a request split where it must be ([`http1::Held`]), its
+//! head written and flushed (with `TCP_NODELAY`, so it leaves now, not with the last byte), and
+//! every held part written back to back by one task when the barrier opens
+//! ([`crate::targets::endpoint`]) — twenty tasks each woken to write its own byte would spread
+//! the release over the scheduler's wake-ups, which is what the gate is there to avoid.
+
+pub mod h2;
+pub mod http1;
+
+use serde::Serialize;
+
+/// `--sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sync {
+    /// Each request sent whole when the barrier opens
+    None,
+    /// All but the final byte of every request sent before the barrier; the final bytes at once
+    LastByte,
+    /// HTTP/2, every request's final frame in one packet
+    SinglePacket,
+    /// The best the target allows: single-packet with --http2, else last-byte when the request
+    /// has a body
+    Auto,
+}
+
+impl Sync {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sync::None => "none",
+            Sync::LastByte => "last-byte",
+            Sync::SinglePacket => "single-packet",
+            Sync::Auto => "auto",
+        }
+    }
+
+    /// The mode a burst of requests with (or without) a body is sent in, over HTTP/2 (`--http2`)
+    /// or HTTP/1.1: `auto` becomes single-packet over HTTP/2, last-byte over HTTP/1.1 when there
+    /// is a byte to hold back, else none.
+    pub fn resolve(self, has_body: bool, http2: bool) -> Result<Sync, String> {
+        match (self, has_body, http2) {
+            (Sync::Auto | Sync::SinglePacket, true, true) => Ok(Sync::SinglePacket),
+            (Sync::Auto | Sync::LastByte, true, _) => Ok(Sync::LastByte),
+            (Sync::Auto, false, _) | (Sync::None, _, _) => Ok(Sync::None),
+            (Sync::LastByte | Sync::SinglePacket, false, _) => Err(format!(
+                "--sync {} needs a request body to hold its last byte back (-d); --sync none sends body-less requests whole",
+                self.name()
+            )),
+            (Sync::SinglePacket, true, false) => Err(
+                "--sync single-packet needs HTTP/2: add --http2 (prior knowledge over http://), or use --sync last-byte".to_owned(),
+            ),
+        }
+    }
+}
+
+/// How close together a burst was released and arrived, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// Last minus first.
+    pub max_us: u64,
+    /// The median gap between consecutive arrivals (or releases).
+    pub p50_gap_us: u64,
+    /// How many instants it was measured over.
+    pub count: usize,
+}
+
+impl Spread {
+    /// The spread of `instants` (any unit-consistent microsecond values); `None` for fewer
+    /// than two.
+    pub fn of(mut instants: Vec<u64>) -> Option<Spread> {
+        if instants.len() < 2 {
+            return None;
+        }
+        instants.sort_unstable();
+        let mut gaps: Vec<u64> = instants.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.sort_unstable();
+        Some(Spread {
+            max_us: instants[instants.len() - 1] - instants[0],
+            p50_gap_us: gaps[gaps.len() / 2],
+            count: instants.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_holds_the_last_byte_when_there_is_a_body_and_says_what_it_cannot_do() {
+        assert_eq!(Sync::Auto.resolve(true, false), Ok(Sync::LastByte));
+        assert_eq!(Sync::Auto.resolve(true, true), Ok(Sync::SinglePacket));
+        assert_eq!(Sync::Auto.resolve(false, false), Ok(Sync::None));
+        assert!(Sync::LastByte.resolve(false, false).is_err());
+        assert!(Sync::SinglePacket.resolve(true, false).is_err());
+        assert_eq!(Sync::None.resolve(true, true), Ok(Sync::None));
+    }
+
+    #[test]
+    fn the_spread_is_last_minus_first_and_the_median_gap() {
+        let spread = Spread::of(vec![30, 10, 11, 15]).unwrap();
+        assert_eq!(spread.max_us, 20);
+        assert_eq!(spread.p50_gap_us, 4, "gaps 1, 4, 15");
+        assert!(Spread::of(vec![5]).is_none());
+    }
+}

@@ -1,0 +1,437 @@
+//! Synchronised delivery: what the gate holds back stays held until it is released, and a race
+//! released that way reaches the database through `serve`.
+
+mod common;
+
+use std::time::Duration;
+
+use std::sync::{Arc, Mutex};
+
+use booking_cli::sync::http1::{self, Held};
+use common::{Cli, json, text};
+use hyper::http::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The server sees every byte of the request but the last, and the last only when released.
+#[tokio::test]
+async fn last_byte_holds_exactly_one_byte_until_the_release() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bytes = http1::encode(
+        &Method::POST,
+        "/v1/orders",
+        &format!("127.0.0.1:{port}"),
+        &[],
+        br#"{"sku": 42}"#,
+    );
+    let total = bytes.len();
+    let client = tokio::spawn(async move {
+        Held::pre_send("127.0.0.1", port, bytes, 1, Duration::from_secs(5))
+            .await
+            .expect("pre-sent")
+    });
+    let (mut server, _) = listener.accept().await.unwrap();
+    let mut held = client.await.unwrap();
+
+    let mut seen = vec![0u8; total];
+    server.read_exact(&mut seen[..total - 1]).await.unwrap();
+    // Nothing more comes while the gate is shut.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut one = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), server.read(&mut one))
+            .await
+            .is_err(),
+        "the final byte left before its release"
+    );
+    held.release().await.unwrap();
+    server.read_exact(&mut one).await.unwrap();
+    assert_eq!(one[0], b'}', "the held byte is the body's last");
+}
+
+/// `serve --mode naive --hold-ms 0`: no artificial window, only the gap between the check and
+/// the write. Released by last-byte, the burst still overbooks, and `serve`'s
+/// `Server-Timing: arrival` gives the spread at the server.
+#[test]
+fn race_with_last_byte_reaches_the_database_through_serve_and_reports_the_arrival_spread() {
+    let cli = Cli::with_budget(common::SEEDED_POOL + 4);
+    cli.reset();
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = cli
+        .command(&[
+            "serve",
+            "--listen",
+            &listen,
+            "--mode",
+            "naive",
+            "--hold-ms",
+            "0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
+    let setup = format!(
+        "DELETE FROM booking_cli.bookings WHERE {night}; \
+         UPDATE booking_cli.inventory SET booked_count = 0 WHERE room_id = 1 AND date = '2024-12-25'"
+    );
+    let out = cli
+        .command(&[
+            "race",
+            "--url",
+            &format!("http://{listen}/api/bookings"),
+            "-d",
+            r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
+            "--success",
+            "201",
+            "--sync",
+            "last-byte",
+            "--setup",
+            &setup,
+            "--check",
+            "SELECT room_id, date FROM booking_cli.inventory WHERE booked_count > total_inventory",
+            "--count",
+            &format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}"),
+            "--repeat",
+            "10",
+            "--expect",
+            "violated",
+            "--json",
+        ])
+        .env("CHECK_DATABASE_URL", &cli.db.url)
+        .output()
+        .expect("race runs");
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let body = json(&out);
+    eprintln!("last-byte, serve naive hold 0: {}", body["verdict_counts"]);
+    assert_eq!(body["sync"], "last-byte");
+    assert_eq!(body["verdict"], "VIOLATED", "{body}");
+    let arrival = &body["arrival_spread"];
+    assert_eq!(
+        arrival["count"], 20,
+        "every answer said when it arrived: {body}"
+    );
+    assert!(arrival["max_us"].as_u64().is_some(), "{body}");
+    eprintln!(
+        "arrival spread {} µs, release spread {} µs",
+        arrival["max_us"], body["release_spread"]["max_us"]
+    );
+    // Every 201 is a row: the run is accounted for even while it oversells.
+    for run in body["runs"].as_array().expect("runs") {
+        assert_eq!(run["counted"], run["successes"], "{run}");
+    }
+}
+
+#[test]
+fn a_sync_the_request_cannot_have_is_one_line_and_exit_2() {
+    let cli = Cli::with_budget(0);
+    for (args, says) in [
+        (
+            vec!["--sync", "last-byte", "-X", "GET"],
+            "--sync last-byte needs a request body",
+        ),
+        (
+            vec!["--sync", "single-packet", "-d", "{}"],
+            "--sync single-packet needs HTTP/2: add --http2",
+        ),
+        (
+            vec!["-d", "{}", "-H", "Content-Length: 3"],
+            "race sets it itself",
+        ),
+    ] {
+        let mut all = vec![
+            "race",
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--max-successes",
+            "1",
+        ];
+        all.extend(args);
+        let out = cli.run(&all);
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+}
+
+/// `serve` started on a free port, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    listen: String,
+}
+
+impl Serve {
+    fn start(cli: &Cli, mode: &str) -> Self {
+        let port = common::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = cli
+            .command(&[
+                "serve",
+                "--listen",
+                &listen,
+                "--mode",
+                mode,
+                "--hold-ms",
+                "0",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, listen }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a relay read from the client: per connection, each read in order.
+type Reads = Arc<Mutex<Vec<Vec<Vec<u8>>>>>;
+
+/// A loopback relay in front of `upstream` that keeps every read it makes from the client.
+async fn relay(upstream: String) -> (String, Reads) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let reads: Reads = Arc::default();
+    let kept = Arc::clone(&reads);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = server.set_nodelay(true);
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                let mut connection = Vec::new();
+                let mut buffer = vec![0u8; 65536];
+                loop {
+                    match client_read.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            connection.push(buffer[..n].to_vec());
+                            if server_write.write_all(&buffer[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                // Each connection's reads apart: the probe's and the burst's.
+                kept.lock().unwrap().push(connection);
+            });
+        }
+    });
+    (address, reads)
+}
+
+/// The read (by index) in which each DATA frame with END_STREAM of an HTTP/2 connection ended.
+fn final_frames(reads: &[Vec<u8>]) -> Vec<usize> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut bytes = Vec::new();
+    let mut owner = Vec::new();
+    for (i, read) in reads.iter().enumerate() {
+        bytes.extend_from_slice(read);
+        owner.extend(std::iter::repeat_n(i, read.len()));
+    }
+    let Some(start) = bytes.windows(PREFACE.len()).position(|w| w == PREFACE) else {
+        return Vec::new();
+    };
+    let mut at = start + PREFACE.len();
+    let mut finals = Vec::new();
+    while at + 9 <= bytes.len() {
+        let length = (usize::from(bytes[at]) << 16)
+            | (usize::from(bytes[at + 1]) << 8)
+            | usize::from(bytes[at + 2]);
+        let (kind, flags) = (bytes[at + 3], bytes[at + 4]);
+        let end = at + 9 + length;
+        if end > bytes.len() {
+            break;
+        }
+        if kind == 0 && flags & 0x1 == 0x1 {
+            finals.push(owner[end - 1]);
+        }
+        at = end;
+    }
+    finals
+}
+
+/// The single-packet release is one write: a relay between `race` and `serve` reads every
+/// stream's final DATA frame in one read, after `serve` (HTTP/2 with prior knowledge) booked
+/// through it and the verdict came from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_packet_releases_every_final_frame_in_one_write_and_reaches_the_database() {
+    let cli = Cli::with_budget(common::SEEDED_POOL + 4);
+    tokio::task::block_in_place(|| cli.reset());
+    let serve = tokio::task::block_in_place(|| Serve::start(&cli, "naive"));
+    let (through, reads) = relay(serve.listen.clone()).await;
+    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
+    let args: Vec<String> = [
+        "race",
+        "--url",
+        &format!("http://{through}/api/bookings"),
+        "--http2",
+        "--sync",
+        "single-packet",
+        "-d",
+        r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
+        "--success",
+        "201",
+        "--count",
+        &format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}"),
+        "--expect",
+        "any",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut command = cli.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("CHECK_DATABASE_URL", &cli.db.url);
+    let out = tokio::task::spawn_blocking(move || command.output().expect("race runs"))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let body = json(&out);
+    assert_eq!(body["sync"], "single-packet", "{body}");
+    assert_eq!(body["transport_errors"], 0, "{body}");
+    assert_eq!(
+        body["counted"], body["successes"],
+        "every 201 is a row: {body}"
+    );
+    assert!(body["successes"].as_u64().unwrap_or(0) >= 1, "{body}");
+    assert_eq!(body["arrival_spread"]["count"], 20, "{body}");
+    // Give the relay a moment to see the connection close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let connections = reads.lock().unwrap().clone();
+    let Some((reads, finals)) = connections
+        .iter()
+        .map(|reads| (reads, final_frames(reads)))
+        .find(|(_, finals)| !finals.is_empty())
+    else {
+        panic!(
+            "no connection carried a final frame: {} connection(s)",
+            connections.len()
+        );
+    };
+    assert_eq!(
+        finals.len(),
+        20,
+        "every stream's final frame went through the relay"
+    );
+    assert!(
+        finals.iter().all(|read| *read == finals[0]),
+        "the final frames came in more than one read: {finals:?}"
+    );
+    eprintln!(
+        "single-packet: 20 final frames in read {} of {}; arrival spread {} µs",
+        finals[0],
+        reads.len(),
+        body["arrival_spread"]["max_us"]
+    );
+}
+
+/// A server of HTTP/1.1 only: asked for single-packet by name, `race` says so and sends
+/// nothing; under `auto` it falls back to last-byte and says it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_packet_against_http1_only_is_refused_and_auto_falls_back_to_last_byte() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let requests = Arc::new(Mutex::new(0u32));
+    let counted = Arc::clone(&requests);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 4096];
+                let Ok(n) = stream.read(&mut buffer).await else {
+                    return;
+                };
+                if n > 0 && !buffer.starts_with(b"PRI *") {
+                    // Wait for the held byte: the body ends with '}'.
+                    let mut seen = buffer[..n].to_vec();
+                    while !seen.ends_with(b"}") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(m) => seen.extend_from_slice(&buffer[..m]),
+                        }
+                    }
+                    *counted.lock().unwrap() += 1;
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                } else {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    let race = move |sync: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_booking-cli"))
+            .args([
+                "race",
+                "--url",
+                &format!("http://{address}/book"),
+                "--http2",
+                "--sync",
+                sync,
+                "-d",
+                "{}",
+                "--users",
+                "5",
+                "--max-successes",
+                "5",
+            ])
+            .output()
+            .expect("runs");
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let race = Arc::new(race);
+    let first = Arc::clone(&race);
+    let (status, _, stderr) = tokio::task::spawn_blocking(move || first("single-packet"))
+        .await
+        .unwrap();
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("does not speak HTTP/2"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(*requests.lock().unwrap(), 0, "nothing was sent");
+
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || race("auto"))
+        .await
+        .unwrap();
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("falls back to last-byte"), "{stderr}");
+    assert!(stdout.contains("(--sync last-byte)"), "{stdout}");
+    assert_eq!(*requests.lock().unwrap(), 5);
+}
