@@ -454,7 +454,7 @@ Exit status: 0 the expectation (--expect, default held) was met, 3 it was not, 1
 (the endpoint or the database unreachable), 2 bad input (nothing sent).")]
 #[command(next_help_heading = "Request")]
 pub struct RaceArgs {
-    /// The endpoint (http://…); placeholders allowed
+    /// The endpoint (http:// or https://); placeholders allowed
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 
@@ -505,9 +505,14 @@ pub struct RaceArgs {
     )]
     pub sync: Option<crate::sync::Sync>,
 
-    /// Speak HTTP/2 to the http:// endpoint, with prior knowledge (no upgrade)
+    /// Speak HTTP/2 to the http:// endpoint, with prior knowledge (no upgrade); over https://
+    /// it is negotiated (ALPN)
     #[arg(long, help_heading = "Burst")]
     pub http2: bool,
+
+    /// Trust the certificates in FILE (PEM) for an https:// endpoint, besides the public roots
+    #[arg(long, value_name = "FILE", help_heading = "Burst")]
+    pub cacert: Option<std::path::PathBuf>,
 
     /// The service's own PostgreSQL, read only through the checks
     #[arg(

@@ -26,7 +26,7 @@ async fn last_byte_holds_exactly_one_byte_until_the_release() {
     );
     let total = bytes.len();
     let client = tokio::spawn(async move {
-        Held::pre_send("127.0.0.1", port, bytes, 1, Duration::from_secs(5))
+        Held::pre_send("127.0.0.1", port, None, bytes, 1, Duration::from_secs(5))
             .await
             .expect("pre-sent")
     });
@@ -434,4 +434,102 @@ async fn single_packet_against_http1_only_is_refused_and_auto_falls_back_to_last
     assert!(stderr.contains("falls back to last-byte"), "{stderr}");
     assert!(stdout.contains("(--sync last-byte)"), "{stdout}");
     assert_eq!(*requests.lock().unwrap(), 5);
+}
+
+/// A TLS-terminating relay in front of `upstream`, with a certificate made here for 127.0.0.1,
+/// offering `h2` and `http/1.1` in ALPN: `serve` over TLS. Returns its address and the CA file.
+async fn tls_front(upstream: String, dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, certified.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (address, ca)
+}
+
+/// `https://`: last-byte (ALPN http/1.1) and single-packet (ALPN h2) through TLS to `serve`,
+/// each reaching the database, every 201 a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_byte_and_single_packet_over_tls_reach_the_database() {
+    let cli = Cli::with_budget(common::SEEDED_POOL + 4);
+    tokio::task::block_in_place(|| cli.reset());
+    let serve = tokio::task::block_in_place(|| Serve::start(&cli, "naive"));
+    let dir = tempfile::tempdir().unwrap();
+    let (front, ca) = tls_front(serve.listen.clone(), dir.path()).await;
+    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
+    let setup = format!(
+        "DELETE FROM booking_cli.bookings WHERE {night}; \
+         UPDATE booking_cli.inventory SET booked_count = 0 WHERE room_id = 1 AND date = '2024-12-25'"
+    );
+    for sync in ["last-byte", "single-packet"] {
+        let args: Vec<String> = [
+            "race",
+            "--url",
+            &format!("https://{front}/api/bookings"),
+            "--cacert",
+            &ca.display().to_string(),
+            "--sync",
+            sync,
+            "-d",
+            r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
+            "--success",
+            "201",
+            "--setup",
+            &setup,
+            "--count",
+            &format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}"),
+            "--expect",
+            "any",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut command = cli.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        command.env("CHECK_DATABASE_URL", &cli.db.url);
+        let out = tokio::task::spawn_blocking(move || command.output().expect("race runs"))
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{sync}: {}", text(&out.stderr));
+        let body = json(&out);
+        assert_eq!(body["sync"], sync, "{body}");
+        assert_eq!(body["transport_errors"], 0, "{sync}: {body}");
+        assert_eq!(
+            body["status_codes"]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_u64()).sum::<u64>()),
+            Some(20),
+            "{body}"
+        );
+        assert!(body["successes"].as_u64().unwrap_or(0) >= 1, "{body}");
+        assert_eq!(
+            body["counted"], body["successes"],
+            "{sync}: every 201 is a row: {body}"
+        );
+        assert_eq!(body["arrival_spread"]["count"], 20, "{body}");
+    }
 }

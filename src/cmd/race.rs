@@ -99,17 +99,18 @@ async fn single_packet_or_fallback(settings: &RaceSettings) -> anyhow::Result<Sy
         .map_err(|e| InputError::Invalid(format!("--url is not a URL: {e}")))?;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
-    let Err(why) = crate::sync::h2::speaks_h2(host, port, settings.timeout).await else {
+    let tls = settings.tls.as_ref().map(|t| &t.h2);
+    let Err(why) = crate::sync::h2::speaks_h2(host, port, tls, settings.timeout).await else {
         return Ok(Sync::SinglePacket);
     };
     if settings.sync_asked == Sync::SinglePacket {
         return Err(InputError::Invalid(format!(
-            "--sync single-packet: the server at {host}:{port} does not speak HTTP/2 with prior knowledge ({why}); --sync last-byte synchronises over HTTP/1.1"
+            "--sync single-packet: the server at {host}:{port} does not speak HTTP/2 ({why}); --sync last-byte synchronises over HTTP/1.1"
         ))
         .into());
     }
     eprintln!(
-        "note: the server at {host}:{port} does not speak HTTP/2 with prior knowledge; --sync auto falls back to last-byte over HTTP/1.1"
+        "note: the server at {host}:{port} does not speak HTTP/2 ({why}); --sync auto falls back to last-byte over HTTP/1.1"
     );
     Ok(Sync::LastByte)
 }

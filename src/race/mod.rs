@@ -53,6 +53,7 @@ struct RaceFile {
     expect: Option<RaceExpect>,
     sync: Option<Sync>,
     http2: Option<bool>,
+    cacert: Option<PathBuf>,
 }
 
 /// One request, as a template expanded per user.
@@ -91,6 +92,19 @@ impl Success {
     }
 }
 
+/// TLS clients for an `https://` endpoint: one offering `http/1.1`, one `h2`.
+#[derive(Clone)]
+pub struct Tls {
+    pub http1: tokio_rustls::TlsConnector,
+    pub h2: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
 /// A validated `race`.
 #[derive(Debug, Clone)]
 pub struct RaceSettings {
@@ -101,6 +115,8 @@ pub struct RaceSettings {
     pub sync: Sync,
     /// What was asked for: under `auto`, a server without HTTP/2 falls back to last-byte.
     pub sync_asked: Sync,
+    /// For an `https://` endpoint.
+    pub tls: Option<Tls>,
     pub users: u32,
     pub timeout: Duration,
     pub repeat: u32,
@@ -138,7 +154,21 @@ impl RaceSettings {
             InputError::Invalid("race needs --url (or url in --config)".to_owned())
         })?;
         let url = Template::parse(&url, "--url", env, &mut secrets)?;
-        check_url(&url.expand(0, 1))?;
+        let https = check_url(&url.expand(0, 1))?;
+        let cacert = args.cacert.clone().or(file.cacert);
+        let tls = if https {
+            Some(Tls {
+                http1: crate::sync::tls::connector(cacert.as_deref(), b"http/1.1")?,
+                h2: crate::sync::tls::connector(cacert.as_deref(), b"h2")?,
+            })
+        } else {
+            if cacert.is_some() {
+                return Err(InputError::Invalid(
+                    "--cacert goes with an https:// --url".to_owned(),
+                ));
+            }
+            None
+        };
         let method = args
             .method
             .clone()
@@ -237,7 +267,8 @@ impl RaceSettings {
             secrets.push(password.to_owned());
         }
         let sync = args.sync.or(file.sync).unwrap_or(Sync::Auto);
-        let http2 = args.http2 || file.http2.unwrap_or(false);
+        // Over TLS, HTTP/2 is negotiated (ALPN): single-packet needs no --http2 there.
+        let http2 = args.http2 || file.http2.unwrap_or(false) || https;
         let sync_asked = sync;
         let sync = sync
             .resolve(body.is_some(), http2)
@@ -257,6 +288,7 @@ impl RaceSettings {
             success,
             sync,
             sync_asked,
+            tls,
             users,
             timeout,
             repeat,
@@ -310,24 +342,20 @@ fn duration(
     Ok(value)
 }
 
-/// An `http://` URL with a host, and no credentials (they belong in a header, from the
-/// environment: a URL is printed, and sits on command lines).
-fn check_url(url: &str) -> Result<(), InputError> {
+/// An `http://` or `https://` URL (which it says) with a host, and no credentials (they belong
+/// in a header, from the environment: a URL is printed, and sits on command lines).
+fn check_url(url: &str) -> Result<bool, InputError> {
     let parsed = url::Url::parse(url)
         .map_err(|e| InputError::Invalid(format!("--url is not a URL: {e}")))?;
-    match parsed.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(InputError::Invalid(
-                "--url: https:// is not supported yet; race an http:// endpoint".to_owned(),
-            ));
-        }
+    let https = match parsed.scheme() {
+        "http" => false,
+        "https" => true,
         other => {
             return Err(InputError::Invalid(format!(
-                "--url must be http://, not {other}://"
+                "--url must be http:// or https://, not {other}://"
             )));
         }
-    }
+    };
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(InputError::Invalid("--url has no host".to_owned()));
     }
@@ -336,7 +364,7 @@ fn check_url(url: &str) -> Result<(), InputError> {
             "--url must not carry credentials: send them in a header from the environment, e.g. -H 'Authorization: Bearer {{env:TOKEN}}'".to_owned(),
         ));
     }
-    Ok(())
+    Ok(https)
 }
 
 /// `Name: value`, the value a template.
@@ -439,10 +467,17 @@ mod tests {
             ),
             (
                 RaceArgs {
-                    url: Some("https://127.0.0.1/".to_owned()),
+                    url: Some("ftp://127.0.0.1/".to_owned()),
                     ..args()
                 },
-                "https:// is not supported",
+                "--url must be http:// or https://",
+            ),
+            (
+                RaceArgs {
+                    cacert: Some("/nonexistent.pem".into()),
+                    ..args()
+                },
+                "--cacert goes with an https://",
             ),
             (
                 RaceArgs {

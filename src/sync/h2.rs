@@ -24,7 +24,10 @@ use hyper::http::{Method, Request};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use tokio_rustls::TlsConnector;
+
 use super::http1::Answer;
+use super::tls::{self, Io};
 
 /// The size of one held final frame: a 9-byte frame header and its one byte of data.
 const FINAL_FRAME: usize = 10;
@@ -33,6 +36,9 @@ const FINAL_FRAME: usize = 10;
 struct GateState {
     /// Writes are being held.
     armed: bool,
+    /// Bytes HTTP/2 wrote since the gate was armed, before TLS (if any) sealed them: how the
+    /// gate knows every final frame is in, whatever records they became.
+    plain: usize,
     held: Vec<u8>,
     /// Opened: the held bytes go out before anything else.
     opened: bool,
@@ -57,6 +63,10 @@ impl Gate {
         self.state().held.len()
     }
 
+    fn plain(&self) -> usize {
+        self.state().plain
+    }
+
     /// Opens the gate: the next write of the connection sends the held bytes first, whole.
     pub fn open(&self) {
         let mut state = self.state();
@@ -73,6 +83,47 @@ impl Gate {
 pub struct Gated {
     inner: TcpStream,
     gate: Gate,
+}
+
+/// Counts what HTTP/2 writes while the gate is armed (above TLS, if any).
+struct Counted {
+    inner: Box<dyn Io>,
+    gate: Gate,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            let mut state = self.gate.state();
+            if state.armed {
+                state.plain += n;
+            }
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 impl Gated {
@@ -178,6 +229,7 @@ impl Packet {
     pub async fn prepare(
         host: &str,
         port: u16,
+        tls: Option<&TlsConnector>,
         requests: Vec<Prepared>,
         deadline: Duration,
     ) -> Result<Packet, String> {
@@ -187,8 +239,18 @@ impl Packet {
                 .map_err(|e| e.to_string())?;
             tcp.set_nodelay(true).map_err(|e| e.to_string())?;
             let gate = Gate::default();
-            let io = Gated {
+            // The gate on the socket, TLS (if any) above it, HTTP/2 above that: the release is
+            // one write of whole TLS records.
+            let gated = Gated {
                 inner: tcp,
+                gate: gate.clone(),
+            };
+            let sealed: Box<dyn Io> = match tls {
+                Some(connector) => Box::new(tls::connect(connector, host, gated, b"h2").await?),
+                None => Box::new(gated),
+            };
+            let io = Counted {
+                inner: sealed,
                 gate: gate.clone(),
             };
             let (client, mut connection) = h2::client::handshake(io).await.map_err(|e| {
@@ -234,13 +296,14 @@ impl Packet {
                 send.reserve_capacity(last.len());
                 send.send_data(last, true).map_err(h2_error)?;
             }
-            // The connection task writes the queued frames into the gate: wait until all are in.
+            // The connection task writes the queued frames into the gate: wait until all of
+            // them went through, sealed (TLS) and held.
             let started = Instant::now();
-            while gate.held() < count * FINAL_FRAME {
+            while gate.plain() < count * FINAL_FRAME || gate.held() == 0 {
                 if started.elapsed() > Duration::from_secs(2) {
                     return Err(format!(
                         "only {} of {} final frames reached the gate (flow control?)",
-                        gate.held() / FINAL_FRAME,
+                        gate.plain() / FINAL_FRAME,
                         count
                     ));
                 }
@@ -270,12 +333,21 @@ impl Packet {
 
 /// Whether the server at `host:port` speaks HTTP/2 with prior knowledge: a handshake and a
 /// PING answered within `deadline`.
-pub async fn speaks_h2(host: &str, port: u16, deadline: Duration) -> Result<(), String> {
+pub async fn speaks_h2(
+    host: &str,
+    port: u16,
+    tls: Option<&TlsConnector>,
+    deadline: Duration,
+) -> Result<(), String> {
     let work = async {
         let tcp = TcpStream::connect((host, port))
             .await
             .map_err(|e| e.to_string())?;
-        let (_client, mut connection) = h2::client::handshake(tcp).await.map_err(h2_error)?;
+        let io: Box<dyn Io> = match tls {
+            Some(connector) => Box::new(tls::connect(connector, host, tcp, b"h2").await?),
+            None => Box::new(tcp),
+        };
+        let (_client, mut connection) = h2::client::handshake(io).await.map_err(h2_error)?;
         let mut ping = connection
             .ping_pong()
             .ok_or_else(|| "no PING handle".to_owned())?;

@@ -13,6 +13,9 @@ use hyper::header::HeaderName;
 use hyper::http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::tls::{self, Io};
 
 /// The most of an answer read: its head and the start of its body.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -53,35 +56,46 @@ pub fn encode(
 
 /// A connected request with its first part already written.
 pub struct Held {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     rest: Vec<u8>,
 }
 
 impl Held {
-    /// Connects to `host:port` and writes all of `bytes` but the last `hold`, flushed, within
-    /// `deadline`.
+    /// Connects to `host:port` (over TLS with `tls`, ALPN `http/1.1`) and writes all of
+    /// `bytes` but the last `hold`, flushed, within `deadline`. Over TLS, the held byte goes in
+    /// a record of its own: the server cannot decrypt it, let alone parse it, before it comes.
     pub async fn pre_send(
         host: &str,
         port: u16,
+        tls: Option<&TlsConnector>,
         bytes: Vec<u8>,
         hold: usize,
         deadline: Duration,
     ) -> Result<Held, String> {
         let work = async {
-            let mut stream = TcpStream::connect((host, port)).await?;
+            let tcp = TcpStream::connect((host, port))
+                .await
+                .map_err(|e| e.to_string())?;
             // The pre-sent part leaves now, not coalesced with the held byte later.
-            stream.set_nodelay(true)?;
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            let mut stream: Box<dyn Io> = match tls {
+                Some(connector) => Box::new(tls::connect(connector, host, tcp, b"http/1.1").await?),
+                None => Box::new(tcp),
+            };
             let split = bytes.len().saturating_sub(hold);
-            stream.write_all(&bytes[..split]).await?;
-            stream.flush().await?;
-            Ok::<_, std::io::Error>(Held {
+            stream
+                .write_all(&bytes[..split])
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.flush().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(Held {
                 stream,
                 rest: bytes[split..].to_vec(),
             })
         };
         match tokio::time::timeout(deadline, work).await {
             Ok(Ok(held)) => Ok(held),
-            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(format!(
                 "no answer within {}",
                 humantime::format_duration(deadline)

@@ -25,6 +25,7 @@
 
 pub mod h2;
 pub mod http1;
+pub mod tls;
 
 use serde::Serialize;
 

@@ -27,6 +27,10 @@ use crate::sync::Sync;
 use crate::sync::h2::{Packet, Prepared, Stream};
 use crate::sync::http1::{self, Held};
 
+fn url_scheme(uri: &str) -> &str {
+    uri.split("://").next().unwrap_or("http")
+}
+
 /// Connections opened at once during the warm-up.
 const OPENING_AT_ONCE: usize = 64;
 /// Streams per HTTP/2 connection under single-packet: within every common server's
@@ -111,7 +115,7 @@ impl EndpointTarget {
         }
         let prepared = Prepared {
             method: template.method.clone(),
-            uri: format!("http://{authority}{path}"),
+            uri: format!("{}://{authority}{path}", url.scheme()),
             headers,
             body: body.into_bytes(),
         };
@@ -123,7 +127,7 @@ impl EndpointTarget {
         let (host, port, authority, request) = self.request(user)?;
         let path = request
             .uri
-            .strip_prefix(&format!("http://{authority}"))
+            .strip_prefix(&format!("{}://{authority}", url_scheme(&request.uri)))
             .unwrap_or("/")
             .to_owned();
         let bytes = http1::encode(
@@ -138,7 +142,8 @@ impl EndpointTarget {
             // Nothing of it before the barrier: the connection only.
             _ => bytes.len(),
         };
-        Held::pre_send(&host, port, bytes, hold, self.settings.timeout)
+        let tls = self.settings.tls.as_ref().map(|t| &t.http1);
+        Held::pre_send(&host, port, tls, bytes, hold, self.settings.timeout)
             .await
             .map_err(|e| BookingError::Http(format!("cannot connect to {authority} (--url): {e}")))
     }
@@ -163,7 +168,8 @@ impl EndpointTarget {
         let Some((host, port, authority)) = target else {
             return Err(BookingError::Http("no request to send".to_owned()));
         };
-        Packet::prepare(&host, port, requests, self.settings.timeout)
+        let tls = self.settings.tls.as_ref().map(|t| &t.h2);
+        Packet::prepare(&host, port, tls, requests, self.settings.timeout)
             .await
             .map_err(|e| BookingError::Http(format!("{authority} (--url, HTTP/2): {e}")))
     }

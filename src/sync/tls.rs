@@ -1,0 +1,84 @@
+//! TLS for `https://` targets (rustls): the public roots (webpki-roots) and, for a private CA
+//! or a self-signed test server, the certificates of `--cacert FILE`. ALPN offers `h2` for
+//! single-packet and `http/1.1` otherwise; the server's choice is checked, never assumed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+
+use crate::error::InputError;
+
+/// A connection the request goes over: a TCP stream, or TLS over one (or over a gate).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A TLS client for `alpn` (`h2` or `http/1.1`), trusting the public roots and `cacert`.
+pub fn connector(cacert: Option<&Path>, alpn: &[u8]) -> Result<TlsConnector, InputError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = cacert {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<_, _>>())
+            .map_err(|e| {
+                InputError::Invalid(format!(
+                    "--cacert {}: not PEM certificates: {e}",
+                    path.display()
+                ))
+            })?;
+        if certs.is_empty() {
+            return Err(InputError::Invalid(format!(
+                "--cacert {}: no certificate in it",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| InputError::Invalid(format!("--cacert {}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| InputError::Invalid(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The name the server's certificate must carry: the URL's host (a name or an IP address).
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+        .map_err(|e| format!("'{host}' cannot be checked against a certificate: {e}"))
+}
+
+/// TLS over `io` to `host`, checking that the server chose `alpn`.
+pub async fn connect<T: Io + 'static>(
+    connector: &TlsConnector,
+    host: &str,
+    io: T,
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<T>, String> {
+    let name = server_name(host)?;
+    let tls = connector
+        .connect(name, io)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let chosen = tls.get_ref().1.alpn_protocol();
+    if chosen != Some(alpn) {
+        return Err(format!(
+            "the server did not choose {} in ALPN ({})",
+            String::from_utf8_lossy(alpn),
+            chosen.map_or("it chose none".to_owned(), |p| format!(
+                "it chose {}",
+                String::from_utf8_lossy(p)
+            ))
+        ));
+    }
+    Ok(tls)
+}
