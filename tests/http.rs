@@ -620,41 +620,15 @@ fn race_against_serve_agrees_with_stress_target() {
     let cli = Cli::new();
     cli.reset();
     let server = ServeProcess::start(&cli, "locked", &[]);
-    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
-    let setup = format!(
-        "DELETE FROM booking_cli.bookings WHERE {night}; \
-         UPDATE booking_cli.inventory SET booked_count = 0, total_inventory = 1 \
-         WHERE room_id = 1 AND date = '2024-12-25'"
-    );
-    let oversold = "SELECT room_id, date, total_inventory, booked_count FROM booking_cli.inventory \
-         WHERE booked_count > total_inventory";
-    let count =
-        format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}");
     let race = |mode: &str| {
-        let out = cli
-            .command(&[
-                "race",
-                "--url",
-                &format!("{}/api/bookings", server.base),
-                "-H",
-                &format!("X-Booking-Mode: {mode}"),
-                "-d",
-                r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
-                "--success",
-                "201",
-                "--setup",
-                &setup,
-                "--check",
-                oversold,
-                "--count",
-                &count,
-                "--expect",
-                "any",
-                "--json",
-            ])
-            .env("CHECK_DATABASE_URL", &cli.db.url)
-            .output()
-            .expect("runs");
+        let header = format!("X-Booking-Mode: {mode}");
+        let out = common::serve_race(
+            &cli,
+            &server.base,
+            &["-H", &header, "--expect", "any", "--json"],
+        )
+        .output()
+        .expect("runs");
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         json(&out)
     };

@@ -56,63 +56,24 @@ async fn last_byte_holds_exactly_one_byte_until_the_release() {
 fn race_with_last_byte_reaches_the_database_through_serve_and_reports_the_arrival_spread() {
     let cli = Cli::with_budget(common::SEEDED_POOL + 4);
     cli.reset();
-    let port = common::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut serve = cli
-        .command(&[
-            "serve",
-            "--listen",
-            &listen,
-            "--mode",
-            "naive",
-            "--hold-ms",
-            "0",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
-    let setup = format!(
-        "DELETE FROM booking_cli.bookings WHERE {night}; \
-         UPDATE booking_cli.inventory SET booked_count = 0 WHERE room_id = 1 AND date = '2024-12-25'"
-    );
-    let out = cli
-        .command(&[
-            "race",
-            "--url",
-            &format!("http://{listen}/api/bookings"),
-            "-d",
-            r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
-            "--success",
-            "201",
+    let serve = Serve::start(&cli, "naive");
+    let listen = serve.listen.clone();
+    let out = common::serve_race(
+        &cli,
+        &format!("http://{listen}"),
+        &[
             "--sync",
             "last-byte",
-            "--setup",
-            &setup,
-            "--check",
-            "SELECT room_id, date FROM booking_cli.inventory WHERE booked_count > total_inventory",
-            "--count",
-            &format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}"),
             "--repeat",
             "10",
             "--expect",
             "violated",
             "--json",
-        ])
-        .env("CHECK_DATABASE_URL", &cli.db.url)
-        .output()
-        .expect("race runs");
-    let _ = serve.kill();
-    let _ = serve.wait();
+        ],
+    )
+    .output()
+    .expect("race runs");
+    drop(serve);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let body = json(&out);
     eprintln!("last-byte, serve naive hold 0: {}", body["verdict_counts"]);
@@ -292,29 +253,18 @@ async fn single_packet_releases_every_final_frame_in_one_write_and_reaches_the_d
     tokio::task::block_in_place(|| cli.reset());
     let serve = tokio::task::block_in_place(|| Serve::start(&cli, "naive"));
     let (through, reads) = relay(serve.listen.clone()).await;
-    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
-    let args: Vec<String> = [
-        "race",
-        "--url",
-        &format!("http://{through}/api/bookings"),
-        "--http2",
-        "--sync",
-        "single-packet",
-        "-d",
-        r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
-        "--success",
-        "201",
-        "--count",
-        &format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}"),
-        "--expect",
-        "any",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut command = cli.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    command.env("CHECK_DATABASE_URL", &cli.db.url);
+    let mut command = common::serve_race(
+        &cli,
+        &format!("http://{through}"),
+        &[
+            "--http2",
+            "--sync",
+            "single-packet",
+            "--expect",
+            "any",
+            "--json",
+        ],
+    );
     let out = tokio::task::spawn_blocking(move || command.output().expect("race runs"))
         .await
         .unwrap();
@@ -480,37 +430,13 @@ async fn last_byte_and_single_packet_over_tls_reach_the_database() {
     let serve = tokio::task::block_in_place(|| Serve::start(&cli, "naive"));
     let dir = tempfile::tempdir().unwrap();
     let (front, ca) = tls_front(serve.listen.clone(), dir.path()).await;
-    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
-    let setup = format!(
-        "DELETE FROM booking_cli.bookings WHERE {night}; \
-         UPDATE booking_cli.inventory SET booked_count = 0 WHERE room_id = 1 AND date = '2024-12-25'"
-    );
+    let ca = ca.display().to_string();
     for sync in ["last-byte", "single-packet"] {
-        let args: Vec<String> = [
-            "race",
-            "--url",
-            &format!("https://{front}/api/bookings"),
-            "--cacert",
-            &ca.display().to_string(),
-            "--sync",
-            sync,
-            "-d",
-            r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
-            "--success",
-            "201",
-            "--setup",
-            &setup,
-            "--count",
-            &format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}"),
-            "--expect",
-            "any",
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut command = cli.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        command.env("CHECK_DATABASE_URL", &cli.db.url);
+        let mut command = common::serve_race(
+            &cli,
+            &format!("https://{front}"),
+            &["--cacert", &ca, "--sync", sync, "--expect", "any", "--json"],
+        );
         let out = tokio::task::spawn_blocking(move || command.output().expect("race runs"))
             .await
             .unwrap();

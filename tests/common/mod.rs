@@ -728,3 +728,39 @@ pub fn json(out: &Output) -> Value {
         )
     })
 }
+
+/// `race` aimed at a `serve` at `base` on the reference slot (room 1, 2024-12-25): the URL, a
+/// booking body with a fresh user each, 201 as the success, a `--setup` that empties the slot,
+/// the oversold `--check` and the `--count` of its confirmed rows — booking-cli's own invariant
+/// written as a user of `race` would write it. `extra` follows.
+pub fn serve_race(cli: &Cli, base: &str, extra: &[&str]) -> Command {
+    let night = "room_id = 1 AND start_date <= '2024-12-25' AND end_date > '2024-12-25'";
+    let setup = format!(
+        "DELETE FROM booking_cli.bookings WHERE {night}; \
+         UPDATE booking_cli.inventory SET booked_count = 0, total_inventory = 1 \
+         WHERE room_id = 1 AND date = '2024-12-25'"
+    );
+    let count =
+        format!("SELECT count(*) FROM booking_cli.bookings WHERE status = 'confirmed' AND {night}");
+    let url = format!("{base}/api/bookings");
+    let mut args = vec![
+        "race",
+        "--url",
+        &url,
+        "-d",
+        r#"{"user_id": "{{uuid}}", "room_id": 1, "start_date": "2024-12-25", "end_date": "2024-12-26"}"#,
+        "--success",
+        "201",
+        "--setup",
+        &setup,
+        "--check",
+        "SELECT room_id, date, total_inventory, booked_count FROM booking_cli.inventory \
+         WHERE booked_count > total_inventory",
+        "--count",
+        &count,
+    ];
+    args.extend_from_slice(extra);
+    let mut command = cli.command(&args);
+    command.env("CHECK_DATABASE_URL", &cli.db.url);
+    command
+}
