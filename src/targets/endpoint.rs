@@ -188,9 +188,21 @@ impl EndpointTarget {
             u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
         };
         // Single-packet: one write per connection, back to back.
+        // Each write has the request's deadline: a server that stopped reading cannot hold
+        // the release (and every user behind it) forever.
+        let deadline = self.settings.timeout;
+        let late = || {
+            format!(
+                "the release was not written within {}",
+                humantime::format_duration(deadline)
+            )
+        };
         let mut packets = self.packets.lock().await;
         for (i, packet) in packets.iter_mut().enumerate() {
-            match packet.release().await {
+            let released = tokio::time::timeout(deadline, packet.release())
+                .await
+                .unwrap_or_else(|_| Err(late()));
+            match released {
                 Ok(at) => releases.push(micros(at)),
                 Err(error) => {
                     for e in errors
@@ -207,9 +219,10 @@ impl EndpointTarget {
         for (slot, error) in self.ready.iter().zip(errors.iter_mut()) {
             let mut ready = slot.lock().await;
             if let Some(Ready::Http1(held)) = ready.as_mut() {
-                match held.release().await {
-                    Ok(at) => releases.push(micros(at)),
-                    Err(e) => *error = Some(e.to_string()),
+                match tokio::time::timeout(deadline, held.release()).await {
+                    Ok(Ok(at)) => releases.push(micros(at)),
+                    Ok(Err(e)) => *error = Some(e.to_string()),
+                    Err(_) => *error = Some(late()),
                 }
             }
         }
