@@ -23,7 +23,6 @@ use crate::error::BookingError;
 use crate::repo::Repo;
 use crate::steps;
 
-
 /// `--mode advisory`.
 pub(super) const SPEC: Spec = Spec {
     name: "advisory",

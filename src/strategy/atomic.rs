@@ -24,7 +24,6 @@ use crate::error::BookingError;
 use crate::repo::Repo;
 use crate::steps;
 
-
 /// `--mode atomic`.
 pub(super) const SPEC: Spec = Spec {
     name: "atomic",

@@ -40,15 +40,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
-use super::{
-    BuildError, Context, Needs, Shows, Spec, Strategy, StrategyStats, commit, slow_work,
-};
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy, StrategyStats, commit, slow_work};
 use crate::domain::{BookingRequest, Outcome};
 use crate::error::BookingError;
 use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
 use crate::repo::{Availability, Claim, Repo};
 use crate::steps;
-
 
 /// `--mode fenced`.
 pub(super) const SPEC: Spec = Spec {
@@ -64,7 +61,12 @@ pub(super) const SPEC: Spec = Spec {
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
     let lock = ctx.lock.ok_or(BuildError::NeedsRedis(SPEC.name))?;
-    Ok(Arc::new(Fenced::new(ctx.repo, lock, ctx.lock_policy, ctx.hold)))
+    Ok(Arc::new(Fenced::new(
+        ctx.repo,
+        lock,
+        ctx.lock_policy,
+        ctx.hold,
+    )))
 }
 
 pub struct Fenced {

@@ -41,7 +41,6 @@ use crate::lock::{AcquiredAll, LockGuard, LockPolicy, RedisLock};
 use crate::repo::Repo;
 use crate::steps;
 
-
 /// `--mode locked`.
 pub(super) const SPEC: Spec = Spec {
     name: "locked",
@@ -56,7 +55,12 @@ pub(super) const SPEC: Spec = Spec {
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
     let lock = ctx.lock.ok_or(BuildError::NeedsRedis(SPEC.name))?;
-    Ok(Arc::new(Locked::new(ctx.repo, lock, ctx.lock_policy, ctx.hold)))
+    Ok(Arc::new(Locked::new(
+        ctx.repo,
+        lock,
+        ctx.lock_policy,
+        ctx.hold,
+    )))
 }
 
 pub struct Locked {

@@ -18,7 +18,6 @@ use crate::error::BookingError;
 use crate::repo::{Availability, Repo};
 use crate::steps;
 
-
 /// `--mode lost-update`.
 pub(super) const SPEC: Spec = Spec {
     name: "lost-update",

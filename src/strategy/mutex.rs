@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{BuildError, Context, Needs, Shows, Spec, Strategy};
 use super::naive::check_then_book;
+use super::{BuildError, Context, Needs, Shows, Spec, Strategy};
 use crate::domain::{BookingRequest, Outcome, RoomId};
 use crate::error::BookingError;
 use crate::repo::Repo;
@@ -29,7 +29,6 @@ use crate::steps;
 
 /// One async mutex per room-night.
 type Slots = HashMap<(RoomId, NaiveDate), Arc<Mutex<()>>>;
-
 
 /// `--mode mutex`.
 pub(super) const SPEC: Spec = Spec {

@@ -19,7 +19,6 @@ use crate::error::BookingError;
 use crate::repo::{Availability, BookingTx, Repo};
 use crate::steps;
 
-
 /// `--mode naive`.
 pub(super) const SPEC: Spec = Spec {
     name: "naive",

@@ -29,7 +29,6 @@ use crate::lock::redlock::{RedAcquired, RedGuard, RedLock};
 use crate::repo::Repo;
 use crate::steps;
 
-
 /// `--mode redlock`.
 pub(super) const SPEC: Spec = Spec {
     name: "redlock",
@@ -44,7 +43,12 @@ pub(super) const SPEC: Spec = Spec {
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
     let lock = ctx.redlock.ok_or(BuildError::NeedsRedis(SPEC.name))?;
-    Ok(Arc::new(Redlock::new(ctx.repo, lock, ctx.lock_policy, ctx.hold)))
+    Ok(Arc::new(Redlock::new(
+        ctx.repo,
+        lock,
+        ctx.lock_policy,
+        ctx.hold,
+    )))
 }
 
 pub struct Redlock {

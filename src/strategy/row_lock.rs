@@ -23,7 +23,6 @@ use crate::error::BookingError;
 use crate::repo::Repo;
 use crate::steps;
 
-
 /// `--mode row-lock`.
 pub(super) const SPEC: Spec = Spec {
     name: "row-lock",

@@ -11,8 +11,8 @@
 //! lock-step). The budget is bounded: a user whose every attempt is aborted gives up with
 //! `409 Conflict (retries exhausted)`, counted separately, and the retries are counted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,7 +27,6 @@ use crate::repo::Repo;
 use crate::steps;
 use crate::stop::Stop;
 
-
 /// `--mode serializable`.
 pub(super) const SPEC: Spec = Spec {
     name: "serializable",
@@ -41,7 +40,9 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
-    Ok(Arc::new(Serializable::new(ctx.repo, ctx.hold, ctx.retry, ctx.stop)))
+    Ok(Arc::new(Serializable::new(
+        ctx.repo, ctx.hold, ctx.retry, ctx.stop,
+    )))
 }
 
 pub struct Serializable {
