@@ -340,13 +340,7 @@ pub async fn speaks_h2(
     deadline: Duration,
 ) -> Result<(), String> {
     let work = async {
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let io: Box<dyn Io> = match tls {
-            Some(connector) => Box::new(tls::connect(connector, host, tcp, b"h2").await?),
-            None => Box::new(tcp),
-        };
+        let io = tls::open(host, port, tls, b"h2").await?;
         let (_client, mut connection) = h2::client::handshake(io).await.map_err(h2_error)?;
         let mut ping = connection
             .ping_pong()

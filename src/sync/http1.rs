@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use hyper::header::HeaderName;
 use hyper::http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::tls::{self, Io};
@@ -73,15 +72,8 @@ impl Held {
         deadline: Duration,
     ) -> Result<Held, String> {
         let work = async {
-            let tcp = TcpStream::connect((host, port))
-                .await
-                .map_err(|e| e.to_string())?;
             // The pre-sent part leaves now, not coalesced with the held byte later.
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-            let mut stream: Box<dyn Io> = match tls {
-                Some(connector) => Box::new(tls::connect(connector, host, tcp, b"http/1.1").await?),
-                None => Box::new(tcp),
-            };
+            let mut stream = tls::open(host, port, tls, b"http/1.1").await?;
             let split = bytes.len().saturating_sub(hold);
             stream
                 .write_all(&bytes[..split])

@@ -57,6 +57,24 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
         .map_err(|e| format!("'{host}' cannot be checked against a certificate: {e}"))
 }
 
+/// A connection to `host:port` with `TCP_NODELAY` (what is written leaves at once, not
+/// coalesced with what follows), over TLS with `tls` (ALPN `alpn`, checked).
+pub async fn open(
+    host: &str,
+    port: u16,
+    tls: Option<&TlsConnector>,
+    alpn: &[u8],
+) -> Result<Box<dyn Io>, String> {
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(match tls {
+        Some(connector) => Box::new(connect(connector, host, tcp, alpn).await?),
+        None => Box::new(tcp),
+    })
+}
+
 /// TLS over `io` to `host`, checking that the server chose `alpn`.
 pub async fn connect<T: Io + 'static>(
     connector: &TlsConnector,

@@ -27,10 +27,6 @@ use crate::sync::Sync;
 use crate::sync::h2::{Packet, Prepared, Stream};
 use crate::sync::http1::{self, Held};
 
-fn url_scheme(uri: &str) -> &str {
-    uri.split("://").next().unwrap_or("http")
-}
-
 /// Connections opened at once during the warm-up.
 const OPENING_AT_ONCE: usize = 64;
 /// Streams per HTTP/2 connection under single-packet: within every common server's
@@ -38,6 +34,17 @@ const OPENING_AT_ONCE: usize = 64;
 /// before the server's SETTINGS, and 1,000 bytes of final frames — one segment even on a
 /// 1,500-byte network.
 pub const STREAMS_PER_PACKET: usize = 100;
+
+/// A user's request, expanded, and where it goes.
+struct Addressed {
+    host: String,
+    port: u16,
+    /// `host[:port]`, as the `Host` header and the certificate check want it.
+    authority: String,
+    /// The path and query of the request line.
+    path: String,
+    request: Prepared,
+}
 
 /// A user's request, ready before the barrier.
 enum Ready {
@@ -78,7 +85,7 @@ impl EndpointTarget {
     }
 
     /// User `user`'s request, expanded: where it goes and what it is.
-    fn request(&self, user: u32) -> Result<(String, u16, String, Prepared), BookingError> {
+    fn request(&self, user: u32) -> Result<Addressed, BookingError> {
         let template = &self.settings.request;
         let url_text = template.url.expand(user, self.run);
         let url = url::Url::parse(&url_text)
@@ -119,17 +126,24 @@ impl EndpointTarget {
             headers,
             body: body.into_bytes(),
         };
-        Ok((host, port, authority, prepared))
+        Ok(Addressed {
+            host,
+            port,
+            authority,
+            path,
+            request: prepared,
+        })
     }
 
     /// User `user`'s request on a connection of its own, sent up to what `--sync` holds back.
     async fn prepare_http1(&self, user: u32) -> Result<Held, BookingError> {
-        let (host, port, authority, request) = self.request(user)?;
-        let path = request
-            .uri
-            .strip_prefix(&format!("{}://{authority}", url_scheme(&request.uri)))
-            .unwrap_or("/")
-            .to_owned();
+        let Addressed {
+            host,
+            port,
+            authority,
+            path,
+            request,
+        } = self.request(user)?;
         let bytes = http1::encode(
             &request.method,
             &path,
@@ -153,7 +167,13 @@ impl EndpointTarget {
         let mut requests = Vec::with_capacity(users.len());
         let mut target = None;
         for user in users {
-            let (host, port, authority, request) = self.request(*user)?;
+            let Addressed {
+                host,
+                port,
+                authority,
+                request,
+                ..
+            } = self.request(*user)?;
             if target
                 .as_ref()
                 .is_some_and(|t: &(String, u16, String)| t.2 != authority)
