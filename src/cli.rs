@@ -670,6 +670,25 @@ pub struct StressArgs {
     #[arg(long, value_name = "URL", value_delimiter = ',', help_heading = "Race")]
     pub target: Vec<String>,
 
+    /// With --target: how the burst is released so that it arrives together: none, last-byte
+    /// (all but each request's final byte sent before the start), single-packet (HTTP/2 with
+    /// prior knowledge, or ALPN over https: every final frame in one write), auto (single-packet
+    /// where the server speaks HTTP/2, else last-byte; none with --duration) [default: auto]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        hide_possible_values = true,
+        requires = "target",
+        help_heading = "Race"
+    )]
+    pub sync: Option<crate::sync::Sync>,
+
+    /// With --target: trust the certificates in FILE (PEM) for an https:// server, besides the
+    /// public roots
+    #[arg(long, value_name = "FILE", requires = "target", help_heading = "Race")]
+    pub cacert: Option<std::path::PathBuf>,
+
     /// Run the whole race this many times, each on a freshly prepared slot, and report how
     /// often each verdict occurred (exit 0 only when every run met its expectation)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = "Race")]

@@ -16,6 +16,8 @@ use crate::error::InputError;
 use crate::lock::LockPolicy;
 use crate::run::StressConfig;
 use crate::strategy::{Expectation, Mode, Payments, RetryPolicy, Shows};
+use crate::sync::Sync;
+use crate::sync::tls::Tls;
 
 /// Where the servers are.
 #[derive(Debug, Clone)]
@@ -119,6 +121,10 @@ pub struct StressSettings {
     pub targets: Vec<String>,
     /// `--repeat`: how many times each strategy's race runs (`runs` holds every one).
     pub repeat: u32,
+    /// `--sync` as asked (a burst over `--target`: `auto` unless said).
+    pub sync: Sync,
+    /// For `https://` targets (`--cacert`).
+    pub tls: Option<Tls>,
 }
 
 impl StressSettings {
@@ -147,6 +153,23 @@ impl StressSettings {
                 "--connections sizes one process's pool: drop it with --processes (each worker opens one connection per user)".to_owned(),
             ));
         }
+        let sync = args.sync.unwrap_or(Sync::Auto);
+        if args.duration.is_some() && matches!(sync, Sync::LastByte | Sync::SinglePacket) {
+            return Err(InputError::Invalid(format!(
+                "--sync {} releases a one-shot burst together; --duration runs a closed loop: drop one of them",
+                sync.name()
+            )));
+        }
+        let https = args.target.iter().any(|t| t.starts_with("https://"));
+        let tls = match (&args.cacert, https) {
+            (_, true) => Some(Tls::new(args.cacert.as_deref())?),
+            (Some(_), false) => {
+                return Err(InputError::Invalid(
+                    "--cacert goes with an https:// --target".to_owned(),
+                ));
+            }
+            (None, false) => None,
+        };
         if !args.target.is_empty() && (args.processes > 1 || !args.chaos.is_empty()) {
             return Err(InputError::Invalid(
                 "--target races servers over HTTP: drop --processes and --chaos (run several servers instead)".to_owned(),
@@ -206,6 +229,8 @@ impl StressSettings {
             json: args.json,
             targets: args.target.clone(),
             repeat: args.repeat,
+            sync,
+            tls,
         })
     }
 }
@@ -285,7 +310,9 @@ fn retry_policy(args: &RetryArgs) -> RetryPolicy {
     }
 }
 
-/// The URL with its password replaced by `***`; a URL that does not parse is not shown at all.
+/// The URL with its credentials replaced by `***` — the password of its user part, and the
+/// value of any query parameter that carries one (`?password=`, libpq's `sslpassword`, a
+/// `token`, a `secret`, a `key`); a URL that does not parse is not shown at all.
 pub fn mask_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut url) => {
@@ -293,10 +320,43 @@ pub fn mask_url(raw: &str) -> String {
                 // Only fails for URLs that cannot have credentials, which have no password.
                 let _ = url.set_password(Some("***"));
             }
+            if url.query().is_some() {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let secret = is_secret_parameter(&k);
+                        (
+                            k.into_owned(),
+                            if secret {
+                                "***".to_owned()
+                            } else {
+                                v.into_owned()
+                            },
+                        )
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             url.to_string()
         }
         Err(_) => "<unparsable URL>".to_owned(),
     }
+}
+
+/// Whether a query parameter named `name` carries a credential.
+fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 /// Replaces every occurrence of each secret in `message` by `***`: the last line of defence
@@ -310,6 +370,18 @@ pub fn scrub(message: &str, secrets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_query_are_masked() {
+        assert_eq!(
+            mask_url("postgres://u@h/db?sslmode=disable&password=s3cret"),
+            "postgres://u@h/db?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            mask_url("http://h:1/?api_key=k1&sslpassword=p2"),
+            "http://h:1/?api_key=***&sslpassword=***"
+        );
+    }
 
     #[test]
     fn passwords_are_masked_and_the_rest_kept() {

@@ -108,7 +108,7 @@ fn booking(room: i64) -> Value {
 
 /// 20 clients, each with its own UUID, POST at once; the statuses they got, sorted.
 async fn race(base: &str, mode: Option<&str>) -> Vec<u16> {
-    let client = reqwest::Client::new();
+    let client = common::client();
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(20));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..20 {
@@ -167,7 +167,7 @@ async fn twenty_concurrent_posts_give_one_201_with_locked_and_overbook_with_naiv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booking_is_created_read_back_and_shown_in_availability_and_metrics() {
     let mut server = Server::start(Mode::Atomic, 0).await;
-    let client = reqwest::Client::new();
+    let client = common::client();
     let body = booking(2);
     let response = client
         .post(format!("{}/api/bookings", server.base))
@@ -267,7 +267,7 @@ async fn a_booking_is_created_read_back_and_shown_in_availability_and_metrics() 
 async fn every_error_answers_its_status_as_problem_json_and_writes_nothing() {
     let mut server = Server::start(Mode::Locked, 0).await;
     let before = common::snapshot(&server.db.url).await;
-    let client = reqwest::Client::new();
+    let client = common::client();
     let url = format!("{}/api/bookings", server.base);
     let valid = booking(2);
     let mut bad_field = valid.clone();
@@ -403,7 +403,7 @@ async fn every_error_answers_its_status_as_problem_json_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_disconnects_mid_booking_leaves_a_whole_booking() {
     let mut server = Server::start(Mode::Locked, 600).await;
-    let request = reqwest::Client::new()
+    let request = common::client()
         .post(format!("{}/api/bookings", server.base))
         .json(&booking(1))
         .send();
@@ -436,7 +436,7 @@ async fn the_in_flight_cap_and_the_booking_deadline_answer_503() {
         },
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = common::client();
     let url = format!("{}/api/bookings", server.base);
     let first = {
         let (client, url) = (client.clone(), url.clone());
@@ -702,7 +702,7 @@ fn sigterm_with_ten_bookings_in_flight_answers_them_all_and_exits_0() {
             let url = format!("{base}/api/bookings");
             std::thread::spawn(move || {
                 block_on(async move {
-                    reqwest::Client::new()
+                    common::client()
                         .post(&url)
                         .json(&booking(1 + i % 2))
                         .send()

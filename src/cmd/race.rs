@@ -91,28 +91,21 @@ pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
     })
 }
 
-/// Single-packet needs a server that speaks HTTP/2 with prior knowledge: asked for by name, a
-/// server that does not is bad input (nothing sent); under `auto`, the burst falls back to
-/// last-byte over HTTP/1.1, and says so.
+/// Single-packet where the server speaks HTTP/2 ([`crate::sync::settle_single_packet`]).
 async fn single_packet_or_fallback(settings: &RaceSettings) -> anyhow::Result<Sync> {
     let url = url::Url::parse(&settings.request.url.expand(0, 1))
         .map_err(|e| InputError::Invalid(format!("--url is not a URL: {e}")))?;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
     let tls = settings.tls.as_ref().map(|t| &t.h2);
-    let Err(why) = crate::sync::h2::speaks_h2(host, port, tls, settings.timeout).await else {
-        return Ok(Sync::SinglePacket);
-    };
-    if settings.sync_asked == Sync::SinglePacket {
-        return Err(InputError::Invalid(format!(
-            "--sync single-packet: the server at {host}:{port} does not speak HTTP/2 ({why}); --sync last-byte synchronises over HTTP/1.1"
-        ))
-        .into());
+    let (sync, note) =
+        crate::sync::settle_single_packet(host, port, tls, settings.timeout, settings.sync_asked)
+            .await
+            .map_err(InputError::Invalid)?;
+    if let Some(note) = note {
+        eprintln!("{note}");
     }
-    eprintln!(
-        "note: the server at {host}:{port} does not speak HTTP/2 ({why}); --sync auto falls back to last-byte over HTTP/1.1"
-    );
-    Ok(Sync::LastByte)
+    Ok(sync)
 }
 
 /// Every run: setup, count before, connections, burst, judgement.

@@ -19,6 +19,9 @@ use crate::report;
 use crate::run::{self, StressConfig, StressReport};
 use crate::stop::Stop;
 use crate::strategy;
+use crate::sync::delivery::Wire;
+use crate::sync::{Sync, settle_single_packet};
+use crate::targets::serve::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::targets::{ServeTarget, StrategyTarget};
 
 use super::{
@@ -162,6 +165,7 @@ async fn over_http(
     connection: &Connection,
     settings: &StressSettings,
 ) -> anyhow::Result<Vec<StressReport>> {
+    let wire = burst_wire(settings).await?;
     let repo = connect_sized_repo(connection, 2).await?;
     let stop = stop_on_ctrl_c(true);
     let mut reports = Vec::with_capacity(settings.runs.len());
@@ -170,9 +174,15 @@ async fn over_http(
             break;
         }
         // Before anything is written: the servers must read the database this run writes.
-        let target = ServeTarget::connect(&settings.targets, run, &repo)
-            .await
-            .map_err(surface_booking)?;
+        let target = ServeTarget::connect(
+            &settings.targets,
+            run,
+            &repo,
+            settings.tls.as_ref(),
+            wire.clone(),
+        )
+        .await
+        .map_err(surface_booking)?;
         let progress = progress_bar(run, settings.json);
         let report =
             run::run_with_chaos(&repo, Arc::new(target), Vec::new(), run, &stop, &progress)
@@ -183,6 +193,44 @@ async fn over_http(
     }
     repo.close().await;
     Ok(reports)
+}
+
+/// How a burst over `--target` goes out (`--sync`): `None` for today's barrier and keep-alive
+/// client (`--sync none`, and the closed loop of `--duration`). Single-packet needs every server
+/// to speak HTTP/2: asked for by name, one that does not is bad input; under `auto` the burst
+/// falls back to last-byte and says so.
+async fn burst_wire(settings: &StressSettings) -> anyhow::Result<Option<Arc<Wire>>> {
+    let duration = settings.runs.first().and_then(|r| r.duration);
+    if settings.sync == Sync::None || duration.is_some() {
+        return Ok(None);
+    }
+    let mut sync = settings.sync;
+    if sync != Sync::LastByte {
+        for target in &settings.targets {
+            let url = url::Url::parse(target)
+                .map_err(|e| InputError::Invalid(format!("--target '{target}': {e}")))?;
+            let host = url.host_str().unwrap_or_default();
+            let port = url.port_or_known_default().unwrap_or(80);
+            let tls = settings.tls.as_ref().map(|t| &t.h2);
+            let (settled, note) =
+                settle_single_packet(host, port, tls, CONNECT_TIMEOUT, settings.sync)
+                    .await
+                    .map_err(InputError::Invalid)?;
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            if settled == Sync::LastByte {
+                sync = Sync::LastByte;
+                break;
+            }
+            sync = settled;
+        }
+    }
+    Ok(Some(Arc::new(Wire {
+        sync,
+        tls: settings.tls.clone(),
+        timeout: REQUEST_TIMEOUT,
+    })))
 }
 
 /// Prints the reports and chooses the exit status.

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::listen::Received;
 use super::problem::Problem;
 use super::wire::{self, refusal};
 use super::{AppState, MODE_HEADER, metrics};
@@ -46,11 +47,13 @@ pub struct BookingJson {
 /// `POST /api/bookings`.
 pub async fn create(
     State(state): State<AppState>,
+    ConnectInfo(received): ConnectInfo<Received>,
     headers: HeaderMap,
     body: Result<Json<NewBooking>, JsonRejection>,
 ) -> Response {
-    // The body has been read whole by the extractor: this is when the request arrived.
-    let arrived = super::monotonic_us();
+    // The body has been read whole by the extractor: the connection's latest read brought its
+    // final bytes, and the kernel stamped when they arrived (see `listen`).
+    let arrived = received.last();
     let mode = match mode_of(&state, &headers) {
         Ok(mode) => mode,
         Err(problem) => return problem.into_response(),

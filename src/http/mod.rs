@@ -20,12 +20,12 @@
 //! own, so it completes or rolls back whole — never half-way because a socket closed.
 
 pub mod bookings;
+pub mod listen;
 pub mod metrics;
 pub mod problem;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -263,7 +263,7 @@ pub async fn serve(
     metrics::install();
     let in_flight = state.in_flight.clone();
     let drain = state.settings.drain;
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state).into_make_service_with_connect_info::<listen::Received>();
     let stopping = Stop::new();
     let signal = {
         let (stop, stopping) = (stop.clone(), stopping.clone());
@@ -274,7 +274,8 @@ pub async fn serve(
             stop.stop();
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let server =
+        axum::serve(listen::StampingListener(listener), app).with_graceful_shutdown(signal);
     // The graceful drain itself has a deadline: a client that keeps its connection busy cannot
     // hold the shutdown forever.
     tokio::select! {

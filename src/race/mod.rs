@@ -21,6 +21,7 @@ use crate::cli::{RaceArgs, RaceExpect};
 use crate::error::InputError;
 use crate::strategy::Expectation;
 use crate::sync::Sync;
+use crate::sync::tls::Tls;
 use template::Template;
 
 /// `--users` when neither a flag nor the file says.
@@ -92,19 +93,6 @@ impl Success {
     }
 }
 
-/// TLS clients for an `https://` endpoint: one offering `http/1.1`, one `h2`.
-#[derive(Clone)]
-pub struct Tls {
-    pub http1: tokio_rustls::TlsConnector,
-    pub h2: tokio_rustls::TlsConnector,
-}
-
-impl std::fmt::Debug for Tls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tls")
-    }
-}
-
 /// A validated `race`.
 #[derive(Debug, Clone)]
 pub struct RaceSettings {
@@ -157,10 +145,7 @@ impl RaceSettings {
         let https = check_url(&url.expand(0, 1))?;
         let cacert = args.cacert.clone().or(file.cacert);
         let tls = if https {
-            Some(Tls {
-                http1: crate::sync::tls::connector(cacert.as_deref(), b"http/1.1")?,
-                h2: crate::sync::tls::connector(cacert.as_deref(), b"h2")?,
-            })
+            Some(Tls::new(cacert.as_deref())?)
         } else {
             if cacert.is_some() {
                 return Err(InputError::Invalid(

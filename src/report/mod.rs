@@ -86,10 +86,14 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
         ),
         None => processes,
     };
+    let http = report.stats.http.as_ref();
     let hold = if c.servers > 0 {
         // The hold is the servers' own (`serve --hold-ms`).
+        let sync = http
+            .and_then(|h| h.sync)
+            .map_or(String::new(), |s| format!(" (--sync {})", s.name()));
         format!(
-            ", over HTTP to {} server{}",
+            ", over HTTP to {} server{}{sync}",
             c.servers,
             if c.servers == 1 { "" } else { "s" }
         )
@@ -350,6 +354,15 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
     }
     if let Some(why) = report.unaccounted() {
         writeln!(out, "Unaccounted: {why}")?;
+    }
+    if let Some(http) = report.stats.http.as_ref().filter(|h| h.sync.is_some()) {
+        let release = crate::sync::Spread::of(http.releases_us.clone());
+        let arrival = crate::sync::Spread::of(http.arrivals_us.clone());
+        writeln!(
+            out,
+            "{}",
+            race::spread_line(release.as_ref(), arrival.as_ref())
+        )?;
     }
     writeln!(
         out,

@@ -39,15 +39,24 @@ pub fn headline(settings: &RaceSettings) -> String {
 
 /// How close together the burst left and arrived: the server's word when it sent one.
 fn delivery_line(run: &RaceRun) -> String {
+    spread_line(run.release.as_ref(), run.arrival.as_ref())
+}
+
+/// The spread of a burst's release (client side) and of its arrival (the server's
+/// `Server-Timing`, when it sends one), as `race` and `stress --target --sync` print it.
+pub(crate) fn spread_line(release: Option<&Spread>, arrival: Option<&Spread>) -> String {
     let spread = |s: &Spread| format!("{} µs (p50 gap {} µs)", s.max_us, s.p50_gap_us);
-    let released = run.release.as_ref().map_or("-".to_owned(), &spread);
-    match &run.arrival {
+    // Fewer than two release instants: the final bytes went in one write (single-packet).
+    let released = release.map_or("in one write".to_owned(), |s| {
+        format!("within {}", spread(s))
+    });
+    match arrival {
         Some(arrival) => format!(
-            "Spread: final bytes written within {released}; arrived whole at the server within {}",
+            "Spread: final bytes written {released}; arrived whole at the server within {}",
             spread(arrival)
         ),
         None => format!(
-            "Spread: final bytes written within {released} (the server sends no Server-Timing: arrival, so its side is not known)"
+            "Spread: final bytes written {released} (the server sends no Server-Timing: arrival, so its side is not known)"
         ),
     }
 }

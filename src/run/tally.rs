@@ -102,6 +102,10 @@ pub struct HttpStats {
     pub status_codes: BTreeMap<u16, u64>,
     /// Requests that got no response at all (refused, reset, timed out).
     pub transport_errors: u64,
+    /// How the burst was released (`stress --target --sync`); `None`: each request sent whole
+    /// over a keep-alive connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::sync::Sync>,
     /// When each request's last byte was written, in µs on the client's clock (`race`).
     #[serde(skip)]
     pub releases_us: Vec<u64>,

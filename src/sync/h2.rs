@@ -362,7 +362,8 @@ pub async fn speaks_h2(
 }
 
 impl Stream {
-    /// The answer: its status and `Server-Timing`, the body read to its end and dropped.
+    /// The answer: its status, `Server-Timing` and the start of its body (up to
+    /// [`MAX_ANSWER`](super::http1::MAX_ANSWER)), the rest read to its end and dropped.
     pub async fn answer(self) -> Result<Answer, String> {
         let response = self.response.await.map_err(h2_error)?;
         let status = response.status().as_u16();
@@ -372,13 +373,17 @@ impl Stream {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let mut body = response.into_body();
+        let mut kept = Vec::new();
         while let Some(chunk) = body.data().await {
             let chunk = chunk.map_err(h2_error)?;
+            let room = super::http1::MAX_ANSWER.saturating_sub(kept.len());
+            kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
             let _ = body.flow_control().release_capacity(chunk.len());
         }
         Ok(Answer {
             status,
             server_timing,
+            body: kept,
         })
     }
 }

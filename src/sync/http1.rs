@@ -4,8 +4,8 @@
 //! The request is written by hand — request line, headers, `Content-Length`,
 //! `Connection: close`, body — because where its bytes go out is the point: a client library
 //! decides when to write, this gate must. The answer is read back until the server closes the
-//! connection (or its `Content-Length` is in), and only its status and its `Server-Timing`
-//! are kept: a refusal's text is not the verdict.
+//! connection (or its `Content-Length` is in): its status, its `Server-Timing` and the start
+//! of its body are kept.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use super::tls::{self, Io};
 
 /// The most of an answer read: its head and the start of its body.
-const MAX_ANSWER: usize = 64 * 1024;
+pub const MAX_ANSWER: usize = 64 * 1024;
 
 /// What came back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct Answer {
     pub status: u16,
     /// The `Server-Timing` header, when the server sent one.
     pub server_timing: Option<String>,
+    /// The body, or as much of it as came within [`MAX_ANSWER`] bytes of the answer.
+    pub body: Vec<u8>,
 }
 
 /// The bytes of one request.
@@ -164,13 +166,16 @@ fn parse(buffer: &[u8]) -> Parsed {
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::to_owned)
     };
-    let answer = Answer {
+    let length = find("content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    let body = &buffer[head..];
+    let answer = |body: &[u8]| Answer {
         status,
         server_timing: find("server-timing"),
+        body: body.to_vec(),
     };
-    match find("content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
-        Some(length) if buffer.len() >= head + length => Parsed::Complete(answer),
-        _ => Parsed::Head(answer),
+    match length {
+        Some(length) if body.len() >= length => Parsed::Complete(answer(&body[..length])),
+        _ => Parsed::Head(answer(body)),
     }
 }
 
@@ -204,6 +209,7 @@ mod tests {
             Parsed::Complete(answer) => {
                 assert_eq!(answer.status, 409);
                 assert_eq!(answer.server_timing.as_deref(), Some("arrival;desc=\"9\""));
+                assert_eq!(answer.body, b"gone");
             }
             _ => panic!("complete"),
         }

@@ -23,6 +23,7 @@
 //! ([`crate::targets::endpoint`]) — twenty tasks each woken to write its own byte would spread
 //! the release over the scheduler's wake-ups, which is what the gate is there to avoid.
 
+pub mod delivery;
 pub mod h2;
 pub mod http1;
 pub mod tls;
@@ -71,6 +72,30 @@ impl Sync {
             ),
         }
     }
+}
+
+/// Single-packet needs a server that speaks HTTP/2: asked for by name (`asked`), a server at
+/// `host:port` that does not is bad input, said before anything is sent; under `auto`, the
+/// burst falls back to last-byte over HTTP/1.1, with a note saying so.
+pub async fn settle_single_packet(
+    host: &str,
+    port: u16,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    deadline: std::time::Duration,
+    asked: Sync,
+) -> Result<(Sync, Option<String>), String> {
+    let Err(why) = h2::speaks_h2(host, port, tls, deadline).await else {
+        return Ok((Sync::SinglePacket, None));
+    };
+    if asked == Sync::SinglePacket {
+        return Err(format!(
+            "--sync single-packet: the server at {host}:{port} does not speak HTTP/2 ({why}); --sync last-byte synchronises over HTTP/1.1"
+        ));
+    }
+    let note = format!(
+        "note: the server at {host}:{port} does not speak HTTP/2 ({why}); --sync auto falls back to last-byte over HTTP/1.1"
+    );
+    Ok((Sync::LastByte, Some(note)))
 }
 
 /// How close together a burst was released and arrived, in microseconds.

@@ -16,8 +16,23 @@ use crate::error::InputError;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// Makes `ring` the process's TLS provider, for client libraries (reqwest) that ask for one;
+/// idempotent.
+pub fn install_default_provider() {
+    // Fails only when a provider is installed already, which is what is wanted.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A TLS client for `alpn` (`h2` or `http/1.1`), trusting the public roots and `cacert`.
 pub fn connector(cacert: Option<&Path>, alpn: &[u8]) -> Result<TlsConnector, InputError> {
+    Ok(TlsConnector::from(Arc::new(client_config(cacert, alpn)?)))
+}
+
+/// The configuration of [`connector`].
+pub fn client_config(
+    cacert: Option<&Path>,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, InputError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = cacert {
@@ -48,7 +63,7 @@ pub fn connector(cacert: Option<&Path>, alpn: &[u8]) -> Result<TlsConnector, Inp
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(config)
 }
 
 /// The name the server's certificate must carry: the URL's host (a name or an IP address).
@@ -99,4 +114,31 @@ pub async fn connect<T: Io + 'static>(
         ));
     }
     Ok(tls)
+}
+
+/// TLS clients for an `https://` endpoint: one offering `http/1.1`, one `h2`, and the
+/// configuration of the first for a client library (`stress --target`'s keep-alive client).
+#[derive(Clone)]
+pub struct Tls {
+    pub http1: TlsConnector,
+    pub h2: TlsConnector,
+    pub config: rustls::ClientConfig,
+}
+
+impl Tls {
+    /// Clients trusting the public roots and `cacert`'s certificates.
+    pub fn new(cacert: Option<&Path>) -> Result<Self, InputError> {
+        let config = client_config(cacert, b"http/1.1")?;
+        Ok(Self {
+            http1: TlsConnector::from(Arc::new(config.clone())),
+            h2: connector(cacert, b"h2")?,
+            config,
+        })
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
 }

@@ -7,9 +7,11 @@
 //! ([`ServeTarget::connect`]); after the run, every booking a server acknowledged must be in
 //! that database, or the verdict is `UNACCOUNTED` — a server writing elsewhere can never look
 //! safe. Each user's request goes over a keep-alive connection opened before the start barrier
-//! ([`Target::warm_up`]). The status codes are counted as the server sent them and mapped back
-//! to outcomes by the problem `type` the server names ([`crate::http::wire`]); a response whose
-//! type is not one of `serve`'s is counted as what its status says.
+//! ([`Target::warm_up`]); under `--sync` (a burst), over a connection or HTTP/2 stream of its
+//! own, sent up to its final bytes before the barrier and released with the others
+//! ([`crate::sync::delivery`]). The status codes are counted as the server sent them and mapped
+//! back to outcomes by the problem `type` the server names ([`crate::http::wire`]); a response
+//! whose type is not one of `serve`'s is counted as what its status says.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,9 @@ use crate::error::{BookingError, InputError};
 use crate::http::wire;
 use crate::repo::Repo;
 use crate::run::{Attempt, HttpStats, StressConfig, Target, TargetStats, Turn};
+use crate::sync::delivery::{Addressed, Delivery, Wire};
+use crate::sync::h2::Prepared;
+use crate::sync::tls::Tls;
 
 /// The deadline of one request (connecting: [`CONNECT_TIMEOUT`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +50,8 @@ pub struct ServeTarget {
     plan: Arc<StressConfig>,
     slot: PreparedSlot,
     stats: Mutex<HttpStats>,
+    /// Under `--sync`: the burst's requests, prepared in the warm-up and released together.
+    delivery: Option<Delivery>,
 }
 
 /// The parts of a problem+json body the client reads.
@@ -82,8 +89,11 @@ impl ServeTarget {
         targets: &[String],
         plan: &StressConfig,
         repo: &Repo,
+        tls: Option<&Tls>,
+        wire: Option<Arc<Wire>>,
     ) -> Result<Self, BookingError> {
-        let target = Self::new(targets, plan)?;
+        let mut target = Self::new(targets, plan, tls)?;
+        target.delivery = wire.map(|wire| Delivery::new(wire, plan.users));
         let nights = repo
             .slot_state(target.slot.room, &target.slot.stay)
             .await
@@ -98,7 +108,7 @@ impl ServeTarget {
         Ok(target)
     }
 
-    fn new(targets: &[String], plan: &StressConfig) -> Result<Self, InputError> {
+    fn new(targets: &[String], plan: &StressConfig, tls: Option<&Tls>) -> Result<Self, InputError> {
         let mut bases = Vec::with_capacity(targets.len());
         for target in targets {
             let url = url::Url::parse(target).map_err(|e| {
@@ -109,9 +119,20 @@ impl ServeTarget {
                     "--target '{target}' is not an http:// URL of a booking-cli serve"
                 )));
             }
+            if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
+                return Err(InputError::Invalid(format!(
+                    "--target '{}' must be a server's base URL (scheme, host, port): the API's paths are booking-cli's own",
+                    crate::config::mask_url(target)
+                )));
+            }
             bases.push(target.trim_end_matches('/').to_owned());
         }
-        let client = reqwest::Client::builder()
+        crate::sync::tls::install_default_provider();
+        let mut client = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            client = client.tls_backend_preconfigured(tls.config.clone());
+        }
+        let client = client
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
@@ -129,6 +150,7 @@ impl ServeTarget {
             },
             plan: Arc::new(plan.clone()),
             stats: Mutex::default(),
+            delivery: None,
         })
     }
 
@@ -197,12 +219,7 @@ impl ServeTarget {
     async fn book(&self, request: &crate::domain::BookingRequest) -> Result<Outcome, BookingError> {
         let target = &self.targets[self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len()];
         let url = format!("{target}{}", wire::BOOKINGS);
-        let body = serde_json::json!({
-            "user_id": request.user.as_uuid(),
-            "room_id": request.room.get(),
-            "start_date": request.stay.from(),
-            "end_date": request.stay.to(),
-        });
+        let body = booking_body(request);
         // The phases the client sees: the request until the response's head, then its body.
         crate::steps::mark("request");
         let sent = self
@@ -219,37 +236,121 @@ impl ServeTarget {
                 return Err(BookingError::Http(format!("POST {url}: {}", chain(&error))));
             }
         };
-        let status = response.status();
-        self.count(Some(status.as_u16()));
+        let status = response.status().as_u16();
+        self.count(Some(status));
         crate::steps::mark("response");
         let text = response.text().await.unwrap_or_default();
-        if status.as_u16() == 201 {
-            let created: Created = serde_json::from_str(&text).map_err(|e| {
-                BookingError::Http(format!("POST {url}: 201 with an unreadable body: {e}"))
-            })?;
-            return Ok(Outcome::Created {
-                booking_id: created.id,
-            });
+        outcome_of(&url, status, &text, request)
+    }
+
+    /// User `user`'s request under `--sync`: to its server (round-robin, as without), its body
+    /// what [`ServeTarget::book`] sends.
+    fn addressed(&self, user: u32) -> Result<Addressed, String> {
+        let base = &self.targets[user as usize % self.targets.len()];
+        let url = url::Url::parse(base).map_err(|e| format!("--target '{base}': {e}"))?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        };
+        let request = self.plan.request(user);
+        let body = serde_json::to_vec(&booking_body(&request)).map_err(|e| e.to_string())?;
+        let headers = vec![
+            (hyper::header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                hyper::header::HeaderName::from_static(wire::MODE_HEADER),
+                self.plan.mode.name().to_owned(),
+            ),
+        ];
+        Ok(Addressed {
+            request: Prepared {
+                method: hyper::Method::POST,
+                uri: format!("{}://{authority}{}", url.scheme(), wire::BOOKINGS),
+                headers,
+                body,
+            },
+            host,
+            port,
+            authority,
+            path: wire::BOOKINGS.to_owned(),
+        })
+    }
+
+    /// User `user`'s booking released with the burst (`--sync`), its answer read as
+    /// [`ServeTarget::book`] reads one.
+    async fn deliver(&self, delivery: &Delivery, user: u32) -> Result<Outcome, BookingError> {
+        let request = self.plan.request(user);
+        let url = format!(
+            "{}{}",
+            self.targets[user as usize % self.targets.len()],
+            wire::BOOKINGS
+        );
+        let answer = match delivery.deliver(user).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                self.count(None);
+                return Err(BookingError::Http(format!("POST {url}: {error}")));
+            }
+        };
+        {
+            let mut stats = self
+                .stats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            stats.count(Some(answer.status));
+            stats
+                .arrivals_us
+                .extend(answer.server_timing.as_deref().and_then(wire::arrival_of));
         }
-        let problem: ProblemBody = serde_json::from_str(&text).unwrap_or_default();
-        let night = problem.night.unwrap_or(request.stay.from());
-        // Refusals by their problem type, whatever status the server gave them (409 or 503);
-        // anything else is what its status says: a success, a refusal, or (5xx) a failure.
-        if let Some(outcome) = wire::refusal_outcome(&problem.kind, night) {
-            return Ok(outcome);
-        }
-        match status.as_u16() {
-            code @ 200..=299 => Ok(Outcome::Accepted { status: code }),
-            500.. => Err(BookingError::Http(format!(
-                "POST {url}: {status}: {}",
-                if problem.detail.is_empty() {
-                    text.chars().take(200).collect()
-                } else {
-                    problem.detail
-                }
-            ))),
-            code => Ok(Outcome::Rejected { status: code }),
-        }
+        let text = String::from_utf8_lossy(&answer.body);
+        outcome_of(&url, answer.status, &text, &request)
+    }
+}
+
+/// The body of `POST /api/bookings` for `request`.
+fn booking_body(request: &crate::domain::BookingRequest) -> serde_json::Value {
+    serde_json::json!({
+        "user_id": request.user.as_uuid(),
+        "room_id": request.room.get(),
+        "start_date": request.stay.from(),
+        "end_date": request.stay.to(),
+    })
+}
+
+/// The outcome `serve` answered `status` and `text` (its body) to `request` with.
+fn outcome_of(
+    url: &str,
+    status: u16,
+    text: &str,
+    request: &crate::domain::BookingRequest,
+) -> Result<Outcome, BookingError> {
+    if status == 201 {
+        let created: Created = serde_json::from_str(text).map_err(|e| {
+            BookingError::Http(format!("POST {url}: 201 with an unreadable body: {e}"))
+        })?;
+        return Ok(Outcome::Created {
+            booking_id: created.id,
+        });
+    }
+    let problem: ProblemBody = serde_json::from_str(text).unwrap_or_default();
+    let night = problem.night.unwrap_or(request.stay.from());
+    // Refusals by their problem type, whatever status the server gave them (409 or 503);
+    // anything else is what its status says: a success, a refusal, or (5xx) a failure.
+    if let Some(outcome) = wire::refusal_outcome(&problem.kind, night) {
+        return Ok(outcome);
+    }
+    match status {
+        code @ 200..=299 => Ok(Outcome::Accepted { status: code }),
+        500.. => Err(BookingError::Http(format!(
+            "POST {url}: {status}: {}",
+            if problem.detail.is_empty() {
+                text.chars().take(200).collect()
+            } else {
+                problem.detail
+            }
+        ))),
+        code => Ok(Outcome::Rejected { status: code }),
     }
 }
 
@@ -266,6 +367,12 @@ impl Target for ServeTarget {
             .collect();
         for target in &self.targets {
             self.check_same_database(target, &prepared).await?;
+        }
+        if let Some(delivery) = &self.delivery {
+            return delivery
+                .prepare(|user| self.addressed(user))
+                .await
+                .map_err(|e| BookingError::Http(format!("{e} (--target)")));
         }
         let mut pings = tokio::task::JoinSet::new();
         for i in 0..connections.max(1) as usize {
@@ -288,15 +395,22 @@ impl Target for ServeTarget {
         Ok(())
     }
 
-    /// Every user may have a request in flight at once (a connection each).
+    /// Every user may have a request in flight at once (a connection each; under `--sync`,
+    /// every user of the burst).
     fn lanes(&self) -> u32 {
-        MAX_CONNECTIONS
+        match &self.delivery {
+            Some(_) => self.plan.users,
+            None => MAX_CONNECTIONS,
+        }
     }
 
     #[tracing::instrument(name = "http", skip_all, fields(user = turn.user))]
     async fn attempt(&self, turn: Turn) -> Attempt {
         let request = super::request_for(&self.plan, turn);
-        let result = self.book(&request).await;
+        let result = match &self.delivery {
+            Some(delivery) => self.deliver(delivery, turn.user).await,
+            None => self.book(&request).await,
+        };
         Attempt {
             request: Some(request),
             result,
@@ -306,12 +420,19 @@ impl Target for ServeTarget {
     fn stats(&self) -> TargetStats {
         TargetStats {
             strategy: Default::default(),
-            http: Some(
-                self.stats
+            http: Some(HttpStats {
+                sync: self.delivery.as_ref().map(Delivery::sync),
+                releases_us: self
+                    .delivery
+                    .as_ref()
+                    .map(Delivery::releases_us)
+                    .unwrap_or_default(),
+                ..self
+                    .stats
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone(),
-            ),
+                    .clone()
+            }),
         }
     }
 }

@@ -368,6 +368,13 @@ impl PrivateRedis {
 }
 
 /// A free TCP port on loopback.
+/// An HTTP client for the tests' own requests (reqwest asks the process for a TLS provider).
+#[allow(dead_code)]
+pub fn client() -> reqwest::Client {
+    booking_cli::sync::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

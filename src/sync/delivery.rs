@@ -1,0 +1,294 @@
+//! A burst's delivery: every user's request prepared before the barrier, released together
+//! when it opens, and its answer read — the part of synchronised delivery that does not care
+//! what the requests mean. `race` ([`crate::targets::endpoint`]) and `stress --target`
+//! ([`crate::targets::serve`]) each build their requests and read their answers; this moves
+//! the bytes.
+//!
+//! [`Delivery::prepare`] opens every connection and sends what [`Sync`] allows; the first user
+//! past the barrier writes every held part ([`Delivery::deliver`], the gate), and each user
+//! then reads its own answer.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex as AsyncMutex, OnceCell};
+
+use super::Sync;
+use super::h2::{Packet, Prepared, Stream};
+use super::http1::{self, Answer, Held};
+use super::tls::Tls;
+
+/// Connections opened at once while preparing.
+const OPENING_AT_ONCE: usize = 64;
+/// Streams per HTTP/2 connection under single-packet: within every common server's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` (Apache 100, nginx 128, Go 250) and `h2`'s own assumption
+/// before the server's SETTINGS, and 1,000 bytes of final frames — one segment even on a
+/// 1,500-byte network.
+pub const STREAMS_PER_PACKET: usize = 100;
+
+/// How a burst goes out.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// Resolved: `none`, `last-byte` or `single-packet`.
+    pub sync: Sync,
+    /// For `https://`.
+    pub tls: Option<Tls>,
+    /// The deadline of each step: connecting and sending, the release, the answer.
+    pub timeout: Duration,
+}
+
+/// A user's request, and where it goes.
+pub struct Addressed {
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]`, as the `Host` header and the certificate check want it.
+    pub authority: String,
+    /// The path and query of the request line.
+    pub path: String,
+    pub request: Prepared,
+}
+
+/// A user's request, ready before the barrier.
+enum Ready {
+    /// Its own HTTP/1.1 connection, pre-sent up to what the sync mode holds back.
+    Http1(Held),
+    /// A stream of an HTTP/2 connection whose final frames wait behind a gate.
+    H2(Stream),
+}
+
+/// One burst.
+pub struct Delivery {
+    wire: Arc<Wire>,
+    ready: Vec<AsyncMutex<Option<Ready>>>,
+    /// The HTTP/2 connections of single-packet, each released in one write, and their users.
+    packets: AsyncMutex<Vec<(Packet, Vec<u32>)>>,
+    /// Set by the first user past the barrier, once every held part was written: each user's
+    /// release error, if its write failed.
+    released: OnceCell<Vec<Option<String>>>,
+    /// When each held part was written, in µs from `origin`.
+    releases_us: Mutex<Vec<u64>>,
+    origin: Instant,
+}
+
+impl Delivery {
+    pub fn new(wire: Arc<Wire>, users: u32) -> Self {
+        Self {
+            wire,
+            ready: (0..users).map(|_| AsyncMutex::new(None)).collect(),
+            packets: AsyncMutex::new(Vec::new()),
+            released: OnceCell::new(),
+            releases_us: Mutex::default(),
+            origin: Instant::now(),
+        }
+    }
+
+    /// Opens every user's connection and sends what the sync mode allows; `request` gives user
+    /// `u`'s request. The first failure ends it, before any request is complete.
+    pub async fn prepare(
+        &self,
+        request: impl Fn(u32) -> Result<Addressed, String>,
+    ) -> Result<(), String> {
+        let users: Vec<u32> = (0..self.ready.len() as u32).collect();
+        if self.wire.sync == Sync::SinglePacket {
+            // One connection per host (round-robin over servers), up to a packet's worth each.
+            let mut by_host: Vec<(String, Vec<(u32, Addressed)>)> = Vec::new();
+            for user in users {
+                let addressed = request(user)?;
+                match by_host.iter_mut().find(|(a, _)| *a == addressed.authority) {
+                    Some((_, group)) => group.push((user, addressed)),
+                    None => by_host.push((addressed.authority.clone(), vec![(user, addressed)])),
+                }
+            }
+            let mut packets = self.packets.lock().await;
+            for (_, mut group) in by_host {
+                while !group.is_empty() {
+                    let rest = group.split_off(group.len().min(STREAMS_PER_PACKET));
+                    let (members, requests): (Vec<u32>, Vec<Addressed>) =
+                        std::mem::replace(&mut group, rest).into_iter().unzip();
+                    let mut packet = self.prepare_packet(requests).await?;
+                    for (user, stream) in members.iter().zip(std::mem::take(&mut packet.streams)) {
+                        *self.ready[*user as usize].lock().await = Some(Ready::H2(stream));
+                    }
+                    packets.push((packet, members));
+                }
+            }
+            return Ok(());
+        }
+        for chunk in users.chunks(OPENING_AT_ONCE) {
+            let requests = chunk
+                .iter()
+                .map(|u| request(*u))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opened =
+                futures_util::future::join_all(requests.into_iter().map(|r| self.prepare_http1(r)))
+                    .await;
+            for (user, held) in chunk.iter().zip(opened) {
+                *self.ready[*user as usize].lock().await = Some(Ready::Http1(held?));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request on a connection of its own, sent up to what the sync mode holds back.
+    async fn prepare_http1(&self, addressed: Addressed) -> Result<Held, String> {
+        let Addressed {
+            host,
+            port,
+            authority,
+            path,
+            request,
+        } = addressed;
+        let bytes = http1::encode(
+            &request.method,
+            &path,
+            &authority,
+            &request.headers,
+            &request.body,
+        );
+        let hold = match self.wire.sync {
+            Sync::LastByte => 1,
+            // Nothing of it before the barrier: the connection only.
+            _ => bytes.len(),
+        };
+        let tls = self.wire.tls.as_ref().map(|t| &t.http1);
+        Held::pre_send(&host, port, tls, bytes, hold, self.wire.timeout)
+            .await
+            .map_err(|e| format!("cannot connect to {authority}: {e}"))
+    }
+
+    /// How many HTTP/2 connections single-packet opened (each released in one write).
+    pub async fn packets(&self) -> usize {
+        self.packets.lock().await.len()
+    }
+
+    /// Requests as the streams of one HTTP/2 connection (one host), final frames held.
+    async fn prepare_packet(&self, requests: Vec<Addressed>) -> Result<Packet, String> {
+        let mut prepared = Vec::with_capacity(requests.len());
+        let mut target: Option<(String, u16, String)> = None;
+        for Addressed {
+            host,
+            port,
+            authority,
+            request,
+            ..
+        } in requests
+        {
+            if target.as_ref().is_some_and(|t| t.2 != authority) {
+                return Err(
+                    "--sync single-packet sends every request on one connection: every user's request must go to one host".to_owned(),
+                );
+            }
+            target = Some((host, port, authority));
+            prepared.push(request);
+        }
+        let Some((host, port, authority)) = target else {
+            return Err("no request to send".to_owned());
+        };
+        let tls = self.wire.tls.as_ref().map(|t| &t.h2);
+        Packet::prepare(&host, port, tls, prepared, self.wire.timeout)
+            .await
+            .map_err(|e| format!("{authority} (HTTP/2): {e}"))
+    }
+
+    /// The gate: writes every user's held part in one loop, from one task, so that the final
+    /// bytes leave back to back — a write each, microseconds apart — instead of each waiting
+    /// for its own task to be scheduled after the barrier. Returns each user's write error.
+    async fn release_all(&self) -> Vec<Option<String>> {
+        let mut errors = vec![None; self.ready.len()];
+        let mut releases = Vec::with_capacity(self.ready.len());
+        let micros = |at: Instant| {
+            u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
+        };
+        // Each write has the request's deadline: a server that stopped reading cannot hold
+        // the release (and every user behind it) forever.
+        let deadline = self.wire.timeout;
+        let late = || {
+            format!(
+                "the release was not written within {}",
+                humantime::format_duration(deadline)
+            )
+        };
+        // Single-packet: one write per connection, back to back.
+        let mut packets = self.packets.lock().await;
+        for (packet, members) in packets.iter_mut() {
+            let released = tokio::time::timeout(deadline, packet.release())
+                .await
+                .unwrap_or_else(|_| Err(late()));
+            match released {
+                Ok(at) => releases.push(micros(at)),
+                Err(error) => {
+                    for user in members.iter() {
+                        if let Some(e) = errors.get_mut(*user as usize) {
+                            *e = Some(error.clone());
+                        }
+                    }
+                }
+            }
+        }
+        drop(packets);
+        for (slot, error) in self.ready.iter().zip(errors.iter_mut()) {
+            let mut ready = slot.lock().await;
+            if let Some(Ready::Http1(held)) = ready.as_mut() {
+                match tokio::time::timeout(deadline, held.release()).await {
+                    Ok(Ok(at)) => releases.push(micros(at)),
+                    Ok(Err(e)) => *error = Some(e.to_string()),
+                    Err(_) => *error = Some(late()),
+                }
+            }
+        }
+        self.releases_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(releases);
+        errors
+    }
+
+    /// User `user`'s request delivered: the first user here releases everyone (the others wait
+    /// for it), then each reads its own answer, within the deadline.
+    pub async fn deliver(&self, user: u32) -> Result<Answer, String> {
+        let released = self.released.get_or_init(|| self.release_all()).await;
+        let ready = match self.ready.get(user as usize) {
+            Some(slot) => slot.lock().await.take(),
+            None => None,
+        };
+        let Some(ready) = ready else {
+            return Err(format!("user {user} has no prepared request"));
+        };
+        crate::steps::mark("request");
+        if let Some(error) = released.get(user as usize).and_then(Option::as_ref) {
+            return Err(format!("no answer: {error}"));
+        }
+        let exchange = async {
+            match ready {
+                Ready::Http1(held) => held.answer().await,
+                Ready::H2(stream) => stream.answer().await,
+            }
+        };
+        let deadline = self.wire.timeout;
+        let answer = match tokio::time::timeout(deadline, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => return Err(format!("no answer: {error}")),
+            Err(_) => {
+                return Err(format!(
+                    "no answer within {} (--timeout)",
+                    humantime::format_duration(deadline)
+                ));
+            }
+        };
+        crate::steps::mark("response");
+        Ok(answer)
+    }
+
+    /// The mode the burst goes out in.
+    pub fn sync(&self) -> Sync {
+        self.wire.sync
+    }
+
+    /// When each held part was written (µs from the burst's start), for the release spread.
+    pub fn releases_us(&self) -> Vec<u64> {
+        self.releases_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
