@@ -41,6 +41,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOWN_URL = "postgres://postgres:***@127.0.0.1:5432/booking"
 STEP_TIMEOUT = 600
+# A slow block (setup=slow: the whole of scripts/bench.sh) runs for half an hour or more.
+SLOW_TIMEOUT = 3600
 # The programs the pages' commands use besides bash's own.
 TOOLS = ("booking-cli", "hey", "psql", "curl", "redis-cli", "timeout", "jq")
 FENCE = re.compile(r"^```(console|text)\s*$")
@@ -81,7 +83,7 @@ def normalise(output):
     return output
 
 
-def run(command, env=None):
+def run(command, env=None, timeout=STEP_TIMEOUT):
     """Runs one `$` line in bash from the project root; returns (status, output)."""
     done = subprocess.run(
         ["bash", "-c", command],
@@ -89,7 +91,7 @@ def run(command, env=None):
         env=env or ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        timeout=STEP_TIMEOUT,
+        timeout=timeout,
         check=False,
     )
     output = done.stdout.decode("utf-8", "replace")
@@ -219,7 +221,8 @@ def regenerate(kind, body, setup, slow=False):
     out = [stamp(slow)] if kind == "text" else []
     env = setup.env if setup else ENV
     for command in commands:
-        status, output = run(" ".join(part[2:] for part in command), env)
+        status, output = run(" ".join(part[2:] for part in command), env,
+                             SLOW_TIMEOUT if slow else STEP_TIMEOUT)
         out.extend(command)
         if kind == "console" and status != 0:
             out.append(f"? {status}")

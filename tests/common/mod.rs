@@ -268,6 +268,7 @@ pub async fn snapshot(url: &str) -> (i64, i64, i64) {
 pub struct PrivateRedis {
     child: Option<std::process::Child>,
     pub port: u16,
+    args: Vec<String>,
 }
 
 impl PrivateRedis {
@@ -339,17 +340,26 @@ impl PrivateRedis {
             "no",
         ];
         args.extend_from_slice(extra);
+        let mut redis = Self {
+            child: None,
+            port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        redis.restart().await;
+        redis
+    }
+
+    /// Starts the server again on the same port (killing it first if it runs): empty, as a
+    /// Redis that keeps nothing on disk comes back after a restart.
+    pub async fn restart(&mut self) {
+        self.kill();
         let child = std::process::Command::new("redis-server")
-            .args(&args)
+            .args(&self.args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        let redis = Self {
-            child: Some(child),
-            port,
-        };
-        wait_for_port(port).await;
-        redis
+        self.child = Some(child);
+        wait_for_port(self.port).await;
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered — a server
@@ -434,6 +444,29 @@ pub struct PrivatePostgres {
     pub port: u16,
 }
 
+/// How the private PostgreSQL's postmaster is started (again).
+fn postmaster_command(dir: &std::path::Path, port: u16) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let data = dir.join("data");
+    let mut postgres = std::process::Command::new(pg_bin_dir().join("postgres"));
+    postgres
+        .args(["-D", data.to_str().expect("utf-8 path")])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-k",
+            dir.to_str().expect("utf-8 path"),
+        ])
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .args(["-c", "max_connections=40"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some((uid, gid)) = run_as() {
+        postgres.uid(uid).gid(gid);
+    }
+    postgres
+}
+
 impl PrivatePostgres {
     pub async fn start() -> Self {
         use std::os::unix::fs::DirBuilderExt;
@@ -467,37 +500,45 @@ impl PrivatePostgres {
             "initdb failed"
         );
         let port = free_port();
-        let mut postgres = std::process::Command::new(bin.join("postgres"));
-        postgres
-            .args(["-D", data.to_str().expect("utf-8 path")])
-            .args([
-                "-p",
-                &port.to_string(),
-                "-k",
-                dir.to_str().expect("utf-8 path"),
-            ])
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-c", "max_connections=40"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if let Some((uid, gid)) = owner {
-            postgres.uid(uid).gid(gid);
-        }
         let server = Self {
-            postmaster: Some(postgres.spawn().expect("postgres starts")),
+            postmaster: Some(
+                postmaster_command(&dir, port)
+                    .spawn()
+                    .expect("postgres starts"),
+            ),
             dir,
             port,
         };
-        // Ready when a real connection succeeds (it listens before it accepts sessions).
-        let url = server.url("postgres");
+        server.ready().await;
+        server
+    }
+
+    /// Ready when a real connection succeeds (it listens before it accepts sessions).
+    async fn ready(&self) {
+        let url = self.url("postgres");
         for _ in 0..300 {
             if let Ok(pool) = sqlx::PgPool::connect(&url).await {
                 pool.close().await;
-                return server;
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the private PostgreSQL on port {port} did not start");
+        panic!("the private PostgreSQL on port {} did not start", self.port);
+    }
+
+    /// Stops the server (fast shutdown: every session is terminated) and starts it again on
+    /// the same port and data, as an operator's restart does.
+    pub async fn restart(&mut self) {
+        if let Some(mut postmaster) = self.postmaster.take() {
+            signal(postmaster.id(), "INT");
+            let _ = postmaster.wait();
+        }
+        self.postmaster = Some(
+            postmaster_command(&self.dir, self.port)
+                .spawn()
+                .expect("postgres starts again"),
+        );
+        self.ready().await;
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -511,9 +552,27 @@ impl PrivatePostgres {
             return;
         };
         let pid = postmaster.id();
-        signal(pid, sig);
-        for child in children_of(pid) {
-            signal(child, sig);
+        // Frozen first, the postmaster (it forks no new backend then); resumed last. A backend
+        // may end on its own between the listing and its signal (its client left): that one
+        // needs no signal.
+        let send = |child: u32| {
+            let gone = !std::path::Path::new(&format!("/proc/{child}")).exists();
+            let status = std::process::Command::new("kill")
+                .args([format!("-{sig}"), child.to_string()])
+                .status()
+                .expect("kill runs");
+            let vanished = !std::path::Path::new(&format!("/proc/{child}")).exists();
+            assert!(
+                status.success() || gone || vanished,
+                "kill -{sig} {child} failed"
+            );
+        };
+        if sig == "CONT" {
+            children_of(pid).into_iter().for_each(send);
+            signal(pid, sig);
+        } else {
+            signal(pid, sig);
+            children_of(pid).into_iter().for_each(send);
         }
     }
 }
