@@ -23,7 +23,7 @@ mapfile -t modes < <("$cli" strategies --names)
 declare -A scenarios=(
     [reference]="--users 20"
     [processes-4]="--users 20 --processes 4"
-    [lock-expiry]="--users 20 --lock-ttl-ms 100 --hold-ms 400 --lock-wait-ms 5000 --lock-retry-delay-ms 10"
+    [lock-expiry]="--users 20 --lock-ttl-ms 100 --hold-ttl-ms 100 --hold-ms 400 --lock-wait-ms 5000 --lock-retry-delay-ms 10"
     [redis-paused]="--users 20 --hold-ms 300 --lock-wait-ms 3000 --chaos pause-redis@100"
     [backend-killed]="--users 20 --inventory 3 --chaos kill-backend@100"
 )

@@ -70,7 +70,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
     let connection = Connection::from_args(&cli.connection).map_err(anyhow::Error::new)?;
     match cli.command {
-        Command::Db(DbCommand::Reset(args)) => cmd::reset::run(&connection, args.rooms).await,
+        Command::Db(DbCommand::Reset(args)) => cmd::reset::run(&connection, &args).await,
+        Command::Db(DbCommand::Drop(args)) => cmd::reset::drop(&connection, &args).await,
         Command::Book(args) => cmd::book::run(&connection, &args).await,
         Command::Stress(args) => {
             cmd::stress::run(&connection, &args, cli.verbose, cli.threads).await

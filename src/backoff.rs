@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 /// How a contended operation is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Backoff {
     /// The ceiling of the first pause; it doubles with every attempt…
     pub base: Duration,

@@ -19,14 +19,14 @@ use crate::repo::Repo;
 /// How long `pause-redis` pauses the server: longer than the lock's command time-out.
 pub const REDIS_PAUSE: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Fault {
     KillBackend,
     PauseRedis,
 }
 
 /// A fault and when it fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chaos {
     pub fault: Fault,
     pub after: Duration,

@@ -200,6 +200,22 @@ pub enum DbCommand {
     ///
     /// Example: booking-cli db reset --rooms 1000   # 1,000 one-night slots for a scale run
     Reset(ResetArgs),
+    /// Remove everything booking-cli created: the booking_cli schema and every Redis key under
+    /// the key prefix (locks, holds, fence counters), and nothing else
+    ///
+    /// The database itself stays (it may hold other schemas). Refuses, naming them, when objects
+    /// outside booking_cli depend on objects in it. Redis that does not answer is said (exit 1)
+    /// after the schema is dropped.
+    ///
+    /// Example: booking-cli db drop --json
+    Drop(DropArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DropArgs {
+    /// Print one JSON object on stdout: {"database", "schema_dropped", "redis_keys_deleted"}
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +224,11 @@ pub struct ResetArgs {
     /// with 5 rooms a night. Not the rooms per night: stress sets those with --inventory
     #[arg(long, value_name = "TYPES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub rooms: u32,
+
+    /// Print one JSON object on stdout: {"database", "created_database", "migrations", "rooms",
+    /// "inventory_rows"}
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which nights: `--from` plus `--nights` or `--to`.
@@ -254,6 +275,11 @@ pub struct WorkArgs {
         help_heading = "Slow work"
     )]
     pub fail_seed: u64,
+
+    /// How long a reserve hold lives, in milliseconds: a hold whose payment (--hold-ms) has not
+    /// ended by then expires and its nights go back; a payment that ends later is refused
+    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=86_400_000), help_heading = "Slow work")]
+    pub hold_ttl_ms: u64,
 }
 
 /// How the lock of `--mode locked`, `fenced` and `redlock` is taken.
@@ -431,6 +457,20 @@ pub struct ServeArgs {
     /// How long a shutdown waits for the bookings in flight
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Server")]
     pub drain: std::time::Duration,
+
+    /// How long a client may take to send a request's headers — and to start one at all on a
+    /// new or idle keep-alive connection — before the connection is closed
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Server")]
+    pub header_timeout: std::time::Duration,
+
+    /// How long a client may take to send a request's body once its headers are in (408 after
+    /// it)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Server")]
+    pub body_timeout: std::time::Duration,
+
+    /// Open connections at most; further clients wait in the listen queue until one closes
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Server")]
+    pub max_connections: u32,
 }
 
 /// `race`: a burst at anyone's endpoint, judged by their own database. Every value may also

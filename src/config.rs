@@ -273,6 +273,9 @@ impl ServeConfig {
                 booking_timeout: args.booking_timeout,
                 max_in_flight: args.max_in_flight as usize,
                 drain: args.drain,
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+                max_connections: args.max_connections as usize,
             },
             hold: Duration::from_millis(args.work.hold_ms),
             lock_policy: lock_policy(&args.work.lock),
@@ -296,6 +299,7 @@ fn payments(args: &crate::cli::WorkArgs) -> Payments {
     Payments {
         fail_rate: args.fail_rate,
         seed: args.fail_seed,
+        hold_ttl: Duration::from_millis(args.hold_ttl_ms),
     }
 }
 

@@ -49,7 +49,7 @@ pub enum DbError {
     /// `db reset` found objects of other schemas that depend on booking-cli's tables; it will
     /// not drop them.
     #[error(
-        "other objects depend on booking-cli's tables, and booking-cli drops nothing of theirs: {0}"
+        "objects outside the booking_cli schema depend on it, and booking-cli drops nothing of theirs — drop or change them first: {0}"
     )]
     Dependents(String),
     #[error(
@@ -66,6 +66,21 @@ pub enum DbError {
 /// server-side statement time-out of `timeout`. The error never repeats the URL (it may hold a
 /// password).
 pub fn connect_options(url: &str, timeout: Duration) -> Result<PgConnectOptions, InputError> {
+    // sqlx reads a URL of any scheme as PostgreSQL's; a MySQL URL would fail later, and as a
+    // runtime error rather than the bad input it is.
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("postgres" | "postgresql")) {
+        return Err(InputError::BadUrl {
+            variable: "DATABASE_URL",
+            what: "PostgreSQL",
+            reason: match scheme {
+                Some(scheme) => format!(
+                    "booking-cli runs on PostgreSQL only: the URL must start with postgres://, not {scheme}://"
+                ),
+                None => "the URL must start with postgres://".to_owned(),
+            },
+        });
+    }
     let options = PgConnectOptions::from_str(url).map_err(|e| InputError::BadUrl {
         variable: "DATABASE_URL",
         what: "PostgreSQL",
@@ -86,6 +101,9 @@ pub fn connect_options(url: &str, timeout: Duration) -> Result<PgConnectOptions,
 /// Opens one connection and closes it: a wrong host, a stopped server, bad credentials or a
 /// missing database surface here, each with its own message, within `timeout`.
 pub async fn probe(options: &PgConnectOptions, timeout: Duration) -> Result<(), DbError> {
+    // Whether the server answered, but with "too many clients": then that is what the
+    // deadline ran out on, not a server that never answered.
+    let refused = std::sync::atomic::AtomicBool::new(false);
     let connect = async {
         let mut pause = Duration::from_millis(20);
         loop {
@@ -95,6 +113,7 @@ pub async fn probe(options: &PgConnectOptions, timeout: Duration) -> Result<(), 
                 Err(sqlx::Error::Database(db))
                     if db.code().as_deref() == Some(TOO_MANY_CLIENTS) =>
                 {
+                    refused.store(true, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
@@ -104,7 +123,13 @@ pub async fn probe(options: &PgConnectOptions, timeout: Duration) -> Result<(), 
     };
     let connection = tokio::time::timeout(timeout, connect)
         .await
-        .map_err(|_| DbError::Timeout(timeout))?
+        .map_err(|_| {
+            if refused.load(std::sync::atomic::Ordering::Relaxed) {
+                DbError::NoSlots
+            } else {
+                DbError::Timeout(timeout)
+            }
+        })?
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
                 DbError::MissingDatabase(options.get_database().unwrap_or("?").to_owned())
@@ -215,7 +240,22 @@ pub async fn reset(url: &str, plan: &SeedPlan, timeout: Duration) -> Result<Rese
     let database = options.get_database().unwrap_or("postgres").to_owned();
     let created_database = create_if_missing(url, timeout).await?;
     let repo = Repo::new(pool(options, 2, timeout).await?, timeout);
-    repo.recreate_schema().await.map_err(|e| match &e {
+    drop_schema(&repo, true).await?;
+    let migrations = repo.migrate().await?;
+    let seed = repo.seed(plan).await?;
+    repo.close().await;
+    Ok(ResetReport {
+        database,
+        created_database,
+        migrations,
+        seed,
+    })
+}
+
+/// Drops [`SCHEMA`] (and creates it again, empty, with `recreate`) — or, when anything outside
+/// it depends on anything inside it, drops nothing and names them.
+async fn drop_schema(repo: &Repo, recreate: bool) -> Result<(), DbError> {
+    let blockers = repo.drop_schema(recreate).await.map_err(|e| match &e {
         // dependent_objects_still_exist: PostgreSQL names them in the detail.
         sqlx::Error::Database(db) if db.code().as_deref() == Some("2BP01") => {
             let detail = db
@@ -227,14 +267,40 @@ pub async fn reset(url: &str, plan: &SeedPlan, timeout: Duration) -> Result<Rese
         }
         _ => DbError::Sqlx(e),
     })?;
-    let migrations = repo.migrate().await?;
-    let seed = repo.seed(plan).await?;
+    if blockers.is_empty() {
+        return Ok(());
+    }
+    Err(DbError::Dependents(blockers.join("; ")))
+}
+
+/// What `db drop` removed from PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DropReport {
+    pub database: String,
+    /// Whether there was a [`SCHEMA`] to drop (a missing database has none).
+    pub schema_dropped: bool,
+}
+
+/// `db drop`: drops [`SCHEMA`] and everything in it — unless anything outside it depends on
+/// anything inside it — and nothing else: not the database, which may hold other schemas.
+pub async fn drop(url: &str, timeout: Duration) -> Result<DropReport, DbError> {
+    let options = connect_options(url, timeout)?;
+    let database = options.get_database().unwrap_or("postgres").to_owned();
+    if !within_timeout(timeout, Postgres::database_exists(url)).await? {
+        return Ok(DropReport {
+            database,
+            schema_dropped: false,
+        });
+    }
+    let repo = Repo::new(pool(options, 2, timeout).await?, timeout);
+    let existed = repo.schema_exists().await?;
+    if existed {
+        drop_schema(&repo, false).await?;
+    }
     repo.close().await;
-    Ok(ResetReport {
+    Ok(DropReport {
         database,
-        created_database,
-        migrations,
-        seed,
+        schema_dropped: existed,
     })
 }
 

@@ -17,7 +17,9 @@ use uuid::Uuid;
 pub const MAX_NIGHTS: u32 = 366;
 
 /// A room type of the hotel (`rooms.id`). Positive, as in the schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct RoomId(i32);
 
@@ -112,7 +114,7 @@ pub fn parse_nights(s: &str) -> Result<u32, String> {
 
 /// The nights of a stay: from `from` (the first night) up to `to`, exclusive — the day the guest
 /// leaves, as in `bookings.end_date`. Never empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Stay {
     from: NaiveDate,
     to: NaiveDate,
@@ -127,6 +129,16 @@ pub enum StayError {
     TooLong { from: NaiveDate, to: NaiveDate },
     #[error("--from {from} plus {nights} nights is past the end of the calendar")]
     OutOfCalendar { from: NaiveDate, nights: u32 },
+    #[error(
+        "--from {from} is before the first date PostgreSQL stores (4714-11-24 BC, written -4713-11-24)"
+    )]
+    BeforePostgres { from: NaiveDate },
+}
+
+/// The first day PostgreSQL's `date` holds (Julian day 0, 4714-11-24 BC; chrono counts years
+/// astronomically, so -4713). Its last, 5874897-12-31, is past chrono's own calendar.
+fn first_postgres_date() -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(-4713, 11, 24)
 }
 
 impl Stay {
@@ -142,6 +154,9 @@ impl Stay {
     pub fn between(from: NaiveDate, to: NaiveDate) -> Result<Self, StayError> {
         if to <= from {
             return Err(StayError::NotAfter { from, to });
+        }
+        if first_postgres_date().is_some_and(|first| from < first) {
+            return Err(StayError::BeforePostgres { from });
         }
         if (to - from).num_days() > i64::from(MAX_NIGHTS) {
             return Err(StayError::TooLong { from, to });
@@ -303,6 +318,17 @@ mod tests {
         assert_eq!(nights, vec![date("2024-12-31"), date("2025-01-01")]);
         assert_eq!(stay.to(), date("2025-01-02"));
         assert_eq!(stay.len(), 2);
+    }
+
+    #[test]
+    fn a_stay_before_postgres_first_date_is_refused() {
+        let from = NaiveDate::from_ymd_opt(-5000, 1, 1).unwrap();
+        assert_eq!(
+            Stay::nights_from(from, 1),
+            Err(StayError::BeforePostgres { from })
+        );
+        let first = NaiveDate::from_ymd_opt(-4713, 11, 24).unwrap();
+        assert!(Stay::nights_from(first, 1).is_ok());
     }
 
     #[test]

@@ -66,6 +66,27 @@ pub enum BookingError {
     LockLost(String),
 }
 
+/// SQLSTATE classes and codes of a server that cannot serve right now: connection exceptions
+/// (08), insufficient resources (53: too many connections, out of memory, disk full), operator
+/// intervention (57P01-57P05: shutdown, crash, cannot connect now, idle timeouts).
+fn is_unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+}
+
+/// Whether `error` says PostgreSQL is unreachable or unwilling, not that the statement is wrong.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| is_unavailable_sqlstate(&c)),
+        _ => false,
+    }
+}
+
 impl BookingError {
     /// PostgreSQL's own message and SQLSTATE, for an error the server returned: `could not
     /// serialize access due to concurrent update (40001)`.
@@ -75,6 +96,18 @@ impl BookingError {
                 Some(code) => format!("{} ({code})", db.message()),
                 None => db.message().to_owned(),
             }),
+            _ => None,
+        }
+    }
+
+    /// Which server could not be reached or did not answer — PostgreSQL (its pool timed out, its
+    /// connection broke, it is shutting down or has no slot free) or the lock's Redis — as
+    /// opposed to a fault of this program: `serve` answers these `503` with `Retry-After`,
+    /// never `500`.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self {
+            BookingError::Lock(_) | BookingError::LockLost(_) => Some("redis"),
+            BookingError::Database(error) if is_unavailable(error) => Some("postgres"),
             _ => None,
         }
     }

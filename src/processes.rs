@@ -162,7 +162,12 @@ pub async fn run_workers(
         let (first, users) = share(config.users, config.processes, i);
         let mut command = Command::new(&exe);
         command
-            .args(worker_args(config, first, users, verbose, threads))
+            .args(worker_args(config.mode, first, verbose, threads))
+            .env(WORKER_PLAN, worker_plan(config, users)?)
+            .env(
+                "BOOKING_DB_TIMEOUT",
+                format!("{}ms", connection.db_timeout.as_millis()),
+            )
             .env("DATABASE_URL", &connection.database_url)
             .env("REDIS_URL", connection.redis_urls.join(","))
             .env("LOCK_KEY_PREFIX", &connection.lock_key_prefix)
@@ -233,6 +238,7 @@ pub async fn run_workers(
         merged.rows.push(ProcessRow {
             process: i as u32 + 1,
             users,
+            tally: race.tally.clone(),
             created: race.tally.count("created"),
             conflicts_sold_out: race.tally.count("sold_out"),
             conflicts_lock: race.tally.lock_refusals(),
@@ -305,55 +311,43 @@ async fn read_line(stdout: &mut BufReader<ChildStdout>) -> Result<String, String
     }
 }
 
-/// The command line of one worker: the run's settings, its share of the users, no secrets.
+/// The environment variable a worker reads its plan from: the whole [`StressConfig`] of its
+/// share of the users, as JSON — one value, so that no setting can be lost on the way, as one
+/// re-spelled flag after another could be. (The servers' URLs, which may hold passwords, go in
+/// their own variables, as for any run; nothing secret is on a command line.)
+pub const WORKER_PLAN: &str = "BOOKING_CLI_WORKER_PLAN";
+
+/// Worker `first`'s plan: `config`, with its share of `users`.
+fn worker_plan(config: &StressConfig, users: u32) -> Result<String, WorkerError> {
+    let share = StressConfig {
+        users,
+        ..config.clone()
+    };
+    serde_json::to_string(&share).map_err(|e| WorkerError::Spawn(std::io::Error::other(e)))
+}
+
+/// The plan a worker was handed, from [`WORKER_PLAN`].
+pub fn read_worker_plan() -> Result<StressConfig, String> {
+    let text = std::env::var(WORKER_PLAN)
+        .map_err(|_| format!("a worker needs its plan in {WORKER_PLAN}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{WORKER_PLAN} is not a plan: {e}"))
+}
+
+/// The command line of one worker: which users are its, and how it logs; the plan is in its
+/// environment (`--mode` is there for the parser, which requires it, and for `ps`).
 fn worker_args(
-    config: &StressConfig,
+    mode: crate::strategy::Mode,
     first: u32,
-    users: u32,
     verbose: u8,
     threads: Option<u16>,
 ) -> Vec<String> {
-    let p = &config.lock_policy;
     let mut args: Vec<String> = vec![
         "stress".into(),
         "--mode".into(),
-        config.mode.name().into(),
-        "--users".into(),
-        users.to_string(),
+        mode.name().into(),
         "--worker-first-user".into(),
         first.to_string(),
-        "--room".into(),
-        config.room.to_string(),
-        "--rooms".into(),
-        config.rooms.to_string(),
-        "--from".into(),
-        config.stay.from().to_string(),
-        "--to".into(),
-        config.stay.to().to_string(),
-        "--inventory".into(),
-        config.inventory.to_string(),
-        "--hold-ms".into(),
-        config.hold.as_millis().to_string(),
-        "--lock-ttl-ms".into(),
-        p.ttl.as_millis().to_string(),
-        "--lock-retries".into(),
-        p.retries.to_string(),
-        "--lock-retry-delay-ms".into(),
-        p.retry_delay.as_millis().to_string(),
-        "--serializable-retries".into(),
-        config.retry.retries.to_string(),
-        "--serializable-backoff-ms".into(),
-        config.retry.backoff.base.as_millis().to_string(),
     ];
-    if let Some(wait) = p.wait {
-        args.extend(["--lock-wait-ms".into(), wait.as_millis().to_string()]);
-    }
-    if p.renew {
-        args.push("--lock-renew".into());
-    }
-    if config.mixed_ranges {
-        args.push("--mixed-ranges".into());
-    }
     if verbose > 0 {
         args.push(format!("-{}", "v".repeat(verbose as usize)));
     }
@@ -369,15 +363,38 @@ mod tests {
 
     #[test]
     fn workers_get_the_runtime_threads_and_never_a_url() {
-        let config = crate::run::StressConfig::reference(crate::strategy::Mode::Locked);
-        let args = worker_args(&config, 0, 10, 0, Some(1));
+        let mode = crate::strategy::Mode::Locked;
+        let args = worker_args(mode, 0, 0, Some(1));
         let at = args.iter().position(|a| a == "--threads");
         assert_eq!(
             at.and_then(|i| args.get(i + 1)).map(String::as_str),
             Some("1")
         );
-        assert!(!worker_args(&config, 0, 10, 0, None).contains(&"--threads".to_owned()));
+        assert!(!worker_args(mode, 0, 0, None).contains(&"--threads".to_owned()));
         assert!(args.iter().all(|a| !a.contains("://")), "{args:?}");
+    }
+
+    /// Every setting reaches the worker, the ones a re-spelled flag list once lost included
+    /// (`--fail-rate`, `--fail-seed`): the plan goes over whole.
+    #[test]
+    fn a_worker_gets_the_whole_plan_with_its_share_of_the_users() {
+        let mut config = crate::run::StressConfig::reference(crate::strategy::Mode::Reserve);
+        config.payments = crate::strategy::Payments {
+            fail_rate: 0.25,
+            seed: 42,
+            hold_ttl: std::time::Duration::from_millis(1_500),
+        };
+        config.lock_policy.wait = Some(std::time::Duration::from_millis(750));
+        config.processes = 3;
+        let text = worker_plan(&config, 7).unwrap();
+        let back: StressConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.users, 7);
+        assert_eq!(back.payments, config.payments);
+        assert_eq!(back.lock_policy, config.lock_policy);
+        assert_eq!(back.stay, config.stay);
+        assert_eq!(back.mode, config.mode);
+        assert_eq!(back.retry, config.retry);
+        assert_eq!(back.hold, config.hold);
     }
 
     #[test]

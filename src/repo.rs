@@ -29,12 +29,73 @@ use crate::error::{BookingError, InputError};
 /// empty. `DROP TABLE` without `CASCADE` refuses when an object of another schema depends on
 /// one of them (a view, a foreign key), so another application's objects are never dropped
 /// along with ours; what is left in our schema after that is ours by its name.
-const RECREATE_SCHEMA: [&str; 3] = [
+/// Every object outside [`SCHEMA`] that depends on an object inside it, each with what it
+/// depends on: a view on a table someone added to the schema, a column typed with an enum or
+/// defaulting to a function created in it. `DROP SCHEMA … CASCADE` would drop those too (a
+/// column and its data in someone else's table), so `db reset` and `db drop` refuse instead.
+/// `pg_identify_object` gives any object's schema; a view's dependency is its rewrite rule's.
+const FOREIGN_DEPENDENTS: &str = "
+    WITH dependency AS (
+        SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid, d.refobjsubid,
+               ref.schema AS ref_schema,
+               -- A column default, a rule, a trigger, a constraint or a policy has no schema
+               -- of its own in pg_identify_object: it is its table's.
+               COALESCE(
+                   dep.schema,
+                   (SELECT n.nspname FROM pg_attrdef a
+                      JOIN pg_class c ON c.oid = a.adrelid
+                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE d.classid = 'pg_attrdef'::regclass AND a.oid = d.objid),
+                   (SELECT n.nspname FROM pg_rewrite r
+                      JOIN pg_class c ON c.oid = r.ev_class
+                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid),
+                   (SELECT n.nspname FROM pg_trigger t
+                      JOIN pg_class c ON c.oid = t.tgrelid
+                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE d.classid = 'pg_trigger'::regclass AND t.oid = d.objid),
+                   (SELECT n.nspname FROM pg_constraint k
+                      JOIN pg_namespace n ON n.oid = k.connamespace
+                     WHERE d.classid = 'pg_constraint'::regclass AND k.oid = d.objid),
+                   (SELECT n.nspname FROM pg_policy p
+                      JOIN pg_class c ON c.oid = p.polrelid
+                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE d.classid = 'pg_policy'::regclass AND p.oid = d.objid)
+               ) AS dep_schema
+        FROM pg_depend d
+        CROSS JOIN LATERAL pg_identify_object(d.refclassid, d.refobjid, d.refobjsubid) AS ref
+        CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) AS dep
+        WHERE d.deptype IN ('n', 'a')
+    )
+    SELECT DISTINCT pg_describe_object(classid, objid, objsubid) AS dependent,
+                    pg_describe_object(refclassid, refobjid, refobjsubid) AS depends_on
+    FROM dependency
+    WHERE ref_schema = $1 AND dep_schema IS DISTINCT FROM $1
+    ORDER BY 1, 2";
+
+/// Drops the project's tables, then its schema with whatever else is in it (nothing outside
+/// it depends on any of it: checked first, in the same transaction).
+const DROP_SCHEMA: [&str; 2] = [
     "DROP TABLE IF EXISTS booking_cli.bookings, booking_cli.inventory, booking_cli.rooms,
                           booking_cli._sqlx_migrations",
     "DROP SCHEMA IF EXISTS booking_cli CASCADE",
-    "CREATE SCHEMA booking_cli",
 ];
+
+/// A connection that broke under its `BEGIN` (its server restarted or closed it), as opposed to
+/// a server that cannot be reached (refused: a new connection would fail the same way) or one
+/// that does not answer (our own deadline).
+fn is_dead_connection(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(io) => !matches!(
+            io.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::ConnectionRefused
+        ),
+        sqlx::Error::Protocol(_) => true,
+        // 57P01: terminating connection due to administrator command (a restart).
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P01"),
+        _ => false,
+    }
+}
 
 /// Awaits one statement for at most `limit`: the client-side deadline every PostgreSQL call has.
 pub async fn within<T>(
@@ -135,7 +196,7 @@ impl NightState {
 }
 
 /// One booking row, as `GET /api/bookings/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BookingRow {
     pub id: i64,
     pub user_id: uuid::Uuid,
@@ -193,14 +254,53 @@ impl Repo {
         let _ = tokio::time::timeout(self.limit, self.pool.close()).await;
     }
 
-    /// Drops the project's tables and schema, and creates the schema again, empty, in one
-    /// transaction (see [`RECREATE_SCHEMA`]).
-    pub async fn recreate_schema(&self) -> Result<(), sqlx::Error> {
+    /// How many connections the pool opens at most.
+    pub fn pool_size(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
+    /// Whether the project's schema exists.
+    pub async fn schema_exists(&self) -> Result<bool, sqlx::Error> {
+        within(
+            self.limit,
+            sqlx::query_scalar("SELECT to_regnamespace($1) IS NOT NULL")
+                .bind(crate::db::SCHEMA)
+                .fetch_one(&self.pool),
+        )
+        .await
+    }
+
+    /// Drops the project's schema (see [`DROP_SCHEMA`]) and, with `recreate`, creates it again,
+    /// empty, in one transaction — unless objects outside it depend on it: then nothing is
+    /// dropped and they are returned, each as "dependent (depends on …)".
+    pub async fn drop_schema(&self, recreate: bool) -> Result<Vec<String>, sqlx::Error> {
         let mut tx = within(self.limit, self.pool.begin()).await?;
-        for statement in RECREATE_SCHEMA {
+        let blockers: Vec<(String, String)> = within(
+            self.limit,
+            sqlx::query_as(FOREIGN_DEPENDENTS)
+                .bind(crate::db::SCHEMA)
+                .fetch_all(&mut *tx),
+        )
+        .await?;
+        if !blockers.is_empty() {
+            within(self.limit, tx.rollback()).await?;
+            return Ok(blockers
+                .into_iter()
+                .map(|(dependent, on)| format!("{dependent} (depends on {on})"))
+                .collect());
+        }
+        for statement in DROP_SCHEMA {
             within(self.limit, sqlx::query(statement).execute(&mut *tx)).await?;
         }
-        within(self.limit, tx.commit()).await
+        if recreate {
+            within(
+                self.limit,
+                sqlx::query("CREATE SCHEMA booking_cli").execute(&mut *tx),
+            )
+            .await?;
+        }
+        within(self.limit, tx.commit()).await?;
+        Ok(Vec::new())
     }
 
     /// Applies the embedded migrations into the (empty) schema; returns how many there are.
@@ -279,8 +379,8 @@ impl Repo {
     /// inventory row; the first failure is the error.
     pub async fn ensure_bookable(&self, room: RoomId, stay: &Stay) -> Result<(), BookingError> {
         // One round trip: it also runs on the refusal path of `one-statement` and `reserve`.
-        let (exists, missing): (bool, Option<NaiveDate>) = within(
-            self.limit,
+        let (exists, missing): (bool, Option<NaiveDate>) = self
+            .read(|| {
             sqlx::query_as(
                 "SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1),
                         (SELECT d::date FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
@@ -291,9 +391,9 @@ impl Repo {
             .bind(room.get())
             .bind(stay.from())
             .bind(stay.to())
-            .fetch_one(&self.pool),
-        )
-        .await?;
+            .fetch_one(&self.pool)
+            })
+            .await?;
         match (exists, missing) {
             (false, _) => Err(InputError::UnknownRoom { room }.into()),
             (true, Some(night)) => Err(InputError::NoInventory { room, night }.into()),
@@ -364,10 +464,10 @@ impl Repo {
         room: RoomId,
         stay: &Stay,
     ) -> Result<Vec<NightState>, sqlx::Error> {
-        let rows: Vec<(NaiveDate, i32, i32, i64, i64, i64)> = within(
-            self.limit,
-            sqlx::query_as(
-                "SELECT i.date, i.total_inventory, i.booked_count,
+        let rows: Vec<(NaiveDate, i32, i32, i64, i64, i64)> = self
+            .read(|| {
+                sqlx::query_as(
+                    "SELECT i.date, i.total_inventory, i.booked_count,
                     (SELECT count(*) FROM bookings b
                      WHERE b.room_id = i.room_id AND b.status = 'confirmed'
                        AND b.start_date <= i.date AND b.end_date > i.date),
@@ -381,13 +481,13 @@ impl Repo {
              FROM inventory i
              WHERE i.room_id = $1 AND i.date >= $2 AND i.date < $3
              ORDER BY i.date",
-            )
-            .bind(room.get())
-            .bind(stay.from())
-            .bind(stay.to())
-            .fetch_all(&self.pool),
-        )
-        .await?;
+                )
+                .bind(room.get())
+                .bind(stay.from())
+                .bind(stay.to())
+                .fetch_all(&self.pool)
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .map(
@@ -408,27 +508,46 @@ impl Repo {
 
     /// One booking by its id, if it exists.
     pub async fn booking(&self, id: i64) -> Result<Option<BookingRow>, sqlx::Error> {
-        within(
-            self.limit,
+        self.read(|| {
             sqlx::query_as(
                 "SELECT id, user_id, room_id, start_date, end_date, status, created_at
                  FROM bookings WHERE id = $1",
             )
             .bind(id)
-            .fetch_optional(&self.pool),
-        )
+            .fetch_optional(&self.pool)
+        })
         .await
     }
 
     /// Whether the room exists.
     pub async fn room_exists(&self, room: RoomId) -> Result<bool, sqlx::Error> {
-        within(
-            self.limit,
+        self.read(|| {
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)")
                 .bind(room.get())
-                .fetch_one(&self.pool),
-        )
+                .fetch_one(&self.pool)
+        })
         .await
+    }
+
+    /// A read, which is safe to repeat: on a pooled connection that turned out dead (its server
+    /// restarted), once more on another, up to once per pooled connection (each dead one is
+    /// closed on its way back: sqlx tests what is released).
+    async fn read<T, F, Fut>(&self, statement: F) -> Result<T, sqlx::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let attempts = self.pool.options().get_max_connections() + 1;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match within(self.limit, statement()).await {
+                Err(error) if tries < attempts && is_dead_connection(&error) => {
+                    tracing::debug!(%error, "a pooled connection was dead; reading on another");
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A round trip to the server, within `limit` (a health check's own, shorter deadline).
@@ -543,11 +662,29 @@ impl Repo {
     }
 
     /// Starts the transaction of one booking (READ COMMITTED, PostgreSQL's default).
+    ///
+    /// A pooled connection whose server went away (a restart, an idle timeout) fails its
+    /// `BEGIN` — before anything of the booking was sent — and is closed on its way back to the
+    /// pool (sqlx tests every released connection). So another is taken, up to once per pooled
+    /// connection: a restart costs the bookings nothing instead of one failure per connection.
     pub async fn begin(&self) -> Result<BookingTx, sqlx::Error> {
-        Ok(BookingTx {
-            tx: within(self.limit, self.pool.begin()).await?,
-            limit: self.limit,
-        })
+        let attempts = self.pool.options().get_max_connections() + 1;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match within(self.limit, self.pool.begin()).await {
+                Ok(tx) => {
+                    return Ok(BookingTx {
+                        tx,
+                        limit: self.limit,
+                    });
+                }
+                Err(error) if tries < attempts && is_dead_connection(&error) => {
+                    tracing::debug!(%error, "a pooled connection was dead; taking another");
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 }
 

@@ -6,7 +6,6 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use booking_cli::http::{self, AppState, ServeSettings, Setup};
 use booking_cli::repo::Repo;
 use booking_cli::stop::Stop;
@@ -27,17 +26,7 @@ struct Server {
 
 impl Server {
     async fn start(mode: Mode, hold_ms: u64) -> Self {
-        Self::start_with(
-            hold_ms,
-            ServeSettings {
-                mode,
-                busy_status: StatusCode::SERVICE_UNAVAILABLE,
-                booking_timeout: Duration::from_secs(30),
-                max_in_flight: 64,
-                drain: Duration::from_secs(30),
-            },
-        )
-        .await
+        Self::start_with(hold_ms, ServeSettings::new(mode)).await
     }
 
     async fn start_with(hold_ms: u64, settings: ServeSettings) -> Self {
@@ -278,6 +267,9 @@ async fn every_error_answers_its_status_as_problem_json_and_writes_nothing() {
     backwards["end_date"] = json!("2024-12-25");
     let mut unknown_room = valid.clone();
     unknown_room["room_id"] = json!(99);
+    let mut before_postgres = valid.clone();
+    before_postgres["start_date"] = json!("-5000-01-01");
+    before_postgres["end_date"] = json!("-5000-01-02");
     let mut no_inventory = valid.clone();
     no_inventory["start_date"] = json!("2025-01-06");
     no_inventory["end_date"] = json!("2025-01-07");
@@ -342,6 +334,12 @@ async fn every_error_answers_its_status_as_problem_json_and_writes_nothing() {
             client.post(&url).json(&unknown_room),
             422,
             Some("room_id"),
+        ),
+        (
+            "a date PostgreSQL cannot store",
+            client.post(&url).json(&before_postgres),
+            422,
+            Some("start_date"),
         ),
         (
             "night without inventory",
@@ -428,11 +426,9 @@ async fn the_in_flight_cap_and_the_booking_deadline_answer_503() {
     let mut server = Server::start_with(
         1_000,
         ServeSettings {
-            mode: Mode::Atomic,
-            busy_status: StatusCode::SERVICE_UNAVAILABLE,
             booking_timeout: Duration::from_millis(400),
             max_in_flight: 1,
-            drain: Duration::from_secs(30),
+            ..ServeSettings::new(Mode::Atomic)
         },
     )
     .await;

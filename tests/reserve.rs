@@ -66,13 +66,16 @@ fn reserve(
     wait_ms: Option<u64>,
     fail_rate: f64,
 ) -> std::sync::Arc<dyn booking_cli::strategy::Strategy> {
-    let mut lock_policy = match wait_ms {
+    let lock_policy = match wait_ms {
         Some(wait) => deadline_policy(wait, 10),
-        None => policy(ttl_ms, 10, 50),
+        None => policy(5_000, 10, 50),
     };
-    lock_policy.ttl = Duration::from_millis(ttl_ms);
     let mut ctx = context(repo, None, None, lock_policy, work_ms);
-    ctx.payments = Payments { fail_rate, seed: 7 };
+    ctx.payments = Payments {
+        fail_rate,
+        seed: 7,
+        hold_ttl: Duration::from_millis(ttl_ms),
+    };
     common::build_with(Mode::Reserve, ctx)
 }
 

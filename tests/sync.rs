@@ -459,3 +459,82 @@ async fn last_byte_and_single_packet_over_tls_reach_the_database() {
         assert_eq!(body["arrival_spread"]["count"], 20, "{body}");
     }
 }
+
+/// `stress --target` releases its burst as `--sync` says — each request whole, last-byte over
+/// HTTP/1.1, single-packet over HTTP/2 (cleartext, and negotiated over TLS under `auto`) — and
+/// `serve --mode locked` still gives the reference result every time: one 201, the rest
+/// refused, one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_target_syncs_its_burst_and_the_reference_result_holds() {
+    let cli = Cli::with_budget(common::SEEDED_POOL + 4);
+    tokio::task::block_in_place(|| cli.reset());
+    let serve = tokio::task::block_in_place(|| Serve::start(&cli, "locked"));
+    let dir = tempfile::tempdir().unwrap();
+    let (front, ca) = tls_front(serve.listen.clone(), dir.path()).await;
+    let ca = ca.display().to_string();
+    let plain = format!("http://{}", serve.listen);
+    let tls = format!("https://{front}");
+    let cases: [(&str, &[&str], Option<&str>); 4] = [
+        (&plain, &["--sync", "none"], None),
+        (&plain, &["--sync", "last-byte"], Some("last-byte")),
+        (&plain, &["--sync", "single-packet"], Some("single-packet")),
+        (&tls, &["--cacert", &ca], Some("single-packet")),
+    ];
+    for (target, extra, sync) in cases {
+        let mut args = vec!["stress", "--target", target, "--mode", "locked", "--json"];
+        args.extend(extra);
+        let out = tokio::task::block_in_place(|| cli.run(&args));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let body = json(&out);
+        assert_eq!(body["sync"].as_str(), sync, "{args:?}: {body}");
+        assert_eq!(body["status_codes"]["201"], 1, "{args:?}: {body}");
+        assert_eq!(body["transport_errors"], 0, "{args:?}: {body}");
+        assert_eq!(
+            tokio::task::block_in_place(|| cli.reference_slot()),
+            (1, 1, 1),
+            "{args:?}"
+        );
+    }
+    // The tables say how the burst went out, and how close together it arrived.
+    let out = tokio::task::block_in_place(|| {
+        cli.run(&[
+            "stress",
+            "--target",
+            &plain,
+            "--mode",
+            "locked",
+            "--sync",
+            "last-byte",
+        ])
+    });
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("over HTTP to 1 server (--sync last-byte)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("arrived whole at the server within"),
+        "{stdout}"
+    );
+    // A closed loop has no burst to release; --sync is refused before anything is sent.
+    let out = tokio::task::block_in_place(|| {
+        cli.run(&[
+            "stress",
+            "--target",
+            &plain,
+            "--mode",
+            "locked",
+            "--duration",
+            "1s",
+            "--sync",
+            "last-byte",
+        ])
+    });
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--duration runs a closed loop"));
+}

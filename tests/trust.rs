@@ -211,30 +211,230 @@ fn another_applications_tables_and_keys_survive_every_command() {
     });
 }
 
+/// `DROP SCHEMA booking_cli CASCADE` would take objects of other schemas with it: a view on
+/// booking-cli's tables or on a table someone added to its schema, a column of someone else's
+/// table typed with an enum created in it (and that column's data), a column default calling a
+/// function created in it. `db reset` and `db drop` refuse, naming each, and drop nothing.
 #[test]
-fn db_reset_refuses_to_drop_another_schemas_objects_that_depend_on_its_tables() {
+fn db_reset_and_drop_refuse_to_drop_what_other_schemas_depend_on() {
+    let cli = Cli::new();
+    cli.reset();
+    let url = cli.db.url.clone();
+    let shapes: [(&str, &[&str], &str); 4] = [
+        (
+            "a view on booking-cli's table",
+            &["CREATE VIEW public.their_report AS SELECT room_id, date FROM booking_cli.inventory"],
+            "public.their_report",
+        ),
+        (
+            "a view on a table added to booking_cli",
+            &[
+                "CREATE TABLE booking_cli.added (id int)",
+                "CREATE VIEW public.on_added AS SELECT id FROM booking_cli.added",
+            ],
+            "public.on_added",
+        ),
+        (
+            "a column typed with an enum created in booking_cli",
+            &[
+                "CREATE TYPE booking_cli.mood AS ENUM ('calm', 'busy')",
+                "CREATE TABLE public.their_moods (id int, mood booking_cli.mood)",
+                "INSERT INTO public.their_moods VALUES (1, 'busy')",
+            ],
+            "public.their_moods",
+        ),
+        (
+            "a column default calling a function in booking_cli",
+            &[
+                "CREATE FUNCTION booking_cli.seven() RETURNS int LANGUAGE sql AS 'SELECT 7'",
+                "CREATE TABLE public.their_defaults (id int, n int DEFAULT booking_cli.seven())",
+                "INSERT INTO public.their_defaults (id) VALUES (1)",
+            ],
+            "public.their_defaults",
+        ),
+    ];
+    for (what, setup, names) in shapes {
+        cli.reset();
+        execute(&url, setup);
+        for command in [&["db", "reset"][..], &["db", "drop"]] {
+            let out = cli.run(command);
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out.stderr));
+            let stderr = text(&out.stderr);
+            assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+            assert!(
+                stderr.contains(names),
+                "{what}: names the dependent: {stderr}"
+            );
+            assert_eq!(
+                query_text(&url, "SELECT count(*)::text FROM booking_cli.rooms"),
+                "10",
+                "{what}: {command:?} dropped nothing"
+            );
+        }
+        // Their data is still there; then they clean up after themselves.
+        execute(
+            &url,
+            &[
+                "DROP VIEW IF EXISTS public.their_report, public.on_added",
+                "DROP TABLE IF EXISTS public.their_moods, public.their_defaults",
+            ],
+        );
+    }
+}
+
+/// `db drop` removes booking-cli's schema and every key under its prefix — fence counters
+/// included — and nothing else: another schema's table and another prefix's keys stay.
+#[test]
+fn db_drop_removes_the_schema_and_the_keys_under_the_prefix_and_nothing_else() {
     let cli = Cli::new();
     cli.reset();
     let url = cli.db.url.clone();
     execute(
         &url,
-        &["CREATE VIEW public.their_report AS SELECT room_id, date FROM booking_cli.inventory"],
+        &[
+            "CREATE TABLE public.theirs (id int)",
+            "INSERT INTO public.theirs VALUES (1), (2)",
+        ],
     );
-    let out = cli.run(&["db", "reset"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let stderr = text(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // A fence counter outlives its run by design.
+    let out = cli.run(&[
+        "book",
+        "--mode",
+        "fenced",
+        "--user",
+        USER,
+        "--room",
+        "2",
+        "--from",
+        "2024-12-25",
+        "--hold-ms",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let theirs = format!("{}other-app:lock:room:1:2024-12-25", common::test_prefix());
+    let keys = |pattern: String| {
+        block_on(async move {
+            let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let found: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .expect("KEYS");
+            found
+        })
+    };
+    {
+        let theirs = theirs.clone();
+        block_on(async move {
+            let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let _: () = redis::cmd("SET")
+                .arg(&theirs)
+                .arg("theirs")
+                .query_async(&mut conn)
+                .await
+                .expect("SET");
+        });
+    }
+    let ours = format!("{}*", cli.prefix);
+    assert!(!keys(ours.clone()).is_empty(), "the fence counter is there");
+
+    let out = cli.run(&["db", "drop", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let body = json(&out);
+    assert_eq!(body["schema_dropped"], true, "{body}");
     assert!(
-        stderr.contains("public.their_report"),
-        "the message names the dependent: {stderr}"
+        body["redis_keys_deleted"].as_u64().unwrap_or(0) >= 1,
+        "{body}"
     );
     assert_eq!(
         query_text(
             &url,
-            "SELECT (to_regclass('public.their_report') IS NOT NULL)::text"
+            "SELECT (to_regnamespace('booking_cli') IS NULL)::text"
         ),
         "true"
     );
+    assert_eq!(
+        query_text(&url, "SELECT count(*)::text FROM public.theirs"),
+        "2"
+    );
+    assert!(keys(ours).is_empty(), "no key under the prefix is left");
+    assert_eq!(
+        keys(theirs.clone()),
+        vec![theirs.clone()],
+        "another prefix's key stays"
+    );
+    // Nothing left to drop is not an error.
+    let out = cli.run(&["db", "drop"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no schema booking_cli"),
+        "{}",
+        text(&out.stdout)
+    );
+    block_on(async move {
+        let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let _: () = redis::cmd("DEL")
+            .arg(&theirs)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+    });
+}
+
+/// Bad input is found before anything is written: an output file that cannot be written, a
+/// database URL that is not PostgreSQL's, a date PostgreSQL cannot store.
+#[test]
+fn bad_outputs_urls_and_dates_are_refused_before_anything_is_written() {
+    let cli = Cli::new();
+    cli.reset();
+    let before = cli.snapshot();
+    for flag in ["--report", "--junit", "--trace"] {
+        let out = cli.run(&["stress", "--mode", "naive", flag, "/nonexistent/dir/out"]);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(flag), "{}", text(&out.stderr));
+        assert_eq!(cli.snapshot(), before, "{flag}: nothing written");
+    }
+    let out = cli
+        .command(&["stress", "--mode", "naive"])
+        .env("DATABASE_URL", "mysql://root@127.0.0.1:3306/booking")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("postgres://"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [
+        &["book", "--user", USER, "--room", "1", "--from=-5000-01-01"][..],
+        &["stress", "--mode", "naive", "--from=-5000-01-01"],
+    ] {
+        let out = cli.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("PostgreSQL"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(cli.snapshot(), before);
 }
 
 /// `book --mode fenced` end to end, and the first half of fencing after Redis lost its
@@ -372,6 +572,34 @@ fn passwords_never_show_in_help_errors_json_or_logs() {
         );
         outputs.push((args.join(" "), out));
     }
+    // A password in the query string, as libpq accepts it.
+    let mut in_query = url::Url::parse(&cli.db.url).expect("a URL");
+    in_query.set_query(Some(&format!("password={PG_SECRET}")));
+    let out = run(&["db", "reset"], in_query.as_str());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("password=***"),
+        "{}",
+        text(&out.stdout)
+    );
+    outputs.push(("db reset, password in the query".to_owned(), out));
+    in_query.set_port(Some(1)).expect("a port");
+    let out = run(&["stress", "--mode", "naive"], in_query.as_str());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    outputs.push((
+        "unreachable PostgreSQL, password in the query".to_owned(),
+        out,
+    ));
+    // Credentials in a --target URL.
+    let target = format!("http://user:{PG_SECRET}@127.0.0.1:1");
+    let out = run(&["stress", "--mode", "naive", "--target", &target], db);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("user:***@127.0.0.1:1"),
+        "{}",
+        text(&out.stderr)
+    );
+    outputs.push(("--target with credentials".to_owned(), out));
     // Errors that name the servers: masked, not left out.
     let mut unreachable = db_url.clone();
     unreachable.set_port(Some(1)).expect("a port");

@@ -66,6 +66,7 @@ fn plans(args: &InterleaveArgs) -> Result<Vec<Plan>, InputError> {
 
 pub async fn run(connection: &Connection, args: &InterleaveArgs) -> anyhow::Result<Exit> {
     let plans = plans(args)?;
+    super::check_writable("--report", args.report.as_deref())?;
     let reference = StressConfig::reference(Mode::Naive);
     let users = args.users as usize;
     // An application name of its own: how the scheduler finds this run's lock waits in

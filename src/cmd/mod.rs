@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use crate::app::{Exit, surface_db};
 use crate::config::Connection;
 use crate::db::{self, DbError};
+use crate::error::InputError;
 use crate::lock::redlock::RedLock;
 use crate::lock::{ConnectError, RedisLock};
 use crate::repo::Repo;
@@ -49,6 +50,30 @@ pub(crate) fn stop_on_ctrl_c(announce: bool) -> Stop {
 
 /// A reader that stops early (`| head`) closes the pipe: that is not an error of this tool, and
 /// the exit status still reports the outcome.
+/// Fails with one line when `path` (the file of `flag`) cannot be written — before the run has
+/// written anything anywhere. Leaves no file behind that was not there before.
+pub(crate) fn check_writable(flag: &str, path: Option<&std::path::Path>) -> Result<(), InputError> {
+    let Some(path) = path else { return Ok(()) };
+    let existed = path.exists();
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    match opened {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(e) => Err(InputError::Invalid(format!(
+            "{flag} {}: cannot write it: {e}",
+            path.display()
+        ))),
+    }
+}
+
 pub(crate) fn finish_output(written: std::io::Result<()>) -> anyhow::Result<()> {
     match written {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

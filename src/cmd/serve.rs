@@ -7,31 +7,48 @@ use crate::app::Exit;
 use crate::cli::ServeArgs;
 use crate::config::{Connection, ServeConfig};
 use crate::http::{self, AppState, Setup};
-use crate::lock::RedisLock;
 use crate::lock::redlock::RedLock;
+use crate::lock::{ConnectError, RedisLock};
 use crate::stop::Stop;
 
-use super::{connect_redis, connect_repo};
+use super::{connect_repo, connect_sized_repo};
 
 pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Exit> {
     let config = ServeConfig::from_args(args);
     let mode = config.settings.mode;
-    // One connection per booking in flight, and two for reads (availability, health).
+    // One connection per booking in flight, and two for reads (availability, health) — but
+    // never more than half of what PostgreSQL has free: the server is shared (other clients,
+    // other replicas), and a pool that cannot open its connections only finds out booking by
+    // booking. Bookings beyond the pool wait for a connection (up to --db-timeout).
     let max = u32::try_from(config.settings.max_in_flight).unwrap_or(u32::MAX);
-    let repo = connect_repo(connection, max.saturating_add(2)).await?;
-    // Redis: required by the default mode; for the others, a request that needs it and cannot
-    // have it gets a 503 that says why.
-    let lock = if mode.needs_redis() {
-        Some(connect_redis(connection).await?)
-    } else {
-        match RedisLock::connect(&connection.redis_url, &connection.lock_key_prefix).await {
-            Ok(lock) => Some(lock),
-            Err(error) => {
-                tracing::warn!(%error, "no Redis: the lock strategies will answer 503");
-                None
-            }
-        }
-    };
+    let wanted = max.saturating_add(2);
+    let probe = connect_repo(connection, 1).await?;
+    let spare = probe
+        .spare_connections()
+        .await
+        .context("failed to ask PostgreSQL how many connections it accepts")?;
+    probe.close().await;
+    let size = wanted.min(spare.saturating_add(1) / 2).max(2);
+    let repo = connect_sized_repo(connection, size).await?;
+    let pooled = repo.pool_size();
+    eprintln!(
+        "PostgreSQL: a pool of {pooled} connection(s) (--max-in-flight {max} + 2 for reads, at most half of the {spare} the server had free)"
+    );
+    // Redis: connected on first use and reconnected whenever it drops, so a server started
+    // while Redis is down picks it up when it comes, and one whose Redis restarts carries on.
+    // Meanwhile the bookings that need it are answered 503 with Retry-After.
+    let lock = RedisLock::connect_lazy(&connection.redis_url, &connection.lock_key_prefix)
+        .map_err(|e| match e {
+            ConnectError::Input(input) => anyhow::Error::new(input),
+            ConnectError::Lock(lock) => anyhow::Error::new(lock),
+        })?;
+    if let Err(error) = lock.ping().await {
+        eprintln!(
+            "warning: Redis at REDIS_URL {} does not answer ({error}); the lock modes answer 503 until it does",
+            connection.redis_display()
+        );
+    }
+    let lock = Some(lock);
     let redlock = RedLock::connect(&connection.redis_urls, &connection.lock_key_prefix)
         .await
         .context("failed to set up Redlock over REDIS_URL")?;

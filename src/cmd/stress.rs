@@ -25,8 +25,8 @@ use crate::targets::serve::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::targets::{ServeTarget, StrategyTarget};
 
 use super::{
-    connect_lock, connect_redlock, connect_repo, connect_sized_repo, finish_output, redis_servers,
-    stop_on_ctrl_c,
+    check_writable, connect_lock, connect_redlock, connect_repo, connect_sized_repo, finish_output,
+    redis_servers, stop_on_ctrl_c,
 };
 
 /// Connections for a one-process stress run (one of them is kept for reading the final state;
@@ -64,13 +64,19 @@ pub async fn run(
     verbose: u8,
     threads: Option<u16>,
 ) -> anyhow::Result<Exit> {
+    if let Some(first_user) = args.worker_first_user {
+        // A worker of --processes: its whole plan came from the parent.
+        let plan = crate::processes::read_worker_plan().map_err(InputError::Invalid)?;
+        return super::worker::run(connection, &plan, first_user).await;
+    }
     let settings = StressSettings::from_args(args)?;
+    // An output that cannot be written is said before the slot is prepared.
+    check_writable("--trace", args.trace.as_deref())?;
+    check_writable("--junit", args.junit.as_deref())?;
+    check_writable("--report", args.report.as_deref())?;
     let Some(first) = settings.runs.first() else {
         return Ok(Exit::Success);
     };
-    if let Some(first_user) = args.worker_first_user {
-        return super::worker::run(connection, first, first_user).await;
-    }
     if !settings.targets.is_empty() {
         let reports = over_http(connection, &settings).await?;
         return finish(&settings, args, &reports, &Stop::new());
@@ -208,7 +214,7 @@ async fn burst_wire(settings: &StressSettings) -> anyhow::Result<Option<Arc<Wire
     if sync != Sync::LastByte {
         for target in &settings.targets {
             let url = url::Url::parse(target)
-                .map_err(|e| InputError::Invalid(format!("--target '{target}': {e}")))?;
+                .map_err(|e| InputError::Invalid(format!("--target is not a URL: {e}")))?;
             let host = url.host_str().unwrap_or_default();
             let port = url.port_or_known_default().unwrap_or(80);
             let tls = settings.tls.as_ref().map(|t| &t.h2);

@@ -24,7 +24,7 @@ use crate::repo::BookingRow;
 use crate::strategy::Mode;
 
 /// The body of `POST /api/bookings`, as the original API took it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBooking {
     pub user_id: Uuid,
@@ -36,15 +36,46 @@ pub struct NewBooking {
 
 /// A booking as the API shows it: the row, and the strategy that made it (when this response
 /// made it).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BookingJson {
     #[serde(flatten)]
     pub row: BookingRow,
+    /// The strategy that made the booking (`X-Booking-Mode`), when this response made it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub mode: Option<Mode>,
 }
 
-/// `POST /api/bookings`.
+/// Book a stay: every night of it, or none.
+///
+/// The strategy is `X-Booking-Mode`'s, else the server's `--mode`. A refusal worth retrying
+/// (lock busy, retries exhausted, lock expired, fenced out, rooms on hold) is `503` with
+/// `Retry-After`, or `409` under `--busy-status 409`.
+#[utoipa::path(
+    post,
+    path = "/api/bookings",
+    tag = "bookings",
+    request_body(content = NewBooking, content_type = "application/json"),
+    params(
+        ("X-Booking-Mode" = Option<String>, Header, description = "The strategy: one of `booking-cli strategies --names`"),
+    ),
+    responses(
+        (status = 201, description = "Booked", body = BookingJson, headers(
+            ("Location" = String, description = "The booking: /api/bookings/{id}"),
+            ("X-Booking-Mode" = String, description = "The strategy that ran"),
+            ("Server-Timing" = String, description = "arrival;desc=\"<µs>\": when the request arrived whole, on the server's monotonic clock"),
+        )),
+        (status = 400, description = "Malformed JSON, a missing or mistyped field, an unknown X-Booking-Mode", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "reserve: the simulated payment failed; the hold was cancelled (payment-failed)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within --body-timeout (request-timeout)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A night is sold out (sold-out), or reserve's hold expired (hold-expired); with --busy-status 409 also the retryable refusals", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over 16 KiB (payload-too-large)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body without Content-Type: application/json (unsupported-media-type)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Well-formed but impossible: invalid-stay, unknown-room, no-inventory", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "A failure of the server itself (internal)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Worth retrying (Retry-After): lock-busy, retries-exhausted, lock-expired, fenced-out, on-hold, busy, booking-timeout, mode-unavailable, shutting-down, database-unavailable, lock-unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(received): ConnectInfo<Received>,
@@ -135,6 +166,12 @@ async fn book(
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(BookingError::Input(input)) => return Err(input_problem(&input)),
+        // A server that went away is not this server's fault: 503, try again.
+        Err(error) if error.unavailable().is_some() => {
+            metrics::booking(mode, "unavailable", started.elapsed());
+            tracing::warn!(%error, %mode, "booking failed: a server is unavailable");
+            return Err(server_unavailable(&error));
+        }
         Err(error) => {
             metrics::booking(mode, "error", started.elapsed());
             tracing::error!(%error, %mode, "booking failed");
@@ -143,6 +180,33 @@ async fn book(
     };
     metrics::booking(mode, outcome.kind(), started.elapsed());
     outcome_response(state, mode, &request, outcome).await
+}
+
+/// The 503 of a booking whose PostgreSQL or Redis did not answer. What was written is what the
+/// database says: a transaction cut off before its commit wrote nothing.
+fn server_unavailable(error: &BookingError) -> Problem {
+    match error.unavailable() {
+        Some("redis") => Problem::unavailable(
+            "lock-unavailable",
+            "Lock service unavailable",
+            format!("the lock's Redis did not answer: {error}"),
+        ),
+        _ => Problem::unavailable(
+            "database-unavailable",
+            "Database unavailable",
+            format!("PostgreSQL did not answer: {error}"),
+        ),
+    }
+}
+
+/// A read that failed: `503` when PostgreSQL is unavailable, else `500` (logged as `what`).
+fn read_failed(error: sqlx::Error, what: &str) -> Problem {
+    if crate::error::is_unavailable(&error) {
+        tracing::warn!(%error, "{what}: PostgreSQL is unavailable");
+        return server_unavailable(&BookingError::Database(error));
+    }
+    tracing::error!(%error, "{what}");
+    Problem::internal()
 }
 
 /// The strategy of a request: `X-Booking-Mode`, else the server's `--mode`.
@@ -176,11 +240,21 @@ async fn validate(state: &AppState, body: &NewBooking) -> Result<BookingRequest,
             format!("end_date {to} must be after start_date {from} (the day the guest leaves)"),
         )
         .with("field", "end_date"),
+        StayError::BeforePostgres { from } => Problem::unprocessable(
+            "invalid-stay",
+            "Invalid stay",
+            format!("start_date {from} is before the first date PostgreSQL stores (4714-11-24 BC)"),
+        )
+        .with("field", "start_date"),
         other => Problem::unprocessable("invalid-stay", "Invalid stay", other.to_string()),
     })?;
     match state.repo.ensure_bookable(room, &stay).await {
         Ok(()) => {}
         Err(BookingError::Input(input)) => return Err(input_problem(&input)),
+        Err(error) if error.unavailable().is_some() => {
+            tracing::warn!(%error, "checking the stay failed: PostgreSQL is unavailable");
+            return Err(server_unavailable(&error));
+        }
         Err(error) => {
             tracing::error!(%error, "checking the stay failed");
             return Err(Problem::internal());
@@ -337,7 +411,20 @@ async fn created(
         .into_response())
 }
 
-/// `GET /api/bookings/{id}`.
+/// A booking by its id.
+#[utoipa::path(
+    get,
+    path = "/api/bookings/{id}",
+    tag = "bookings",
+    params(("id" = i64, Path, description = "The booking's id")),
+    responses(
+        (status = 200, description = "The booking", body = BookingJson),
+        (status = 400, description = "An id that is not a number (bad-request)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such booking (not-found)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "A failure of the server itself (internal)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL did not answer (database-unavailable)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -346,23 +433,32 @@ pub async fn show(
     match state.repo.booking(id).await {
         Ok(Some(row)) => Ok(Json(BookingJson { row, mode: None })),
         Ok(None) => Err(Problem::not_found(format!("no booking {id}"))),
-        Err(error) => {
-            tracing::error!(%error, "reading a booking failed");
-            Err(Problem::internal())
-        }
+        Err(error) => Err(read_failed(error, "reading a booking failed")),
     }
 }
 
 /// The query of `GET /api/rooms/{id}/availability`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Nights {
+    /// The first night (YYYY-MM-DD).
     pub from: NaiveDate,
     /// The day after the last night (exclusive).
     pub to: NaiveDate,
 }
 
+/// A room's nights, from the database.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AvailabilityJson {
+    pub room_id: i32,
+    pub from: NaiveDate,
+    /// The day after the last night (exclusive).
+    pub to: NaiveDate,
+    pub nights: Vec<NightJson>,
+}
+
 /// One night of a room, from the database.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NightJson {
     pub date: NaiveDate,
     pub total_inventory: i32,
@@ -370,7 +466,21 @@ pub struct NightJson {
     pub available: i32,
 }
 
-/// `GET /api/rooms/{id}/availability?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+/// Each night of a room: its inventory and bookings, read from the database.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{id}/availability",
+    tag = "bookings",
+    params(("id" = i64, Path, description = "The room"), Nights),
+    responses(
+        (status = 200, description = "Every night from `from` to `to` (exclusive)", body = AvailabilityJson),
+        (status = 400, description = "A missing or malformed query (bad-request)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such room (not-found)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`to` not after `from`, or a night without inventory (invalid-stay, no-inventory)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "A failure of the server itself (internal)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL did not answer (database-unavailable)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn availability(
     State(state): State<AppState>,
     room: Result<Path<i64>, PathRejection>,
@@ -385,10 +495,7 @@ pub async fn availability(
     let stay = Stay::between(nights.from, nights.to).map_err(|error| {
         Problem::unprocessable("invalid-stay", "Invalid nights", error.to_string())
     })?;
-    let internal = |error: sqlx::Error| {
-        tracing::error!(%error, "reading availability failed");
-        Problem::internal()
-    };
+    let internal = |error: sqlx::Error| read_failed(error, "reading availability failed");
     if !state.repo.room_exists(room).await.map_err(internal)? {
         return Err(Problem::not_found(format!("no room {room}")));
     }
@@ -411,25 +518,52 @@ pub async fn availability(
             available: (s.total_inventory - s.booked_count).max(0),
         })
         .collect();
-    Ok(Json(serde_json::json!({
-        "room_id": room.get(),
-        "from": stay.from(),
-        "to": stay.to(),
-        "nights": nights,
-    }))
+    Ok(Json(AvailabilityJson {
+        room_id: room.get(),
+        from: stay.from(),
+        to: stay.to(),
+        nights,
+    })
     .into_response())
 }
 
-/// `GET /ping`.
-pub async fn ping() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "message": "pong" }))
+/// The answer of `GET /ping`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Pong {
+    /// Always `pong`.
+    pub message: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/ping", tag = "operations", responses((status = 200, description = "Alive", body = Pong)))]
+pub async fn ping() -> Json<Pong> {
+    Json(Pong { message: "pong" })
+}
+
+/// The answer of a healthy `GET /healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// `postgres` (and `redis`, when the server has a lock): `ok` each.
+    #[schema(value_type = Object)]
+    pub checks: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How long a health check waits for each server.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /healthz`: 200 when PostgreSQL — and Redis, when the default mode needs it — answer;
+/// Readiness: 200 when PostgreSQL — and Redis, when the server has a lock — answer within 2 s;
 /// else 503 naming which did not.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every server answered", body = Health),
+        (status = 503, description = "A server did not answer (unhealthy; `checks` says which)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let postgres = match state.repo.ping(HEALTH_TIMEOUT).await {
         Ok(()) => "ok".to_owned(),
@@ -458,7 +592,11 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         checks.insert("redis".to_owned(), redis.into());
     }
     if failing.is_empty() {
-        return Json(serde_json::json!({ "status": "ok", "checks": checks })).into_response();
+        return Json(Health {
+            status: "ok",
+            checks,
+        })
+        .into_response();
     }
     Problem::unavailable(
         "unhealthy",

@@ -1,6 +1,16 @@
-//! The listener: TCP connections whose reads are stamped by the kernel, so that
-//! `Server-Timing: arrival` says when a request's final bytes reached this machine — not when a
-//! busy worker thread got round to looking at them.
+//! The listener: accepts connections up to a cap, gives each a deadline to start a request
+//! and send its headers, serves HTTP/1.1 and HTTP/2 (prior knowledge) on the same port, and
+//! stamps every read with the kernel's receive time.
+//!
+//! **Why the limits.** A client that opens a connection and sends nothing, or a header byte a
+//! second (slowloris), holds a file descriptor and a task for as long as the server lets it:
+//! thousands of them exhaust the descriptors and `/ping` fails. So a new connection must send
+//! its first byte within `--header-timeout`, and hyper closes one whose headers (or next
+//! keep-alive request) do not arrive within it; beyond `--max-connections` open at once, the
+//! listener stops accepting and further clients wait in the kernel's listen queue.
+//!
+//! **Arrival stamps** — `Server-Timing: arrival` says when a request's final bytes reached this
+//! machine, not when a busy worker thread got round to looking at them.
 //!
 //! **Why the kernel's clock.** A burst of 20 requests released together reaches the socket
 //! layer within tens of microseconds. Stamped in the handler, the same burst looks milliseconds
@@ -23,17 +33,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, sockopt};
 use nix::sys::time::TimeSpec;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 
 use super::monotonic_us;
-
-/// A [`TcpListener`] whose connections are [`Stamped`].
-pub struct StampingListener(pub TcpListener);
 
 /// When a connection's latest read arrived, on the clock of [`monotonic_us`]: the handlers'
 /// view of their connection (`ConnectInfo<Received>`).
@@ -47,45 +62,87 @@ impl Received {
     }
 }
 
-impl Listener for StampingListener {
-    type Io = Stamped;
-    type Addr = Received;
+/// The listener's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// To send a connection's first byte, and each request's headers.
+    pub header_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+}
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, _)) => {
-                    // Without the option the reads are stamped on return: worse, not wrong.
-                    let kernel =
-                        socket::setsockopt(&stream, sockopt::ReceiveTimestampns, &true).is_ok();
-                    let received = Received::default();
-                    let io = Stamped {
-                        stream,
-                        received: received.clone(),
-                        control: kernel.then(|| nix::cmsg_space!(TimeSpec)),
-                    };
-                    return (io, received);
-                }
+/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets the
+/// connections finish the requests they have (HTTP/2: GOAWAY; HTTP/1.1: close after the
+/// response in flight) and returns once every one has closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // At the cap, stop accepting: the kernel queues the next clients.
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
                 // A connection that went away before it was accepted is not the listener's
                 // problem; running out of descriptors is, but it passes: wait, as axum does.
-                Err(e) if is_connection_error(&e) => {}
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     tracing::error!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
+            },
+            () = &mut shutdown => break,
+        };
+        let watcher = graceful.watcher();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            // hyper's header deadline starts once it reads; before that it waits for the bytes
+            // that tell HTTP/2 from HTTP/1.1, with no deadline of its own. So the first byte
+            // must come within the deadline (peeked: hyper reads it). Readiness alone is not
+            // enough: a fresh socket may report itself readable before anything came.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
             }
-        }
+            let (io, received) = Stamped::new(stream);
+            let service = app.map_request(move |mut request: Request<Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo(received.clone()));
+                request.map(axum::body::Body::new)
+            });
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            builder.http2().timer(TokioTimer::new());
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(io),
+                TowerToHyperService::new(service),
+            );
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!("connection ended: {error}");
+            }
+        });
     }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(Received::default())
-    }
-}
-
-impl Connected<IncomingStream<'_, StampingListener>> for Received {
-    fn connect_info(stream: IncomingStream<'_, StampingListener>) -> Self {
-        stream.remote_addr().clone()
-    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
@@ -103,6 +160,22 @@ pub struct Stamped {
     received: Received,
     /// The buffer of `recvmsg`'s control message; `None` when the kernel stamps nothing.
     control: Option<Vec<u8>>,
+}
+
+impl Stamped {
+    /// `stream`, and the handle its handlers read the stamps with.
+    pub fn new(stream: TcpStream) -> (Self, Received) {
+        let _ = stream.set_nodelay(true);
+        // Without the option the reads are stamped on return: worse, not wrong.
+        let kernel = socket::setsockopt(&stream, sockopt::ReceiveTimestampns, &true).is_ok();
+        let received = Received::default();
+        let io = Stamped {
+            stream,
+            received: received.clone(),
+            control: kernel.then(|| nix::cmsg_space!(TimeSpec)),
+        };
+        (io, received)
+    }
 }
 
 /// One `recvmsg` on `fd` into `into`: the bytes read, and the kernel's receive time if it gave

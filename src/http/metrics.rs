@@ -66,7 +66,13 @@ pub fn booking(mode: Mode, outcome: &'static str, took: Duration) {
     .record(took.as_secs_f64());
 }
 
-/// `GET /metrics`.
+/// Prometheus text: responses by status and mode, booking durations, lock counters.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"))
+)]
 pub async fn render(State(state): State<AppState>) -> Response {
     for (mode, strategy) in state.strategies.iter() {
         if let Some(lock) = strategy.stats().lock {

@@ -22,6 +22,7 @@
 pub mod bookings;
 pub mod listen;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod wire;
 
@@ -76,6 +77,12 @@ pub struct ServeSettings {
     pub max_in_flight: usize,
     /// How long a shutdown waits for the bookings in flight.
     pub drain: Duration,
+    /// How long a client may take to start a request and send its headers.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a body once its headers are in (408).
+    pub body_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
 }
 
 /// What every handler shares. Cheap to clone.
@@ -193,6 +200,22 @@ impl Drop for Tracked {
     }
 }
 
+impl ServeSettings {
+    /// `serve`'s defaults, with `mode`.
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            busy_status: StatusCode::SERVICE_UNAVAILABLE,
+            booking_timeout: Duration::from_secs(30),
+            max_in_flight: 64,
+            drain: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
+}
+
 /// The router: every endpoint, the problem+json fallbacks, and the layers.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
@@ -200,12 +223,16 @@ pub fn router(state: AppState) -> Router {
     // problem+json 503 itself): nothing may hold a connection forever.
     let backstop = state.settings.booking_timeout + Duration::from_secs(5);
     Router::new()
-        .route(wire::BOOKINGS, post(bookings::create))
+        .route(
+            wire::BOOKINGS,
+            post(bookings::create).layer(middleware::from_fn_with_state(state.clone(), whole_body)),
+        )
         .route(wire::BOOKING, get(bookings::show))
         .route(wire::AVAILABILITY, get(bookings::availability))
         .route(wire::PING, get(bookings::ping))
         .route(wire::HEALTHZ, get(bookings::healthz))
         .route(wire::METRICS, get(metrics::render))
+        .route(wire::OPENAPI, get(openapi::serve))
         .fallback(bookings::not_found)
         .method_not_allowed_fallback(bookings::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -218,6 +245,45 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Reads a booking's body whole, within `--body-timeout` of its headers: a client whose body
+/// stops short of its `Content-Length` is answered `408` now, rather than holding a connection
+/// and a task until the booking's deadline. Over [`BODY_LIMIT`], `413`.
+async fn whole_body(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use axum::response::IntoResponse as _;
+    let (parts, body) = request.into_parts();
+    let limit = state.settings.body_timeout;
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(error)) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                problem::Problem::payload_too_large().into_response()
+            } else {
+                problem::Problem::bad_request(None, format!("the body could not be read: {error}"))
+                    .into_response()
+            }
+        }
+        Err(_) => problem::Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request timeout",
+            format!(
+                "the body did not arrive within {} of its headers (--body-timeout)",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// One line per request at `-v`: method, path, status, latency, mode, request id; and the
@@ -263,7 +329,11 @@ pub async fn serve(
     metrics::install();
     let in_flight = state.in_flight.clone();
     let drain = state.settings.drain;
-    let app = router(state).into_make_service_with_connect_info::<listen::Received>();
+    let limits = listen::Limits {
+        header_timeout: state.settings.header_timeout,
+        max_connections: state.settings.max_connections,
+    };
+    let app = router(state);
     let stopping = Stop::new();
     let signal = {
         let (stop, stopping) = (stop.clone(), stopping.clone());
@@ -274,12 +344,11 @@ pub async fn serve(
             stop.stop();
         }
     };
-    let server =
-        axum::serve(listen::StampingListener(listener), app).with_graceful_shutdown(signal);
+    let server = listen::serve(listener, app, limits, signal);
     // The graceful drain itself has a deadline: a client that keeps its connection busy cannot
     // hold the shutdown forever.
     tokio::select! {
-        served = server => served?,
+        () = server => {}
         () = async { stopping.stopped().await; tokio::time::sleep(drain).await } => {
             tracing::warn!("connections still open after the drain deadline; closing them");
         }

@@ -13,18 +13,22 @@ use serde_json::{Map, Value};
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// One problem: what went wrong, for a client to read and a program to branch on (`type`).
-#[derive(Debug, Clone, Serialize)]
+/// One problem (RFC 9457): what went wrong, for a client to read and a program to branch on
+/// (`type`). Extension members, when they help: `field` (the JSON field or header at fault),
+/// `night`, `mode`, `checks`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI reference naming the kind of problem, relative to the API (`/problems/sold-out`).
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
     #[serde(serialize_with = "as_u16")]
+    #[schema(value_type = u16)]
     pub status: StatusCode,
     pub detail: String,
     /// Extension members (`night`, `field`, `mode`, …).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
     /// Seconds after which a retry may succeed (503): sent as `Retry-After`, not in the body.
     #[serde(skip)]
@@ -90,6 +94,16 @@ impl Problem {
         )
     }
 
+    /// 413: a body over [`BODY_LIMIT`](super::BODY_LIMIT).
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!("the body is larger than {} bytes", super::BODY_LIMIT),
+        )
+    }
+
     pub fn unavailable(kind: &str, title: &str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, kind, title, detail).retry_after(1)
     }
@@ -123,12 +137,7 @@ impl From<JsonRejection> for Problem {
             JsonRejection::BytesRejection(rejection) => {
                 let status = rejection.status();
                 if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    Problem::new(
-                        status,
-                        "payload-too-large",
-                        "Payload too large",
-                        format!("the body is larger than {} bytes", super::BODY_LIMIT),
-                    )
+                    Problem::payload_too_large()
                 } else {
                     Problem::bad_request(None, rejection.body_text())
                 }

@@ -16,6 +16,8 @@ pub const AVAILABILITY: &str = "/api/rooms/{id}/availability";
 pub const PING: &str = "/ping";
 pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
+/// The OpenAPI 3.1 document of this API.
+pub const OPENAPI: &str = "/openapi.json";
 
 /// The header a request chooses its strategy with.
 pub const MODE_HEADER: &str = "x-booking-mode";

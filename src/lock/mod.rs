@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, Script, ToRedisArgs, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Script, ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
@@ -120,20 +120,32 @@ pub enum LockError {
 /// - **a deadline** (`wait`): keep trying until `wait` has passed, pausing with exponential
 ///   backoff and full jitter (base `retry_delay`, ceiling 8 × `retry_delay`), so that waiters
 ///   spread out instead of colliding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LockPolicy {
     /// Lifetime of a taken lock (`PX`).
-    #[serde(rename = "lock_ttl_ms", serialize_with = "as_millis")]
+    #[serde(
+        rename = "lock_ttl_ms",
+        serialize_with = "as_millis",
+        deserialize_with = "from_millis"
+    )]
     pub ttl: Duration,
     /// Attempts after the first one; `retries = 10` means at most 11 `SET NX`. Ignored when
     /// `wait` is set.
     #[serde(rename = "lock_retries")]
     pub retries: u32,
     /// Pause between two attempts (fixed), or the base of the backoff (deadline).
-    #[serde(rename = "lock_retry_delay_ms", serialize_with = "as_millis")]
+    #[serde(
+        rename = "lock_retry_delay_ms",
+        serialize_with = "as_millis",
+        deserialize_with = "from_millis"
+    )]
     pub retry_delay: Duration,
     /// A deadline for taking the lock, instead of a number of retries.
-    #[serde(rename = "lock_wait_ms", serialize_with = "opt_millis")]
+    #[serde(
+        rename = "lock_wait_ms",
+        serialize_with = "opt_millis",
+        deserialize_with = "opt_from_millis"
+    )]
     pub wait: Option<Duration>,
     /// Renew held locks every ttl/3 while the work runs (`--lock-renew`).
     #[serde(rename = "lock_renew")]
@@ -167,6 +179,14 @@ impl LockPolicy {
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u128(d.as_millis())
+}
+
+fn from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
+}
+
+fn opt_from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    <Option<u64> as serde::Deserialize>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
 }
 
 fn opt_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -363,7 +383,9 @@ impl LockStats {
 /// user's commands are pipelined on it; Redis answers them in order) and one set of counters.
 #[derive(Clone)]
 pub struct RedisLock {
-    conn: MultiplexedConnection,
+    /// Reconnects by itself: a command that finds the connection broken (a Redis restart,
+    /// `CLIENT KILL`, the server's idle `timeout`) fails, and the next ones go over a new one.
+    conn: ConnectionManager,
     key_prefix: Arc<str>,
     release: Arc<Script>,
     extend: Arc<Script>,
@@ -380,24 +402,32 @@ impl RedisLock {
     /// Connects to Redis and checks that it answers. `key_prefix` goes before every key, so that
     /// tests (or several demonstrations) can share one Redis without sharing locks.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, ConnectError> {
-        let client = redis::Client::open(url).map_err(|e| {
+        let lock = Self::connect_lazy(url, key_prefix)?;
+        lock.ping().await?;
+        Ok(lock)
+    }
+
+    /// A handle that connects on first use and reconnects whenever the connection breaks:
+    /// `serve`, which must pick Redis up whenever it comes (back). Fails only on a bad URL.
+    pub fn connect_lazy(url: &str, key_prefix: &str) -> Result<Self, ConnectError> {
+        let bad_url = |e: redis::RedisError| {
             ConnectError::Input(InputError::BadUrl {
                 variable: "REDIS_URL",
                 what: "Redis",
                 reason: e.to_string(),
             })
-        })?;
-        let config = AsyncConnectionConfig::new()
+        };
+        let client = redis::Client::open(url).map_err(bad_url)?;
+        // Reconnecting is quick and bounded: a booking waits for it at most a few hundred
+        // milliseconds beyond the connect time-out, and then fails (503 from `serve`).
+        let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(LockError::from)?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(LockError::from)?;
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(bad_url)?;
         Ok(Self {
             conn,
             key_prefix: Arc::from(key_prefix),
@@ -825,14 +855,35 @@ impl RedisLock {
 
     /// Keys under this handle's prefix that match `lock:*`: after a clean run, none.
     pub async fn leftover_keys(&self) -> Result<Vec<String>, LockError> {
-        let pattern = format!("{}lock:*", self.key_prefix);
+        self.scan(&format!("{}lock:*", glob_escape(&self.key_prefix)))
+            .await
+    }
+
+    /// Deletes every key under this handle's prefix — locks, fence counters, holds — and
+    /// nothing else (`db drop`); returns how many there were.
+    pub async fn delete_all(&self) -> Result<u64, LockError> {
+        let keys = self
+            .scan(&format!("{}*", glob_escape(&self.key_prefix)))
+            .await?;
+        let mut deleted = 0;
+        for batch in keys.chunks(1_000) {
+            deleted += redis::cmd("UNLINK")
+                .arg(batch)
+                .query_async::<u64>(&mut self.conn.clone())
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Every key matching the glob `pattern`, by `SCAN` (never `KEYS`: it blocks the server).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, LockError> {
         let mut keys = Vec::new();
         let mut cursor: u64 = 0;
         loop {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(10_000)
                 .query_async(&mut self.conn.clone())
@@ -844,6 +895,18 @@ impl RedisLock {
             cursor = next;
         }
     }
+}
+
+/// `text` matched literally in a Redis glob: `*`, `?`, `[`, `]` and `\` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// Why [`RedisLock::connect`] failed: a URL the user must fix, or a server that did not answer.

@@ -219,10 +219,10 @@ fn strategy_section(page: &mut String, r: &StressReport) {
     page.push_str(
         "<h3>Outcomes</h3><div class=\"scroll\"><table><tr><th>outcome</th><th>users</th></tr>",
     );
-    for (label, kinds, _) in super::OUTCOME_ROWS {
-        let count: u32 = kinds.iter().map(|kind| t.count(kind)).sum();
-        if count > 0 || kinds.contains(&"created") {
-            let _ = write!(page, "<tr><td>{label}</td><td>{count}</td></tr>");
+    for row in super::OUTCOME_ROWS {
+        let count = row.count(t);
+        if count > 0 || row.kinds.contains(&"created") {
+            let _ = write!(page, "<tr><td>{}</td><td>{count}</td></tr>", row.label);
         }
     }
     for (message, count) in &t.errors {

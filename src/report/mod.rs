@@ -152,59 +152,115 @@ fn write_status_codes(
 pub(crate) enum Shown {
     /// In every run.
     Always,
+    /// In the runs of the strategies that take a lock in Redis (the only ones that can be
+    /// refused for a busy lock).
+    ForRedisLocks,
     /// In the runs of this strategy.
     For(Mode),
     /// Only when some user had the outcome.
     WhenAny,
 }
 
-/// The rows of the outcome table, in order: the label, the outcomes it counts, and when it is
-/// shown.
-pub(crate) const OUTCOME_ROWS: &[(&str, &[&str], Shown)] = &[
-    ("201 Created", &["created"], Shown::Always),
-    ("409 Conflict (sold out)", &["sold_out"], Shown::Always),
-    (
-        "409 Conflict (lock not acquired)",
-        &["lock_not_acquired", "lock_expired"],
+/// One row of the outcome table: what the text and HTML tables call it, what the per-process
+/// table heads its column with, the outcomes it counts, and when it is shown.
+pub(crate) struct OutcomeRow {
+    pub label: &'static str,
+    pub short: &'static str,
+    pub kinds: &'static [&'static str],
+    pub shown: Shown,
+}
+
+impl OutcomeRow {
+    /// How many users of `t` it counts.
+    pub fn count(&self, t: &Tally) -> u32 {
+        self.kinds.iter().map(|kind| t.count(kind)).sum()
+    }
+
+    /// Whether a run of `mode` shows it even when nobody had it.
+    pub fn shown_for(&self, mode: Mode) -> bool {
+        match self.shown {
+            Shown::Always => true,
+            Shown::ForRedisLocks => mode.needs_redis() || mode.needs_redlock(),
+            Shown::For(m) => m == mode,
+            Shown::WhenAny => false,
+        }
+    }
+}
+
+const fn row(
+    label: &'static str,
+    short: &'static str,
+    kinds: &'static [&'static str],
+    shown: Shown,
+) -> OutcomeRow {
+    OutcomeRow {
+        label,
+        short,
+        kinds,
+        shown,
+    }
+}
+
+/// The rows of the outcome table, in order.
+pub(crate) const OUTCOME_ROWS: &[OutcomeRow] = &[
+    row("201 Created", "Created", &["created"], Shown::Always),
+    row(
+        "409 Conflict (sold out)",
+        "Sold out",
+        &["sold_out"],
         Shown::Always,
     ),
-    (
+    row(
+        "409 Conflict (lock not acquired)",
+        "Lock busy",
+        &["lock_not_acquired", "lock_expired"],
+        Shown::ForRedisLocks,
+    ),
+    row(
         "409 Conflict (retries exhausted)",
+        "Retries exh.",
         &["retries_exhausted"],
         Shown::For(Mode::Serializable),
     ),
-    (
+    row(
         "409 Conflict (stale lock token)",
+        "Fenced out",
         &["fenced_out"],
         Shown::For(Mode::Fenced),
     ),
-    (
+    row(
         "503 Unavailable (rooms on hold)",
+        "On hold",
         &["on_hold"],
         Shown::For(Mode::Reserve),
     ),
-    (
+    row(
         "402 Payment failed (hold cancelled)",
+        "Payment failed",
         &["payment_failed"],
         Shown::For(Mode::Reserve),
     ),
-    (
+    row(
         "409 Conflict (hold expired)",
+        "Hold expired",
         &["hold_expired"],
         Shown::For(Mode::Reserve),
     ),
-    (
+    row(
         "2xx (a success of the server's own)",
+        "2xx",
         &["accepted"],
         Shown::WhenAny,
     ),
-    (
+    row(
         "4xx (a refusal of the server's own)",
+        "4xx",
         &["rejected"],
         Shown::WhenAny,
     ),
-    (
+    row(
         "Interrupted (Ctrl-C; nothing written)",
+        "Interrupted",
         &["interrupted"],
         Shown::WhenAny,
     ),
@@ -212,15 +268,10 @@ pub(crate) const OUTCOME_ROWS: &[(&str, &[&str], Shown)] = &[
 
 fn write_outcomes(out: &mut impl Write, c: &StressConfig, t: &Tally) -> io::Result<()> {
     let mut outcomes = table(vec!["Outcome", "Users"]);
-    for (label, kinds, always) in OUTCOME_ROWS {
-        let count: u32 = kinds.iter().map(|kind| t.count(kind)).sum();
-        let shown = match always {
-            Shown::Always => true,
-            Shown::For(mode) => c.mode == *mode,
-            Shown::WhenAny => false,
-        };
-        if shown || count > 0 {
-            outcomes.add_row(vec![(*label).to_owned(), count.to_string()]);
+    for row in OUTCOME_ROWS {
+        let count = row.count(t);
+        if row.shown_for(c.mode) || count > 0 {
+            outcomes.add_row(vec![row.label.to_owned(), count.to_string()]);
         }
     }
     if t.errors.is_empty() {
@@ -237,27 +288,20 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
     let t = &report.tally;
 
     if !report.processes.is_empty() {
-        let mut per_process = table(vec![
-            "Process",
-            "Users",
-            "Created",
-            "Sold out",
-            "Lock busy",
-            "Retries exh.",
-            "Errors",
-            "Elapsed ms",
-        ]);
+        // The columns of the outcome table this run shows: the same rows, per process.
+        let rows: Vec<&OutcomeRow> = OUTCOME_ROWS
+            .iter()
+            .filter(|row| row.shown_for(c.mode) || row.count(t) > 0)
+            .collect();
+        let mut header = vec!["Process", "Users"];
+        header.extend(rows.iter().map(|row| row.short));
+        header.extend(["Errors", "Elapsed ms"]);
+        let mut per_process = table(header);
         for p in &report.processes {
-            per_process.add_row(vec![
-                p.process.to_string(),
-                p.users.to_string(),
-                p.created.to_string(),
-                p.conflicts_sold_out.to_string(),
-                p.conflicts_lock.to_string(),
-                p.conflicts_retries.to_string(),
-                p.errors.to_string(),
-                p.elapsed_ms.to_string(),
-            ]);
+            let mut cells = vec![p.process.to_string(), p.users.to_string()];
+            cells.extend(rows.iter().map(|row| row.count(&p.tally).to_string()));
+            cells.extend([p.errors.to_string(), p.elapsed_ms.to_string()]);
+            per_process.add_row(cells);
         }
         writeln!(out, "{per_process}")?;
     }
@@ -321,14 +365,21 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
         )?;
     }
     if report.under_sold > 0 {
+        let (failed, expired) = (t.count("payment_failed"), t.count("hold_expired"));
         let note = match (c.under_selling_expected(), c.mode == Mode::Reserve) {
-            (true, true) => {
-                " — expected of reserve without a wait deadline: they were refused while rooms were on hold, and holds whose payment failed gave their rooms back afterwards; --lock-wait-ms keeps them trying"
-            }
+            _ if expired > 0 => format!(
+                " — {expired} hold(s) expired before their payment ended (--hold-ttl-ms {} ms, payment --hold-ms {} ms)",
+                c.payments.hold_ttl.as_millis(),
+                c.hold.as_millis()
+            ),
+            (true, true) if failed > 0 => format!(
+                " — expected of reserve without a wait deadline: they were refused while rooms were on hold, and {failed} hold(s) whose payment failed gave their rooms back afterwards; --lock-wait-ms keeps them trying"
+            ),
+            (true, true) => " — expected of reserve without a wait deadline: they were refused while rooms were on hold; --lock-wait-ms keeps them trying".to_owned(),
             (true, false) => {
-                " — expected of fixed lock retries; --lock-wait-ms sets a deadline instead"
+                " — expected of fixed lock retries; --lock-wait-ms sets a deadline instead".to_owned()
             }
-            (false, _) => "",
+            (false, _) => String::new(),
         };
         writeln!(
             out,
@@ -364,9 +415,12 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
             race::spread_line(release.as_ref(), arrival.as_ref())
         )?;
     }
+    let why = report
+        .shortfall()
+        .map_or(String::new(), |why| format!(" ({why})"));
     writeln!(
         out,
-        "Verdict: {} in {} ms — expected {}: {}",
+        "Verdict: {}{why} in {} ms — expected {}: {}",
         report.verdict(),
         report.elapsed.as_millis(),
         expectation_word(c.expect),
@@ -804,6 +858,10 @@ pub struct StressJson<'a> {
     /// Users refused although every night of their stay still had a room at the end.
     pub under_sold: u32,
     pub under_selling_expected: bool,
+    /// Why the run sold less than it could, when it did and the reason is known (e.g. every
+    /// hold expired before its payment ended); the verdict line says it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<String>,
     /// Confirmed bookings the database holds for the slot: every success acknowledged must be
     /// among them, or the verdict is `UNACCOUNTED`.
     pub written: i64,
@@ -842,6 +900,17 @@ pub struct StressJson<'a> {
     /// `--target`: requests that got no response at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport_errors: Option<u64>,
+    /// `--target --sync`: how the burst was released (absent: each request sent whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::sync::Sync>,
+    /// `--target --sync`: how close together the final bytes were written (`null` for one
+    /// write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_spread: Option<Option<crate::sync::Spread>>,
+    /// `--target --sync`: how close together the requests arrived whole, by the server's
+    /// `Server-Timing: arrival`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrival_spread: Option<Option<crate::sync::Spread>>,
 }
 
 impl<'a> StressJson<'a> {
@@ -849,6 +918,7 @@ impl<'a> StressJson<'a> {
         let c = &report.config;
         let headline = report.headline_night();
         let verdicts = report.verdicts();
+        let synced = report.stats.http.as_ref().filter(|h| h.sync.is_some());
         Self {
             mode: c.mode,
             users: c.users,
@@ -877,6 +947,7 @@ impl<'a> StressJson<'a> {
             oversold: verdicts.contains(&Verdict::Overbooked),
             lost_update: verdicts.contains(&Verdict::LostUpdate),
             under_sold: report.under_sold,
+            shortfall: report.shortfall(),
             written: report.written,
             under_selling_expected: c.under_selling_expected(),
             verdict: report.verdict(),
@@ -913,6 +984,9 @@ impl<'a> StressJson<'a> {
                     .collect()
             }),
             transport_errors: report.stats.http.as_ref().map(|http| http.transport_errors),
+            sync: synced.and_then(|http| http.sync),
+            release_spread: synced.map(|http| crate::sync::Spread::of(http.releases_us.clone())),
+            arrival_spread: synced.map(|http| crate::sync::Spread::of(http.arrivals_us.clone())),
         }
     }
 }

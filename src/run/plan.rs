@@ -11,8 +11,9 @@ use crate::error::InputError;
 use crate::lock::LockPolicy;
 use crate::strategy::{Expectation, Mode, RetryPolicy};
 
-/// A validated `stress` run.
-#[derive(Debug, Clone)]
+/// A validated `stress` run. Serialisable whole: `--processes` hands it to each worker as one
+/// value, so that no setting can be forgotten on the way.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StressConfig {
     pub mode: Mode,
     pub users: u32,

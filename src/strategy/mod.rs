@@ -271,6 +271,13 @@ impl Serialize for Mode {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Mode::named(&name).ok_or_else(|| serde::de::Error::custom(format!("no mode '{name}'")))
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -278,7 +285,7 @@ impl std::fmt::Display for Mode {
 }
 
 /// What a run is supposed to demonstrate (`--expect`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Expectation {
     /// The database ends overbooked (oversold, or its counter drifted): the race was reproduced.
@@ -292,7 +299,7 @@ pub enum Expectation {
 }
 
 /// How aborted transactions are retried (`serializable`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     /// Attempts after the first one.
     pub retries: u32,
@@ -301,11 +308,24 @@ pub struct RetryPolicy {
 
 /// The simulated payment of `reserve`: how often it fails (`--fail-rate`), drawn from an RNG
 /// seeded with `seed` (`--fail-seed`), so that a run's failures can be reproduced.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Payments {
     /// Probability in [0, 1] that one payment fails.
     pub fail_rate: f64,
     pub seed: u64,
+    /// How long a hold lives before it expires and its nights go back (`--hold-ttl-ms`).
+    pub hold_ttl: Duration,
+}
+
+impl Default for Payments {
+    /// No payment fails; a hold lives 5 s.
+    fn default() -> Self {
+        Self {
+            fail_rate: 0.0,
+            seed: 1,
+            hold_ttl: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Everything a strategy may need; each takes what it uses.

@@ -2,7 +2,7 @@
 //! a lock or a transaction through it.
 //!
 //! 1. **hold**: one statement places a hold — a booking with `status = 'held'` and an
-//!    `expires_at` (`--lock-ttl-ms` ahead), counted in `booked_count` by the same statement,
+//!    `expires_at` (`--hold-ttl-ms` ahead), counted in `booked_count` by the same statement,
 //!    all nights or none (the statement of `one-statement`, so it cannot oversell). When the
 //!    stay is full, holds that have expired are reclaimed first — their nights given back — and
 //!    the hold is tried once more: a client that vanished mid-payment does not keep the room
@@ -57,6 +57,7 @@ fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
         repo: ctx.repo,
         work: ctx.hold,
         policy: ctx.lock_policy,
+        hold_ttl: ctx.payments.hold_ttl,
         payments: Mutex::new(StdRng::seed_from_u64(ctx.payments.seed)),
         fail_rate: ctx.payments.fail_rate,
         stop: ctx.stop,
@@ -67,8 +68,10 @@ pub struct Reserve {
     repo: Repo,
     /// The slow work: the payment.
     work: Duration,
-    /// `ttl`: how long a hold lives; `wait`: how long a user refused by holds keeps trying.
+    /// `wait`: how long a user refused by holds keeps trying.
     policy: LockPolicy,
+    /// How long a hold lives (`--hold-ttl-ms`).
+    hold_ttl: Duration,
     /// Draws whether each payment fails; one sequence for all users, seeded.
     payments: Mutex<StdRng>,
     fail_rate: f64,
@@ -97,7 +100,7 @@ impl Reserve {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let night = match self.repo.book_stay(request, Some(self.policy.ttl)).await? {
+            let night = match self.repo.book_stay(request, Some(self.hold_ttl)).await? {
                 Claimed::Booked { booking_id } => return Ok(Placed::Hold(booking_id)),
                 Claimed::Full { night } => night,
             };
@@ -114,7 +117,7 @@ impl Reserve {
             if reclaimed > 0 {
                 tracing::info!(%night, reclaimed, "expired holds reclaimed");
                 if let Claimed::Booked { booking_id } =
-                    self.repo.book_stay(request, Some(self.policy.ttl)).await?
+                    self.repo.book_stay(request, Some(self.hold_ttl)).await?
                 {
                     return Ok(Placed::Hold(booking_id));
                 }

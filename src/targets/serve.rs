@@ -103,20 +103,43 @@ impl ServeTarget {
             .map(|n| (n.night, n.total_inventory, n.booked_count))
             .collect();
         for base in &target.targets {
-            target.check_same_database(base, &expected).await?;
+            target
+                .check_same_database(base, &expected)
+                .await
+                .map_err(|e| target.masked(e))?;
         }
         Ok(target)
+    }
+
+    /// `error` with every target's credentials masked (`http://user:***@host`): messages are
+    /// built from the URLs, and reqwest's own name them too.
+    fn masked(&self, error: BookingError) -> BookingError {
+        let mask = |text: String| {
+            self.targets.iter().fold(text, |text, raw| {
+                text.replace(
+                    raw.as_str(),
+                    crate::config::mask_url(raw).trim_end_matches('/'),
+                )
+            })
+        };
+        match error {
+            BookingError::Http(text) => BookingError::Http(mask(text)),
+            BookingError::Input(InputError::Invalid(text)) => {
+                BookingError::Input(InputError::Invalid(mask(text)))
+            }
+            other => other,
+        }
     }
 
     fn new(targets: &[String], plan: &StressConfig, tls: Option<&Tls>) -> Result<Self, InputError> {
         let mut bases = Vec::with_capacity(targets.len());
         for target in targets {
-            let url = url::Url::parse(target).map_err(|e| {
-                InputError::Invalid(format!("--target '{target}' is not a URL: {e}"))
-            })?;
+            let url = url::Url::parse(target)
+                .map_err(|e| InputError::Invalid(format!("--target is not a URL: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
                 return Err(InputError::Invalid(format!(
-                    "--target '{target}' is not an http:// URL of a booking-cli serve"
+                    "--target '{}' is not an http:// URL of a booking-cli serve",
+                    crate::config::mask_url(target)
                 )));
             }
             if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
@@ -247,7 +270,7 @@ impl ServeTarget {
     /// what [`ServeTarget::book`] sends.
     fn addressed(&self, user: u32) -> Result<Addressed, String> {
         let base = &self.targets[user as usize % self.targets.len()];
-        let url = url::Url::parse(base).map_err(|e| format!("--target '{base}': {e}"))?;
+        let url = url::Url::parse(base).map_err(|e| format!("--target is not a URL: {e}"))?;
         let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
         let authority = match url.port() {
@@ -354,11 +377,11 @@ fn outcome_of(
     }
 }
 
-#[async_trait]
-impl Target for ServeTarget {
+impl ServeTarget {
     /// Checks that each server reads the slot as this run just prepared it, then opens
-    /// `connections` keep-alive connections, spread over the targets.
-    async fn warm_up(&self, connections: u32) -> Result<(), BookingError> {
+    /// `connections` keep-alive connections, spread over the targets — or, under `--sync`,
+    /// prepares every user's request.
+    async fn warm(&self, connections: u32) -> Result<(), BookingError> {
         let prepared: Vec<_> = self
             .slot
             .stay
@@ -394,6 +417,13 @@ impl Target for ServeTarget {
         }
         Ok(())
     }
+}
+
+#[async_trait]
+impl Target for ServeTarget {
+    async fn warm_up(&self, connections: u32) -> Result<(), BookingError> {
+        self.warm(connections).await.map_err(|e| self.masked(e))
+    }
 
     /// Every user may have a request in flight at once (a connection each; under `--sync`,
     /// every user of the burst).
@@ -413,7 +443,7 @@ impl Target for ServeTarget {
         };
         Attempt {
             request: Some(request),
-            result,
+            result: result.map_err(|e| self.masked(e)),
         }
     }
 
