@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Renders a `stress --report` HTML file in headless Chromium to a PNG, and fails when the page
-# logs anything to the console, asks for anything over the network, or renders blank.
+# logs anything to the console, asks for anything over the network, renders blank, or is wider
+# than the window (a page-wide horizontal scroll: wide tables and drawings must scroll in their
+# own box, at 390 px as at 1280).
 #
 #   scripts/render-report.sh REPORT.html OUT.png [WIDTHxHEIGHT]     # default 1280x800
 #
@@ -53,6 +55,26 @@ if grep -Eq 'CONSOLE|Uncaught' "$log"; then
     grep -E 'CONSOLE|Uncaught' "$log" >&2
     exit 1
 fi
+# No page-wide horizontal scroll: measured by a copy of the page with one line of script (the
+# report itself has none), which writes the page's scroll width and the window's into the DOM.
+probe=$(mktemp --suffix=.html)
+trap 'rm -f "$log" "$probe"' EXIT
+sed 's#</body>#<script>document.body.dataset.widths = document.documentElement.scrollWidth + "x" + window.innerWidth;</script></body>#' \
+    "$report" >"$probe"
+widths=$(timeout 60 "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars \
+    --disable-background-networking --no-first-run --window-size="${size/x/,}" \
+    --dump-dom "file://$probe" 2>/dev/null | grep -o 'data-widths="[0-9]*x[0-9]*"' | head -n 1 | tr -dc '0-9x')
+scroll=${widths%x*}
+window=${widths#*x}
+if [ -z "$scroll" ] || [ -z "$window" ]; then
+    say "could not measure the page's width"
+    exit 1
+fi
+if [ "$scroll" -gt "$window" ]; then
+    say "$report is $scroll px wide in a $window px window: a page-wide horizontal scroll"
+    exit 1
+fi
+
 # Blank: a PNG whose pixels are all one colour.
 python3 - "$png" <<'PY'
 import struct, sys, zlib

@@ -60,6 +60,9 @@ cli=$(target_dir)/debug/booking-cli
 "$cli" stress --users 20 --mode naive
 "$cli" stress --users 20 --mode locked
 
+step "API fuzzing: schemathesis against serve's own /openapi.json (no 5xx, nothing that contradicts it)"
+scripts/fuzz-api.sh "$cli"
+
 step "report: stress --mode all --report, rendered in headless Chromium (no console error, not blank)"
 "$cli" stress --users 10 --mode all --hold-ms 50 --report target/report.html >/dev/null
 scripts/render-report.sh target/report.html target/report.png

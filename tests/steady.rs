@@ -358,3 +358,43 @@ async fn slow_and_idle_clients_are_cut_off_and_ping_answers_throughout() {
         sent.elapsed()
     );
 }
+
+/// A PostgreSQL with no connection slot free: a command says so ("too many clients"), within
+/// its deadline, instead of "no answer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_without_free_slots_is_said_as_such() {
+    let server = PrivatePostgres::start().await;
+    let cli = Cli::on_server(server.url("booking"));
+    tokio::task::block_in_place(|| cli.reset());
+    // Every slot taken (max_connections 40, 3 reserved for superusers: the test's are
+    // superusers too, so take until refused).
+    let mut held = Vec::new();
+    let options: sqlx::postgres::PgConnectOptions = server.url("booking").parse().unwrap();
+    loop {
+        use sqlx::ConnectOptions;
+        match options.connect().await {
+            Ok(connection) => held.push(connection),
+            Err(_) => break,
+        }
+        assert!(held.len() < 100, "the server kept accepting connections");
+    }
+    let out = tokio::task::block_in_place(|| {
+        cli.run(&[
+            "book",
+            "--user",
+            common::USER,
+            "--room",
+            "2",
+            "--from",
+            "2024-12-25",
+            "--mode",
+            "atomic",
+            "--db-timeout",
+            "2s",
+        ])
+    });
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("too many clients"), "{stderr}");
+    drop(held);
+}

@@ -200,6 +200,18 @@ fn the_html_report_of_every_strategy_is_self_contained() {
     }
     assert!(html.contains("<svg"), "inline drawings");
     assert!(html.contains("prefers-color-scheme: dark"));
+    // Each section leads with its verdict as a sentence read from the database, and draws the
+    // bookings committed over time against the inventory.
+    assert!(
+        html.contains("class=\"headline bad\">Room 1 on 2024-12-25 was sold ")
+            && html.contains(" times; it had 1 room."),
+        "an overbooking strategy's headline names it"
+    );
+    assert!(
+        html.contains("class=\"headline good\">Room 1 on 2024-12-25 was sold once; it had 1 room.")
+    );
+    assert!(html.contains("Bookings committed over time"));
+    assert!(html.contains("The inventory was crossed at"));
     for external in ["http://", "https://", "<script", "<link", "@import", "src="] {
         assert!(!html.contains(external), "nothing external: {external}");
     }

@@ -7,7 +7,10 @@ then taken as the median. Writes target/bench/bench.json and target/bench/throug
 Standard library only.
 """
 
+import datetime
 import json
+import os
+import platform
 import statistics
 import sys
 from pathlib import Path
@@ -288,8 +291,9 @@ def http():
     return result
 
 
-def svg(rows, lock_result):
-    """Grouped horizontal bars: each strategy against pgbench, the lock against redis-benchmark."""
+def svg(rows, lock_result, settings):
+    """Grouped horizontal bars: each strategy against pgbench, the lock against redis-benchmark.
+    The conditions are in the image itself, so that a copy of it out of context still says them."""
     width, label_w, bar_h, gap = 860, 130, 14, 10
     plot_w = width - label_w - 250  # room for the longest bar's label
     parts = []
@@ -314,6 +318,11 @@ def svg(rows, lock_result):
             y += gap
         y += 16
 
+    conditions = (f"{settings['users']} users, hold 0 ms, 10 rooms x 17 nights (never sold out), "
+                  f"{settings['seconds']} s x {settings['runs']} interleaved runs; "
+                  f"{os.cpu_count()} cores ({platform.machine()}) shared by client and servers; "
+                  f"{datetime.date.today().isoformat()}")
+    text(10, 18, "booking-cli scripts/bench.sh: " + conditions, 11)
     tool, limit, extra = "#2f6fb3", "#b0b0b0", "#7aa6d6"
     group("Bookings per second: booking-cli against pgbench -M prepared on the same SQL (median)", "/s", [
         (r["strategy"], [(f"booking-cli (×{r['ratio']:.2f})", r["tool_bookings_per_sec"], tool),
@@ -348,7 +357,7 @@ def main():
         **settings, "strategies": rows, "single_statement_ceiling": ceiling_result, "lock": lock_result,
         "reference_run": reference_result, "reserve_reference_run": reserve_result, "scale": scale_result,
         "http": http_result, "hot_slot": hot_result}, indent=2) + "\n")
-    (OUT / "throughput.svg").write_text(svg(rows, lock_result))
+    (OUT / "throughput.svg").write_text(svg(rows, lock_result, settings))
     print()
     print(f"written: {OUT / 'bench.json'}, {OUT / 'throughput.svg'}")
 

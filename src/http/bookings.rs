@@ -27,10 +27,14 @@ use crate::strategy::Mode;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBooking {
+    #[schema(example = "6f1c2d3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f")]
     pub user_id: Uuid,
+    #[schema(example = 2)]
     pub room_id: i64,
+    #[schema(example = "2024-12-21")]
     pub start_date: NaiveDate,
     /// The day the guest leaves (exclusive).
+    #[schema(example = "2024-12-23")]
     pub end_date: NaiveDate,
 }
 
@@ -416,7 +420,7 @@ async fn created(
     get,
     path = "/api/bookings/{id}",
     tag = "bookings",
-    params(("id" = i64, Path, description = "The booking's id")),
+    params(("id" = i64, Path, description = "The booking's id", example = 1)),
     responses(
         (status = 200, description = "The booking", body = BookingJson),
         (status = 400, description = "An id that is not a number (bad-request)", body = Problem, content_type = "application/problem+json"),
@@ -442,8 +446,10 @@ pub async fn show(
 #[into_params(parameter_in = Query)]
 pub struct Nights {
     /// The first night (YYYY-MM-DD).
+    #[param(example = "2024-12-20")]
     pub from: NaiveDate,
     /// The day after the last night (exclusive).
+    #[param(example = "2024-12-27")]
     pub to: NaiveDate,
 }
 
@@ -471,7 +477,7 @@ pub struct NightJson {
     get,
     path = "/api/rooms/{id}/availability",
     tag = "bookings",
-    params(("id" = i64, Path, description = "The room"), Nights),
+    params(("id" = i64, Path, description = "The room", example = 1), Nights),
     responses(
         (status = 200, description = "Every night from `from` to `to` (exclusive)", body = AvailabilityJson),
         (status = 400, description = "A missing or malformed query (bad-request)", body = Problem, content_type = "application/problem+json"),

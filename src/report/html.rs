@@ -24,13 +24,24 @@ const STYLE: &str = "
 body { margin: 0; padding: 1rem; background: var(--bg); color: var(--fg);
        font: 15px/1.45 system-ui, -apple-system, 'Segoe UI', sans-serif; }
 main { max-width: 1240px; margin: 0 auto; }
-h1 { font-size: 1.4rem; margin: 0 0 .25rem; }
+h1 { font-size: 1.1rem; margin: 0 0 .25rem; color: var(--muted); font-weight: 600; }
+h1, h2, p { overflow-wrap: anywhere; }
+.headline { font-size: 1.5rem; line-height: 1.25; margin: .2rem 0 .4rem; }
 h2 { font-size: 1.15rem; margin: 1.75rem 0 .5rem; }
 h3 { font-size: 1rem; margin: 1rem 0 .4rem; color: var(--muted); }
 p { margin: .3rem 0; }
 .muted { color: var(--muted); }
 td.left, th.left { text-align: left; }
-.scroll { overflow-x: auto; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.hist { font-variant-numeric: tabular-nums; max-width: 44rem; }
+.hrow { display: flex; align-items: center; gap: .5rem; margin: .1rem 0; }
+.hlabel { flex: 0 0 10.5em; text-align: right; color: var(--muted); white-space: nowrap; }
+.hbar { height: .85em; background: var(--check); border-radius: 2px; min-width: 1px; }
+.chart { height: 160px; width: 100%; }
+.chart .step { fill: none; stroke: var(--check); stroke-width: 2; }
+.chart .inv { stroke: var(--muted); stroke-width: 1.5; stroke-dasharray: 5 4; }
+.chart .cross { stroke: var(--bad); stroke-width: 2; stroke-dasharray: 4 3; }
+.lanes { min-width: 760px; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--line); padding: .3rem .45rem; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
@@ -201,19 +212,47 @@ fn comparison(page: &mut String, reports: &[StressReport]) {
     page.push_str("</table></div>");
 }
 
+/// The verdict as a sentence about the headline night, read from the database: "Room 1 on
+/// 2024-12-25 was sold 8 times; it had 1 room."
+fn headline(r: &StressReport) -> String {
+    let Some(night) = r.headline_night() else {
+        return r.verdict();
+    };
+    let sold = i64::from(night.booked_count).max(night.confirmed_bookings);
+    let times = match sold {
+        0 => "was not sold".to_owned(),
+        1 => "was sold once".to_owned(),
+        n => format!("was sold {n} times"),
+    };
+    let rooms = match night.total_inventory {
+        1 => "1 room".to_owned(),
+        n => format!("{n} rooms"),
+    };
+    let mut sentence = format!(
+        "Room {} on {} {times}; it had {rooms}.",
+        night.room, night.night
+    );
+    if let Some(why) = r.shortfall() {
+        sentence.push_str(&format!(" Under-sold: {why}."));
+    }
+    sentence
+}
+
 fn strategy_section(page: &mut String, r: &StressReport) {
     let t = &r.tally;
     let verdict = r.verdict();
     let (met_class, met_word) = met_cell(r.expectation_met());
     let _ = write!(
         page,
-        "<section id=\"{m}\"><h2>{m}</h2><p>{}</p><p>Verdict: <span class=\"{}\">{}</span> — expected {}: <span class=\"{}\">{}</span></p>",
-        escape(r.config.mode.spec().summary),
+        "<section id=\"{m}\"><h2>{m}</h2><p class=\"headline {}\">{}</p><p>Verdict: <span class=\"{}\">{}</span> — expected {}: <span class=\"{}\">{}</span></p><p class=\"muted\">{}</p>",
+        verdict_class(&verdict),
+        escape(&headline(r)),
         verdict_class(&verdict),
         escape(&verdict),
         expectation_word(r.config.expect),
         met_class,
         met_word,
+        escape(r.config.mode.spec().summary),
         m = r.config.mode
     );
     page.push_str(
@@ -250,6 +289,9 @@ fn strategy_section(page: &mut String, r: &StressReport) {
         );
     }
     page.push_str("</table></div>");
+    if !r.tracks.is_empty() {
+        bookings_over_time(page, &r.tracks, r.config.inventory);
+    }
     histogram(page, r);
     if !r.tracks.is_empty() {
         swimlanes(page, &r.tracks, r.config.inventory);
@@ -257,38 +299,84 @@ fn strategy_section(page: &mut String, r: &StressReport) {
     page.push_str("</section>");
 }
 
-/// Users per latency band, eight bands up to p99 and the tail.
+/// Users per latency band, eight bands up to p99 and the tail: HTML bars, so that the labels
+/// are body text at every width (an SVG's text scales with the drawing).
 fn histogram(page: &mut String, r: &StressReport) {
     let bins = r.latency.bins_to_p99(8);
     let peak = bins.iter().map(|(_, c)| *c).max().unwrap_or(0).max(1);
     let l = r.latency.summary();
     let _ = write!(
         page,
-        "<h3>Latency per user: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms</h3>",
+        "<h3>Latency per user: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms</h3><div class=\"hist\" role=\"img\" aria-label=\"latency histogram\">",
         l.p50_ms, l.p95_ms, l.max_ms
     );
-    let (width, row) = (600.0, 18.0);
-    let height = row * bins.len() as f64 + 4.0;
-    let _ = write!(
-        page,
-        "<svg viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"latency histogram\">"
-    );
     let mut lower = 0.0;
-    for (i, (upper, count)) in bins.iter().enumerate() {
-        let y = i as f64 * row;
-        let w = (*count as f64 / peak as f64) * 380.0;
+    for (upper, count) in &bins {
+        let share = (*count as f64 / peak as f64) * 70.0;
         let _ = write!(
             page,
-            "<text x=\"0\" y=\"{:.1}\">{lower:.1}–{upper:.1} ms</text><rect class=\"bar\" x=\"150\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\">{count}</text>",
-            y + 13.0,
-            y + 3.0,
-            row - 5.0,
-            156.0 + w,
-            y + 13.0
+            "<div class=\"hrow\"><span class=\"hlabel\">{lower:.1}–{upper:.1} ms</span><span class=\"hbar\" style=\"width:{share:.1}%\"></span><span>{count}</span></div>"
         );
         lower = *upper;
     }
+    page.push_str("</div>");
+}
+
+/// Bookings committed over time, against the inventory: the line the race crossed, and when.
+/// The drawing stretches to the width; its words are HTML around it, body text at every width.
+fn bookings_over_time(page: &mut String, tracks: &[Track], inventory: i32) {
+    let points = timeline::created_over_time(tracks);
+    let span = timeline::span(tracks).as_micros().max(1) as f64;
+    let most = points
+        .last()
+        .map_or(0, |p| p.1)
+        .max(u64::try_from(inventory).unwrap_or(0))
+        .max(1) as f64;
+    let (width, height) = (1000.0, 160.0);
+    let x = |us: u64| us as f64 / span * width;
+    // Headroom above the highest of bookings and inventory.
+    let y = |n: f64| height - 8.0 - n / (most * 1.1) * (height - 16.0);
+    let crossed = timeline::overbooked_at(tracks, inventory);
+    let _ = write!(
+        page,
+        "<h3>Bookings committed over time</h3><svg class=\"chart\" viewBox=\"0 0 {width} {height}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"bookings committed over time against the inventory\">"
+    );
+    let inv = y(f64::from(inventory));
+    let _ = write!(
+        page,
+        "<line class=\"inv\" x1=\"0\" y1=\"{inv:.1}\" x2=\"{width}\" y2=\"{inv:.1}\" vector-effect=\"non-scaling-stroke\"/>"
+    );
+    let mut path = format!("M0 {:.1}", y(0.0));
+    for (at, n) in &points {
+        let _ = write!(path, " H{:.1} V{:.1}", x(*at), y(*n as f64));
+    }
+    let _ = write!(path, " H{width}");
+    let _ = write!(
+        page,
+        "<path class=\"step\" d=\"{path}\" vector-effect=\"non-scaling-stroke\"/>"
+    );
+    if let Some(at) = crossed {
+        let _ = write!(
+            page,
+            "<line class=\"cross\" x1=\"{0:.1}\" y1=\"0\" x2=\"{0:.1}\" y2=\"{height}\" vector-effect=\"non-scaling-stroke\"/>",
+            x(at)
+        );
+    }
     page.push_str("</svg>");
+    let total = points.last().map_or(0, |p| p.1);
+    let crossing = match crossed {
+        Some(at) => format!(
+            " The inventory was crossed at {:.1} ms (dashed red): booking {} of {total} was one too many.",
+            at as f64 / 1000.0,
+            inventory.saturating_add(1)
+        ),
+        None => " The inventory was never crossed.".to_owned(),
+    };
+    let _ = write!(
+        page,
+        "<p class=\"muted\">0 → {:.1} ms. Blue: bookings committed so far ({total} in all); dashed grey: the inventory ({inventory}).{crossing}</p>",
+        span / 1000.0
+    );
 }
 
 /// One lane per user: each phase a coloured bar, a refusal a red tick, the moment the slot
@@ -302,7 +390,7 @@ fn swimlanes(page: &mut String, tracks: &[Track], inventory: i32) {
     let x = |us: u64| label + us as f64 / span * plot;
     let _ = write!(
         page,
-        "<h3>Swimlanes: {} users, 0 → {:.1} ms</h3><svg viewBox=\"0 0 {} {height}\" role=\"img\" aria-label=\"swimlanes\">",
+        "<h3>Swimlanes: {} users, 0 → {:.1} ms</h3><div class=\"scroll\"><svg class=\"lanes\" viewBox=\"0 0 {} {height}\" role=\"img\" aria-label=\"swimlanes\">",
         sorted.len(),
         span / 1000.0,
         label + plot + 40.0
@@ -363,7 +451,7 @@ fn swimlanes(page: &mut String, tracks: &[Track], inventory: i32) {
             x(at)
         );
     }
-    page.push_str("</svg><p class=\"legend\">");
+    page.push_str("</svg></div><p class=\"legend\">");
     for (class, name) in [
         ("begin", "begin"),
         ("lock", "lock wait"),
