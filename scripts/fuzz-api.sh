@@ -52,6 +52,7 @@ timeout 600 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
     --request-timeout 10 \
     --seed 1 \
     --no-color || status=$?
+stop_serve
 
 drift=$(psql -q -X -At -c "SELECT count(*) FROM booking_cli.inventory i
     WHERE i.booked_count <> (SELECT count(*) FROM booking_cli.bookings b

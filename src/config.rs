@@ -160,6 +160,9 @@ impl StressSettings {
                 sync.name()
             )));
         }
+        for target in &args.target {
+            check_target(target)?;
+        }
         let https = args.target.iter().any(|t| t.starts_with("https://"));
         let tls = match (&args.cacert, https) {
             (_, true) => Some(Tls::new(args.cacert.as_deref())?),
@@ -312,6 +315,26 @@ fn retry_policy(args: &RetryArgs) -> RetryPolicy {
             cap: base.saturating_mul(16),
         },
     }
+}
+
+/// A `--target`: the base URL of a `serve` (scheme, host, port), nothing else — its paths are
+/// booking-cli's own. Checked before anything is sent or written.
+pub fn check_target(target: &str) -> Result<(), InputError> {
+    let url = url::Url::parse(target)
+        .map_err(|e| InputError::Invalid(format!("--target is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(InputError::Invalid(format!(
+            "--target '{}' is not an http:// URL of a booking-cli serve",
+            mask_url(target)
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
+        return Err(InputError::Invalid(format!(
+            "--target '{}' must be a server's base URL (scheme, host, port): the API's paths are booking-cli's own",
+            mask_url(target)
+        )));
+    }
+    Ok(())
 }
 
 /// The URL with its credentials replaced by `***` — the password of its user part, and the

@@ -161,6 +161,16 @@ async fn serve_reconnects_to_redis_and_answers_503_while_it_is_down() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!seen.contains(&500), "{seen:?}");
+    let health = common::client()
+        .get(format!("{}/healthz", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status().as_u16(),
+        200,
+        "healthy again once Redis is back"
+    );
     drop(serve);
 
     // Started while Redis is down: it serves, answers 503, and books once Redis comes.
@@ -397,4 +407,34 @@ async fn a_postgres_without_free_slots_is_said_as_such() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("too many clients"), "{stderr}");
     drop(held);
+}
+
+/// `serve` sizes its pool from `--max-in-flight` and the slots PostgreSQL has free — at most
+/// half of them, the server being shared — and says the size at start.
+#[test]
+fn serve_says_its_pool_size_and_takes_at_most_half_the_free_slots() {
+    let cli = Cli::new();
+    cli.reset();
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = cli
+        .command(&["serve", "--listen", &listen, "--max-in-flight", "500"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut first).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    // "PostgreSQL: a pool of N connection(s) (... at most half of the F the server had free)"
+    let numbers: Vec<u32> = first
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(first.starts_with("PostgreSQL: a pool of"), "{first}");
+    let (pool, free) = (numbers[0], numbers[numbers.len() - 1]);
+    assert!(pool >= 2 && pool <= free.div_ceil(2) + 1, "{first}");
+    assert!(pool < 502, "not --max-in-flight + 2 regardless: {first}");
 }

@@ -406,6 +406,27 @@ fn bad_outputs_urls_and_dates_are_refused_before_anything_is_written() {
         assert!(text(&out.stderr).contains(flag), "{}", text(&out.stderr));
         assert_eq!(cli.snapshot(), before, "{flag}: nothing written");
     }
+    // A --target is a server's base URL: a path or a query is refused in one line.
+    let out = cli.run(&[
+        "stress",
+        "--mode",
+        "naive",
+        "--target",
+        "http://127.0.0.1:1/?token=abc",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("base URL"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stderr).contains("abc"), "the token is masked");
     let out = cli
         .command(&["stress", "--mode", "naive"])
         .env("DATABASE_URL", "mysql://root@127.0.0.1:3306/booking")

@@ -134,20 +134,7 @@ impl ServeTarget {
     fn new(targets: &[String], plan: &StressConfig, tls: Option<&Tls>) -> Result<Self, InputError> {
         let mut bases = Vec::with_capacity(targets.len());
         for target in targets {
-            let url = url::Url::parse(target)
-                .map_err(|e| InputError::Invalid(format!("--target is not a URL: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return Err(InputError::Invalid(format!(
-                    "--target '{}' is not an http:// URL of a booking-cli serve",
-                    crate::config::mask_url(target)
-                )));
-            }
-            if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
-                return Err(InputError::Invalid(format!(
-                    "--target '{}' must be a server's base URL (scheme, host, port): the API's paths are booking-cli's own",
-                    crate::config::mask_url(target)
-                )));
-            }
+            crate::config::check_target(target)?;
             bases.push(target.trim_end_matches('/').to_owned());
         }
         crate::sync::tls::install_default_provider();
