@@ -801,8 +801,10 @@ fn reserve_whose_holds_all_expire_is_under_sold_and_says_why() {
     let mut json_args = args.to_vec();
     json_args.push("--json");
     let body = json(&cli.run(&json_args));
-    // Inventory 1: one hold, which expired; the other users were refused while it was held.
-    assert_eq!(body["hold_expired"], 1, "{body}");
+    // Inventory 1: a hold at a time, each expired (how many depends on when the others came:
+    // one that finds an expired hold reclaims it and holds in turn); nothing was sold.
+    assert!(body["hold_expired"].as_u64().unwrap_or(0) >= 1, "{body}");
+    assert_eq!(body["created"], 0, "{body}");
     assert_eq!(body["expectation_met"], false, "{body}");
     assert!(
         body["shortfall"]

@@ -3,14 +3,15 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use booking_cli::http::{self, AppState, ServeSettings, Setup};
 use booking_cli::repo::Repo;
 use booking_cli::stop::Stop;
 use booking_cli::strategy::Mode;
-use common::{Cli, TestDb, block_on, json, private_lock, redis_url, reference_policy, text};
+use common::{
+    Cli, ServeProcess, TestDb, block_on, json, private_lock, redis_url, reference_policy, text,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -464,63 +465,12 @@ async fn the_in_flight_cap_and_the_booking_deadline_answer_503() {
 // ---------------------------------------------------------------------------------------------
 // The binary: `serve` processes raced by `stress --target`, and stopped by SIGTERM.
 
-/// A `booking-cli serve` process on a free port, killed if the test ends without stopping it.
-struct ServeProcess {
-    child: Option<Child>,
-    base: String,
-}
-
-impl ServeProcess {
-    fn start(cli: &Cli, mode: &str, extra: &[&str]) -> Self {
-        let port = common::free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", &listen, "--mode", mode];
-        args.extend_from_slice(extra);
-        let child = cli
-            .command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve starts");
-        let base = format!("http://{listen}");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child: Some(child),
-            base,
-        }
-    }
-
-    /// SIGTERM, then the exit status and stderr.
-    fn terminate(mut self) -> (Option<i32>, String) {
-        let child = self.child.take().expect("running");
-        common::signal(child.id(), "TERM");
-        let out = child.wait_with_output().expect("exits");
-        (out.status.code(), text(&out.stderr))
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[test]
 fn stress_target_reproduces_the_race_and_the_fix_over_http() {
     // One reservation for both databases (the second run holds 3 connections; see below).
     let cli = Cli::with_budget(common::SEEDED_POOL + 4);
     cli.reset();
-    let server = ServeProcess::start(&cli, "locked", &[]);
+    let server = ServeProcess::start(&cli, &["--mode", "locked"]);
     let locked = cli.run(&[
         "stress",
         "--target",
@@ -581,7 +531,7 @@ fn stress_target_reading_another_database_is_unaccounted_not_safe() {
     // that each hold half the budget and wait for more would wait for each other forever.
     let server_db = Cli::with_budget(common::SEEDED_POOL + 4);
     server_db.reset();
-    let server = ServeProcess::start(&server_db, "naive", &[]);
+    let server = ServeProcess::start(&server_db, &["--mode", "naive"]);
     let reader = Cli::with_budget(0);
     reader.reset();
     let out = reader.run(&["stress", "--target", &server.base, "--mode", "naive"]);
@@ -615,7 +565,7 @@ fn stress_target_reading_another_database_is_unaccounted_not_safe() {
 fn race_against_serve_agrees_with_stress_target() {
     let cli = Cli::new();
     cli.reset();
-    let server = ServeProcess::start(&cli, "locked", &[]);
+    let server = ServeProcess::start(&cli, &["--mode", "locked"]);
     let race = |mode: &str| {
         let header = format!("X-Booking-Mode: {mode}");
         let out = common::serve_race(
@@ -665,7 +615,7 @@ fn across_three_replicas_mutex_overbooks_and_locked_holds() {
     let cli = Cli::with_budget(30);
     cli.reset();
     let replicas: Vec<ServeProcess> = (0..3)
-        .map(|_| ServeProcess::start(&cli, "locked", &["--max-in-flight", "8"]))
+        .map(|_| ServeProcess::start(&cli, &["--mode", "locked", "--max-in-flight", "8"]))
         .collect();
     let targets = replicas
         .iter()
@@ -691,7 +641,7 @@ fn across_three_replicas_mutex_overbooks_and_locked_holds() {
 fn sigterm_with_ten_bookings_in_flight_answers_them_all_and_exits_0() {
     let cli = Cli::new();
     cli.reset();
-    let server = ServeProcess::start(&cli, "locked", &["--hold-ms", "500"]);
+    let server = ServeProcess::start(&cli, &["--mode", "locked", "--hold-ms", "500"]);
     let base = server.base.clone();
     let clients: Vec<_> = (0..10)
         .map(|i| {

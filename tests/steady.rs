@@ -8,55 +8,21 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cli, PrivatePostgres, PrivateRedis, text};
+use common::{Cli, PrivatePostgres, PrivateRedis, ServeProcess, text};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `serve` on a free port with `extra` flags and `redis` as its Redis, killed when dropped.
-struct Serve {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Serve {
-    fn start(cli: &Cli, redis: Option<&str>, extra: &[&str]) -> Self {
-        let port = common::free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", &listen, "--hold-ms", "0"];
-        args.extend(extra);
-        let mut command = cli.command(&args);
+/// `serve --hold-ms 0 EXTRA` on a free port, with `redis` as its Redis when given.
+fn start_serve(cli: &Cli, redis: Option<&str>, extra: &[&str]) -> ServeProcess {
+    let mut args = vec!["--hold-ms", "0"];
+    args.extend_from_slice(extra);
+    ServeProcess::start_with(cli, &args, |command| {
+        // Its warnings (one per booking a fault cut off) are not read: not into a pipe that fills.
+        command.stderr(std::process::Stdio::null());
         if let Some(redis) = redis {
             command.env("REDIS_URL", redis);
         }
-        let child = command
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("serve starts");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            base: format!("http://{listen}"),
-        }
-    }
-
-    fn address(&self) -> &str {
-        self.base.trim_start_matches("http://")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    })
 }
 
 /// One booking of room `room` on the night `2024-12-20` + `night`: its status, `Retry-After`
@@ -98,7 +64,7 @@ async fn serve_reconnects_to_redis_and_answers_503_while_it_is_down() {
     let cli = Cli::new();
     tokio::task::block_in_place(|| cli.reset());
     let serve = tokio::task::block_in_place(|| {
-        Serve::start(&cli, Some(&redis.url()), &["--mode", "locked"])
+        start_serve(&cli, Some(&redis.url()), &["--mode", "locked"])
     });
     assert_eq!(book(&serve.base, 2, 0).await.0, 201);
 
@@ -176,7 +142,7 @@ async fn serve_reconnects_to_redis_and_answers_503_while_it_is_down() {
     // Started while Redis is down: it serves, answers 503, and books once Redis comes.
     redis.kill();
     let serve = tokio::task::block_in_place(|| {
-        Serve::start(&cli, Some(&redis.url()), &["--mode", "locked"])
+        start_serve(&cli, Some(&redis.url()), &["--mode", "locked"])
     });
     let (status, _, kind) = book(&serve.base, 4, 0).await;
     assert_eq!((status, kind.as_str()), (503, "/problems/lock-unavailable"));
@@ -201,7 +167,7 @@ async fn a_postgres_restart_under_load_costs_no_500() {
     let cli = Cli::on_server(server.url("booking"));
     tokio::task::block_in_place(|| cli.reset());
     let serve = tokio::task::block_in_place(|| {
-        Serve::start(&cli, None, &["--mode", "atomic", "--max-in-flight", "16"])
+        start_serve(&cli, None, &["--mode", "atomic", "--max-in-flight", "16"])
     });
     // Every pooled connection opened, then left stale by a restart: the next burst finds
     // them dead before its transactions begin, takes others, and books — no 503, no 500.
@@ -279,7 +245,7 @@ async fn slow_and_idle_clients_are_cut_off_and_ping_answers_throughout() {
     let cli = Cli::new();
     tokio::task::block_in_place(|| cli.reset());
     let serve = tokio::task::block_in_place(|| {
-        Serve::start(
+        start_serve(
             &cli,
             None,
             &[
@@ -292,7 +258,7 @@ async fn slow_and_idle_clients_are_cut_off_and_ping_answers_throughout() {
             ],
         )
     });
-    let address = serve.address().to_owned();
+    let address = serve.listen.clone();
     let mut slow = Vec::with_capacity(1_000);
     for i in 0..1_000 {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();

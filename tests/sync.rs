@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::sync::{Arc, Mutex};
 
 use booking_cli::sync::http1::{self, Held};
-use common::{Cli, json, text};
+use common::{Cli, ServeProcess, json, text};
 use hyper::http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,7 +56,7 @@ async fn last_byte_holds_exactly_one_byte_until_the_release() {
 fn race_with_last_byte_reaches_the_database_through_serve_and_reports_the_arrival_spread() {
     let cli = Cli::with_budget(common::SEEDED_POOL + 4);
     cli.reset();
-    let serve = Serve::start(&cli, "naive");
+    let serve = start_serve(&cli, "naive");
     let listen = serve.listen.clone();
     let out = common::serve_race(
         &cli,
@@ -126,47 +126,9 @@ fn a_sync_the_request_cannot_have_is_one_line_and_exit_2() {
     }
 }
 
-/// `serve` started on a free port, killed when dropped.
-struct Serve {
-    child: std::process::Child,
-    listen: String,
-}
-
-impl Serve {
-    fn start(cli: &Cli, mode: &str) -> Self {
-        let port = common::free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = cli
-            .command(&[
-                "serve",
-                "--listen",
-                &listen,
-                "--mode",
-                mode,
-                "--hold-ms",
-                "0",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("serve starts");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, listen }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `serve --mode MODE --hold-ms 0` on a free port, killed when dropped.
+fn start_serve(cli: &Cli, mode: &str) -> ServeProcess {
+    ServeProcess::start(cli, &["--mode", mode, "--hold-ms", "0"])
 }
 
 /// What a relay read from the client: per connection, each read in order.
@@ -251,7 +213,7 @@ fn final_frames(reads: &[Vec<u8>]) -> Vec<usize> {
 async fn single_packet_releases_every_final_frame_in_one_write_and_reaches_the_database() {
     let cli = Cli::with_budget(common::SEEDED_POOL + 4);
     tokio::task::block_in_place(|| cli.reset());
-    let serve = tokio::task::block_in_place(|| Serve::start(&cli, "naive"));
+    let serve = tokio::task::block_in_place(|| start_serve(&cli, "naive"));
     let (through, reads) = relay(serve.listen.clone()).await;
     let mut command = common::serve_race(
         &cli,
@@ -427,7 +389,7 @@ async fn tls_front(upstream: String, dir: &std::path::Path) -> (String, std::pat
 async fn last_byte_and_single_packet_over_tls_reach_the_database() {
     let cli = Cli::with_budget(common::SEEDED_POOL + 4);
     tokio::task::block_in_place(|| cli.reset());
-    let serve = tokio::task::block_in_place(|| Serve::start(&cli, "naive"));
+    let serve = tokio::task::block_in_place(|| start_serve(&cli, "naive"));
     let dir = tempfile::tempdir().unwrap();
     let (front, ca) = tls_front(serve.listen.clone(), dir.path()).await;
     let ca = ca.display().to_string();
@@ -468,7 +430,7 @@ async fn last_byte_and_single_packet_over_tls_reach_the_database() {
 async fn stress_target_syncs_its_burst_and_the_reference_result_holds() {
     let cli = Cli::with_budget(common::SEEDED_POOL + 4);
     tokio::task::block_in_place(|| cli.reset());
-    let serve = tokio::task::block_in_place(|| Serve::start(&cli, "locked"));
+    let serve = tokio::task::block_in_place(|| start_serve(&cli, "locked"));
     let dir = tempfile::tempdir().unwrap();
     let (front, ca) = tls_front(serve.listen.clone(), dir.path()).await;
     let ca = ca.display().to_string();

@@ -71,6 +71,26 @@ fn execute(url: &str, statements: &[&str]) {
     });
 }
 
+/// One Redis command on the shared Redis, on a connection of its own.
+fn redis_command<T: redis::FromRedisValue>(name: &str, args: &[&str]) -> T {
+    let (name, args): (String, Vec<String>) = (
+        name.to_owned(),
+        args.iter().map(|a| (*a).to_owned()).collect(),
+    );
+    block_on(async move {
+        let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        redis::cmd(&name)
+            .arg(&args)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    })
+}
+
 /// A fingerprint of another application's tables: their columns and every row.
 fn foreign_fingerprint(url: &str) -> String {
     query_text(
@@ -312,37 +332,8 @@ fn db_drop_removes_the_schema_and_the_keys_under_the_prefix_and_nothing_else() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let theirs = format!("{}other-app:lock:room:1:2024-12-25", common::test_prefix());
-    let keys = |pattern: String| {
-        block_on(async move {
-            let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("redis");
-            let found: Vec<String> = redis::cmd("KEYS")
-                .arg(pattern)
-                .query_async(&mut conn)
-                .await
-                .expect("KEYS");
-            found
-        })
-    };
-    {
-        let theirs = theirs.clone();
-        block_on(async move {
-            let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("redis");
-            let _: () = redis::cmd("SET")
-                .arg(&theirs)
-                .arg("theirs")
-                .query_async(&mut conn)
-                .await
-                .expect("SET");
-        });
-    }
+    let keys = |pattern: String| -> Vec<String> { redis_command("KEYS", &[&pattern]) };
+    redis_command::<()>("SET", &[&theirs, "theirs"]);
     let ours = format!("{}*", cli.prefix);
     assert!(!keys(ours.clone()).is_empty(), "the fence counter is there");
 
@@ -379,18 +370,7 @@ fn db_drop_removes_the_schema_and_the_keys_under_the_prefix_and_nothing_else() {
         "{}",
         text(&out.stdout)
     );
-    block_on(async move {
-        let client = redis::Client::open(redis_url()).expect("REDIS_URL parses");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        let _: () = redis::cmd("DEL")
-            .arg(&theirs)
-            .query_async(&mut conn)
-            .await
-            .expect("DEL");
-    });
+    redis_command::<()>("DEL", &[&theirs]);
 }
 
 /// Bad input is found before anything is written: an output file that cannot be written, a

@@ -93,6 +93,18 @@ pub(crate) async fn connect_repo(
     .await
 }
 
+/// How many more connections PostgreSQL accepts now (asked on a connection of its own, which
+/// is closed again: it is not counted).
+pub(crate) async fn spare_connections(connection: &Connection) -> anyhow::Result<u32> {
+    let probe = connect_repo(connection, 1).await?;
+    let spare = probe
+        .spare_connections()
+        .await
+        .context("failed to ask PostgreSQL how many connections it accepts")?;
+    probe.close().await;
+    Ok(spare)
+}
+
 /// Like [`connect_repo`], with a pool of `wanted` connections or of as many as PostgreSQL has
 /// slots for (see [`db::sized_repo`]).
 pub(crate) async fn connect_sized_repo(

@@ -11,7 +11,7 @@ use crate::lock::redlock::RedLock;
 use crate::lock::{ConnectError, RedisLock};
 use crate::stop::Stop;
 
-use super::{connect_repo, connect_sized_repo};
+use super::connect_sized_repo;
 
 pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Exit> {
     let config = ServeConfig::from_args(args);
@@ -22,12 +22,7 @@ pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Ex
     // booking. Bookings beyond the pool wait for a connection (up to --db-timeout).
     let max = u32::try_from(config.settings.max_in_flight).unwrap_or(u32::MAX);
     let wanted = max.saturating_add(2);
-    let probe = connect_repo(connection, 1).await?;
-    let spare = probe
-        .spare_connections()
-        .await
-        .context("failed to ask PostgreSQL how many connections it accepts")?;
-    probe.close().await;
+    let spare = super::spare_connections(connection).await?;
     let size = wanted.min(spare.saturating_add(1) / 2).max(2);
     let repo = connect_sized_repo(connection, size).await?;
     let pooled = repo.pool_size();

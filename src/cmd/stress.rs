@@ -25,7 +25,7 @@ use crate::targets::serve::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::targets::{ServeTarget, StrategyTarget};
 
 use super::{
-    check_writable, connect_lock, connect_redlock, connect_repo, connect_sized_repo, finish_output,
+    check_writable, connect_lock, connect_redlock, connect_sized_repo, finish_output,
     redis_servers, stop_on_ctrl_c,
 };
 
@@ -83,12 +83,7 @@ pub async fn run(
     }
     // One connection per user, so that no user waits for one, plus one for the final read —
     // but never more than the server has spare.
-    let probe = connect_repo(connection, 1).await?;
-    let spare = probe
-        .spare_connections()
-        .await
-        .context("failed to ask PostgreSQL how many connections it accepts")?;
-    probe.close().await;
+    let spare = super::spare_connections(connection).await?;
     let size = if first.processes > 1 {
         // Each worker opens one connection per user plus one; the parent needs two.
         let needed = first.users + first.processes + 2;

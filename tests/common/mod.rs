@@ -378,6 +378,66 @@ impl PrivateRedis {
 }
 
 /// A free TCP port on loopback.
+/// A `booking-cli serve` of the test's own on a free loopback port, killed when dropped.
+pub struct ServeProcess {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// `127.0.0.1:PORT`.
+    pub listen: String,
+}
+
+#[allow(dead_code)]
+impl ServeProcess {
+    /// `serve --listen … ARGS` with this test's servers.
+    pub fn start(cli: &Cli, args: &[&str]) -> Self {
+        Self::start_with(cli, args, |_| {})
+    }
+
+    /// Like [`start`](Self::start), with the command adjusted first (say, another `REDIS_URL`).
+    pub fn start_with(cli: &Cli, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Self {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut all = vec!["serve", "--listen", listen.as_str()];
+        all.extend_from_slice(args);
+        let mut command = cli.command(&all);
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        adjust(&mut command);
+        let child = command.spawn().expect("serve starts");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child: Some(child),
+            base: format!("http://{listen}"),
+            listen,
+        }
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        let child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let out = child.wait_with_output().expect("exits");
+        (out.status.code(), text(&out.stderr))
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// An HTTP client for the tests' own requests (reqwest asks the process for a TLS provider).
 #[allow(dead_code)]
 pub fn client() -> reqwest::Client {
