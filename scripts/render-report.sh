@@ -59,13 +59,24 @@ fi
 # report itself has none), which writes the page's scroll width and the window's into the DOM.
 probe=$(mktemp --suffix=.html)
 trap 'rm -f "$log" "$probe"' EXIT
-sed 's#</body>#<script>document.body.dataset.widths = document.documentElement.scrollWidth + "x" + window.innerWidth;</script></body>#' \
-    "$report" >"$probe"
+# Headless Chromium lays a page out at least 500 px wide whatever --window-size says, so the
+# copy lays itself out at the asked width (its root element that wide) and compares with that.
+width=${size%x*}
+# It also counts the drawings' words rendered too small to read (a line box under 9 px: an SVG
+# scaled down to the width shrinks its text with it).
+measure="document.documentElement.style.width = '${width}px'; var small = 0; document.querySelectorAll('svg text').forEach(function (t) { var h = t.getBoundingClientRect().height; if (h > 0 \&\& h < 9) { small++; } }); document.body.dataset.widths = document.body.scrollWidth + 'x' + ${width} + 'x' + small;"
+sed "s#</body>#<script>${measure}</script></body>#" "$report" >"$probe"
 widths=$(timeout 60 "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars \
     --disable-background-networking --no-first-run --window-size="${size/x/,}" \
-    --dump-dom "file://$probe" 2>/dev/null | grep -o 'data-widths="[0-9]*x[0-9]*"' | head -n 1 | tr -dc '0-9x')
-scroll=${widths%x*}
-window=${widths#*x}
+    --dump-dom "file://$probe" 2>/dev/null | grep -o 'data-widths="[0-9]*x[0-9]*x[0-9]*"' | head -n 1 | tr -dc '0-9x')
+scroll=${widths%%x*}
+rest=${widths#*x}
+window=${rest%x*}
+small=${rest#*x}
+if [ -n "$small" ] && [ "$small" != 0 ]; then
+    say "$report: $small word(s) of its drawings render under 9 px high at $width px"
+    exit 1
+fi
 if [ -z "$scroll" ] || [ -z "$window" ]; then
     say "could not measure the page's width"
     exit 1
