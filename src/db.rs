@@ -26,8 +26,8 @@ use crate::domain::RoomId;
 use crate::error::InputError;
 use crate::repo::{Repo, SeedPlan, SeedSummary};
 
-/// The schema that holds every object booking-cli creates.
-pub const SCHEMA: &str = "booking_cli";
+/// The schema that holds every object booking-cli creates (the repository's own).
+pub use crate::repo::SCHEMA;
 
 /// SQLSTATE `too_many_connections`: the server has no connection slot free.
 pub const TOO_MANY_CLIENTS: &str = "53300";

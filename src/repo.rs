@@ -29,6 +29,9 @@ use crate::error::{BookingError, InputError};
 /// empty. `DROP TABLE` without `CASCADE` refuses when an object of another schema depends on
 /// one of them (a view, a foreign key), so another application's objects are never dropped
 /// along with ours; what is left in our schema after that is ours by its name.
+/// The schema that holds every object booking-cli creates; the statements here name it too.
+pub const SCHEMA: &str = "booking_cli";
+
 /// Every object outside [`SCHEMA`] that depends on an object inside it, each with what it
 /// depends on: a view on a table someone added to the schema, a column typed with an enum or
 /// defaulting to a function created in it. `DROP SCHEMA … CASCADE` would drop those too (a
@@ -264,7 +267,7 @@ impl Repo {
         within(
             self.limit,
             sqlx::query_scalar("SELECT to_regnamespace($1) IS NOT NULL")
-                .bind(crate::db::SCHEMA)
+                .bind(SCHEMA)
                 .fetch_one(&self.pool),
         )
         .await
@@ -278,7 +281,7 @@ impl Repo {
         let blockers: Vec<(String, String)> = within(
             self.limit,
             sqlx::query_as(FOREIGN_DEPENDENTS)
-                .bind(crate::db::SCHEMA)
+                .bind(SCHEMA)
                 .fetch_all(&mut *tx),
         )
         .await?;
