@@ -920,10 +920,9 @@ fn glob_escape(text: &str) -> String {
 ///
 /// `Managed` reconnects by itself — a command that finds the connection broken (a Redis
 /// restart, `CLIENT KILL`, the server's idle `timeout`) fails, and the next ones go over a new
-/// one — which a long-lived `serve` needs. It costs every command a little (the manager looks
-/// up its current connection and awaits it each time): `bench lock` ran ~10 % slower through it
-/// (79,700 against 88,000 pairs/s on the development machine), so a run, which lasts seconds
-/// and is judged whole, keeps `Direct`.
+/// one — which a long-lived `serve` needs. It costs every command a lookup and an await of the
+/// manager's current connection; a run, which lasts seconds and is judged whole (a dropped
+/// connection is an error it reports), keeps `Direct`.
 #[derive(Clone)]
 enum Conn {
     Direct(MultiplexedConnection),
