@@ -383,7 +383,7 @@ impl Repo {
     pub async fn ensure_bookable(&self, room: RoomId, stay: &Stay) -> Result<(), BookingError> {
         // One round trip: it also runs on the refusal path of `one-statement` and `reserve`.
         let (exists, missing): (bool, Option<NaiveDate>) = self
-            .read(|| {
+            .repeatable(|| {
             sqlx::query_as(
                 "SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1),
                         (SELECT d::date FROM generate_series($2::date, $3::date - 1, interval '1 day') AS d
@@ -468,7 +468,7 @@ impl Repo {
         stay: &Stay,
     ) -> Result<Vec<NightState>, sqlx::Error> {
         let rows: Vec<(NaiveDate, i32, i32, i64, i64, i64)> = self
-            .read(|| {
+            .repeatable(|| {
                 sqlx::query_as(
                     "SELECT i.date, i.total_inventory, i.booked_count,
                     (SELECT count(*) FROM bookings b
@@ -511,7 +511,7 @@ impl Repo {
 
     /// One booking by its id, if it exists.
     pub async fn booking(&self, id: i64) -> Result<Option<BookingRow>, sqlx::Error> {
-        self.read(|| {
+        self.repeatable(|| {
             sqlx::query_as(
                 "SELECT id, user_id, room_id, start_date, end_date, status, created_at
                  FROM bookings WHERE id = $1",
@@ -524,7 +524,7 @@ impl Repo {
 
     /// Whether the room exists.
     pub async fn room_exists(&self, room: RoomId) -> Result<bool, sqlx::Error> {
-        self.read(|| {
+        self.repeatable(|| {
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)")
                 .bind(room.get())
                 .fetch_one(&self.pool)
@@ -532,10 +532,10 @@ impl Repo {
         .await
     }
 
-    /// A read, which is safe to repeat: on a pooled connection that turned out dead (its server
-    /// restarted), once more on another, up to once per pooled connection (each dead one is
-    /// closed on its way back: sqlx tests what is released).
-    async fn read<T, F, Fut>(&self, statement: F) -> Result<T, sqlx::Error>
+    /// A statement that is safe to repeat (a read, a `BEGIN`): on a pooled connection that
+    /// turned out dead (its server restarted), once more on another, up to once per pooled
+    /// connection (each dead one is closed on its way back: sqlx tests what is released).
+    async fn repeatable<T, F, Fut>(&self, statement: F) -> Result<T, sqlx::Error>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
@@ -546,7 +546,7 @@ impl Repo {
             tries += 1;
             match within(self.limit, statement()).await {
                 Err(error) if tries < attempts && is_dead_connection(&error) => {
-                    tracing::debug!(%error, "a pooled connection was dead; reading on another");
+                    tracing::debug!(%error, "a pooled connection was dead; taking another");
                 }
                 other => return other,
             }
@@ -671,23 +671,11 @@ impl Repo {
     /// pool (sqlx tests every released connection). So another is taken, up to once per pooled
     /// connection: a restart costs the bookings nothing instead of one failure per connection.
     pub async fn begin(&self) -> Result<BookingTx, sqlx::Error> {
-        let attempts = self.pool.options().get_max_connections() + 1;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match within(self.limit, self.pool.begin()).await {
-                Ok(tx) => {
-                    return Ok(BookingTx {
-                        tx,
-                        limit: self.limit,
-                    });
-                }
-                Err(error) if tries < attempts && is_dead_connection(&error) => {
-                    tracing::debug!(%error, "a pooled connection was dead; taking another");
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        let tx = self.repeatable(|| self.pool.begin()).await?;
+        Ok(BookingTx {
+            tx,
+            limit: self.limit,
+        })
     }
 }
 

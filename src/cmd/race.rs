@@ -95,11 +95,10 @@ pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
 async fn single_packet_or_fallback(settings: &RaceSettings) -> anyhow::Result<Sync> {
     let url = url::Url::parse(&settings.request.url.expand(0, 1))
         .map_err(|e| InputError::Invalid(format!("--url is not a URL: {e}")))?;
-    let host = url.host_str().unwrap_or_default();
-    let port = url.port_or_known_default().unwrap_or(80);
+    let origin = crate::sync::delivery::Origin::of(&url);
     let tls = settings.tls.as_ref().map(|t| &t.h2);
     let (sync, note) =
-        crate::sync::settle_single_packet(host, port, tls, settings.timeout, settings.sync_asked)
+        crate::sync::settle_single_packet(&origin, tls, settings.timeout, settings.sync_asked)
             .await
             .map_err(InputError::Invalid)?;
     if let Some(note) = note {

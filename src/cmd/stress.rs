@@ -19,7 +19,7 @@ use crate::report;
 use crate::run::{self, StressConfig, StressReport};
 use crate::stop::Stop;
 use crate::strategy;
-use crate::sync::delivery::Wire;
+use crate::sync::delivery::{Origin, Wire};
 use crate::sync::{Sync, settle_single_packet};
 use crate::targets::serve::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::targets::{ServeTarget, StrategyTarget};
@@ -210,11 +210,9 @@ async fn burst_wire(settings: &StressSettings) -> anyhow::Result<Option<Arc<Wire
         for target in &settings.targets {
             let url = url::Url::parse(target)
                 .map_err(|e| InputError::Invalid(format!("--target is not a URL: {e}")))?;
-            let host = url.host_str().unwrap_or_default();
-            let port = url.port_or_known_default().unwrap_or(80);
             let tls = settings.tls.as_ref().map(|t| &t.h2);
             let (settled, note) =
-                settle_single_packet(host, port, tls, CONNECT_TIMEOUT, settings.sync)
+                settle_single_packet(&Origin::of(&url), tls, CONNECT_TIMEOUT, settings.sync)
                     .await
                     .map_err(InputError::Invalid)?;
             if let Some(note) = note {

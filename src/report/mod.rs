@@ -367,11 +367,8 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
     if report.under_sold > 0 {
         let (failed, expired) = (t.count("payment_failed"), t.count("hold_expired"));
         let note = match (c.under_selling_expected(), c.mode == Mode::Reserve) {
-            _ if expired > 0 => format!(
-                " — {expired} hold(s) expired before their payment ended (--hold-ttl-ms {} ms, payment --hold-ms {} ms)",
-                c.payments.hold_ttl.as_millis(),
-                c.hold.as_millis()
-            ),
+            // The verdict line's own reason (StressReport::shortfall), said here too.
+            _ if expired > 0 => format!(" — {}", report.shortfall().unwrap_or_default()),
             (true, true) if failed > 0 => format!(
                 " — expected of reserve without a wait deadline: they were refused while rooms were on hold, and {failed} hold(s) whose payment failed gave their rooms back afterwards; --lock-wait-ms keeps them trying"
             ),

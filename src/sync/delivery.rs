@@ -37,6 +37,30 @@ pub struct Wire {
     pub timeout: Duration,
 }
 
+/// Where a URL's requests go: its host, its port (the scheme's default when it names none) and
+/// its authority (`host[:port]`, as the `Host` header and the certificate check want it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub host: String,
+    pub port: u16,
+    pub authority: String,
+}
+
+impl Origin {
+    pub fn of(url: &url::Url) -> Self {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        };
+        Self {
+            port: url.port_or_known_default().unwrap_or(80),
+            host,
+            authority,
+        }
+    }
+}
+
 /// A user's request, and where it goes.
 pub struct Addressed {
     pub host: String,

@@ -75,15 +75,15 @@ impl Sync {
 }
 
 /// Single-packet needs a server that speaks HTTP/2: asked for by name (`asked`), a server at
-/// `host:port` that does not is bad input, said before anything is sent; under `auto`, the
-/// burst falls back to last-byte over HTTP/1.1, with a note saying so.
+/// `origin` that does not is bad input, said before anything is sent; under `auto`, the burst
+/// falls back to last-byte over HTTP/1.1, with a note saying so.
 pub async fn settle_single_packet(
-    host: &str,
-    port: u16,
+    origin: &delivery::Origin,
     tls: Option<&tokio_rustls::TlsConnector>,
     deadline: std::time::Duration,
     asked: Sync,
 ) -> Result<(Sync, Option<String>), String> {
+    let (host, port) = (origin.host.as_str(), origin.port);
     let Err(why) = h2::speaks_h2(host, port, tls, deadline).await else {
         return Ok((Sync::SinglePacket, None));
     };

@@ -21,7 +21,7 @@ use crate::error::BookingError;
 use crate::http::wire;
 use crate::race::RaceSettings;
 use crate::run::{Attempt, HttpStats, Target, TargetStats, Turn};
-use crate::sync::delivery::{Addressed, Delivery, Wire};
+use crate::sync::delivery::{Addressed, Delivery, Origin, Wire};
 use crate::sync::h2::Prepared;
 
 /// One run of a `race`.
@@ -55,12 +55,11 @@ impl EndpointTarget {
         let url_text = template.url.expand(user, self.run);
         let url = url::Url::parse(&url_text)
             .map_err(|e| format!("--url is not a URL for user {user}: {e}"))?;
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let authority = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.clone(),
-        };
+        let Origin {
+            host,
+            port,
+            authority,
+        } = Origin::of(&url);
         let mut path = url.path().to_owned();
         if let Some(query) = url.query() {
             path.push('?');

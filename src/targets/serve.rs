@@ -25,7 +25,7 @@ use crate::error::{BookingError, InputError};
 use crate::http::wire;
 use crate::repo::Repo;
 use crate::run::{Attempt, HttpStats, StressConfig, Target, TargetStats, Turn};
-use crate::sync::delivery::{Addressed, Delivery, Wire};
+use crate::sync::delivery::{Addressed, Delivery, Origin, Wire};
 use crate::sync::h2::Prepared;
 use crate::sync::tls::Tls;
 
@@ -258,12 +258,11 @@ impl ServeTarget {
     fn addressed(&self, user: u32) -> Result<Addressed, String> {
         let base = &self.targets[user as usize % self.targets.len()];
         let url = url::Url::parse(base).map_err(|e| format!("--target is not a URL: {e}"))?;
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let authority = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.clone(),
-        };
+        let Origin {
+            host,
+            port,
+            authority,
+        } = Origin::of(&url);
         let request = self.plan.request(user);
         let body = serde_json::to_vec(&booking_body(&request)).map_err(|e| e.to_string())?;
         let headers = vec![
