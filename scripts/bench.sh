@@ -31,8 +31,11 @@
 #    else skipped, saying what to install) at the same concurrency, for atomic and locked, as a
 #    ratio to the direct closed loop on the same slot, with p50/p99 of each.
 # 6. One hot room-night (inventory 1,000,000) and 100 users: at hold 0, every strategy against
-#    pgbench running its SQL on that one row, at the tool's 32 lanes; at hold 200 ms, reserve
-#    against atomic (target ≥ 10 ×).
+#    pgbench running its SQL on that one row, at the tool's 32 lanes (sharded on 32 shards;
+#    batched against pgbench -c 1, one combiner's connection, with batches of the tool's mean
+#    size), beside the uncontended rate of one-statement on 1,000 one-night slots; targets: the
+#    best of sharded/batched ≥ 0.8 × that and ≥ 4 × one-statement on the hot night, both ≥ 0.85
+#    × pgbench on their own SQL. At hold 200 ms, reserve against atomic (target ≥ 10 ×).
 # 7. Race detection (scripts/bench/race-detection.sh): serve --mode naive --hold-ms 0 raced 100
 #    times each by race --sync none / last-byte / single-packet, hey and k6, overbooked k/100 and
 #    the arrival spread at serve; serve --mode atomic must hold every run under every sync mode.
@@ -82,13 +85,14 @@ spread=(--rooms 10 --from 2024-12-20 --to 2025-01-06 --hold-ms 0 --users "$users
 # 1. Strategies against pgbench.
 : >"$out/strategies.jsonl"
 for run in $(seq 1 "$runs"); do
-    for mode in naive lost-update row-lock atomic advisory serializable locked one-statement reserve; do
+    for mode in naive lost-update row-lock atomic advisory serializable locked one-statement sharded batched reserve; do
         sql=scripts/bench/$mode.sql
         [ "$mode" = locked ] && sql=scripts/bench/naive.sql
+        # On spread slots a batch is one booking (its users seldom share a night).
         say "run $run/$runs: $mode — booking-cli, then pgbench -M prepared, ${seconds}s each at $users users"
         "$cli" stress --mode "$mode" --duration "${seconds}s" "${spread[@]}" --json \
             --lock-wait-ms 10000 --serializable-retries 50 --serializable-backoff-ms 2 >"$out/strategy-run.json"
-        limit=$(pgbench -n -M prepared -c "$users" -j 2 -T "$seconds" --max-tries 50 -f "$sql" 2>&1 |
+        limit=$(pgbench -n -M prepared -c "$users" -j 2 -T "$seconds" --max-tries 50 -D batch=1 -f "$sql" 2>&1 |
             sed -n 's/^tps = \([0-9.]*\).*/\1/p')
         python3 -c '
 import json, sys
@@ -257,7 +261,7 @@ fi
 
 # 6. One hot room-night.
 vacuum
-hot=(--room 3 --from 2024-12-25 --nights 1 --inventory 1000000 --users 100 --connections 33)
+hot=(--room 3 --from 2024-12-25 --nights 1 --inventory 1000000 --users 100 --connections 33 --shards 32)
 hot_sql() { # the strategy's SQL pinned to room 3, 2024-12-25
     sed -e 's/^\\set room .*/\\set room 3/' -e 's/^\\set d .*/\\set d 5/' "$1" >"$out/hot.sql"
 }
@@ -270,15 +274,34 @@ for mode in "${every[@]}"; do
     "$cli" stress --mode "$mode" --duration "${seconds}s" "${hot[@]}" --hold-ms 0 --lock-wait-ms 10000 \
         --serializable-retries 50 --serializable-backoff-ms 2 --expect any --json >"$out/hot-run.json"
     hot_sql "$sql"
-    limit=$(pgbench -n -M prepared -c 32 -j 2 -T "$seconds" --max-tries 50 -f "$out/hot.sql" 2>&1 |
-        sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    # A combiner sends one statement at a time: pgbench on one connection, each transaction a
+    # batch of the tool's mean size (its rate in bookings is tps × that).
+    clients=32 batch=1
+    if [ "$mode" = batched ]; then
+        clients=1
+        batch=$(python3 -c 'import json, sys; b = json.load(open(sys.argv[1]))["batches"]; print(max(1, round(b["bookings"] / max(b["batches"], 1))))' "$out/hot-run.json")
+    fi
+    limit=$(pgbench -n -M prepared -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" --max-tries 50 -D batch="$batch" \
+        -f "$out/hot.sql" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
     python3 -c '
 import json, sys
 t = json.load(open(sys.argv[1]))
+batch = int(sys.argv[5])
 print(json.dumps({"strategy": sys.argv[2], "hold_ms": 0, "sql": sys.argv[3], "tool": t["bookings_per_sec"],
-    "pgbench": float(sys.argv[4] or 0), "verdict": t["verdict"], "errors": t["errors"],
-    "latency_by_outcome": t["latency_by_outcome"]}))' "$out/hot-run.json" "$mode" "$sql" "$limit" >>"$out/hot.jsonl"
+    "pgbench": float(sys.argv[4] or 0) * batch, "pgbench_clients": int(sys.argv[6]), "pgbench_batch": batch,
+    "verdict": t["verdict"], "errors": t["errors"], "p99_ms": t["latency"]["p99_ms"],
+    "batches": t.get("batches"), "shard_waits": t.get("shard_waits"),
+    "latency_by_outcome": t["latency_by_outcome"]}))' "$out/hot-run.json" "$mode" "$sql" "$limit" "$batch" "$clients" >>"$out/hot.jsonl"
 done
+say "cold slots: one-statement at hold 0 on 1,000 one-night slots, ${seconds}s"
+"$cli" stress --mode one-statement --duration "${seconds}s" --room 1 --rooms 1000 --from 2024-12-25 --nights 1 \
+    --inventory 1000000 --users 100 --connections 33 --hold-ms 0 --json >"$out/hot-run.json"
+python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))
+print(json.dumps({"strategy": "one-statement", "hold_ms": 0, "cold": True, "tool": t["bookings_per_sec"],
+    "verdict": t["verdict"], "errors": t["errors"], "p99_ms": t["latency"]["p99_ms"],
+    "latency_by_outcome": t["latency_by_outcome"]}))' "$out/hot-run.json" >>"$out/hot.jsonl"
 for mode in atomic reserve; do
     say "hot slot: $mode at hold 200 ms, ${seconds}s"
     "$cli" stress --mode "$mode" --duration "${seconds}s" "${hot[@]}" --hold-ms 200 --lock-wait-ms 10000 \

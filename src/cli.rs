@@ -225,8 +225,13 @@ pub struct ResetArgs {
     #[arg(long, value_name = "TYPES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub rooms: u32,
 
+    /// Split every night's rooms over this many rows of inventory_shards, which --mode sharded
+    /// books on (0: none; stress splits its slot again with its own --shards)
+    #[arg(long, value_name = "K", default_value_t = crate::repo::DEFAULT_SHARDS, value_parser = clap::value_parser!(u32).range(0..=1_024))]
+    pub shards: u32,
+
     /// Print one JSON object on stdout: {"database", "created_database", "migrations", "rooms",
-    /// "inventory_rows"}
+    /// "inventory_rows", "shard_rows"}
     #[arg(long)]
     pub json: bool,
 }
@@ -677,6 +682,11 @@ pub struct StressArgs {
     /// run [default: 1; with --duration, 1000000 so the slots never sell out]
     #[arg(long, value_name = "PER_NIGHT", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub inventory: Option<u32>,
+
+    /// --mode sharded: split every night's rooms in the slot over this many rows, which
+    /// bookings of one night take in parallel (set before the run, as --inventory)
+    #[arg(long, value_name = "K", default_value_t = crate::repo::DEFAULT_SHARDS, value_parser = clap::value_parser!(u32).range(1..=1_024))]
+    pub shards: u32,
 
     /// Closed loop for this long (e.g. 10s, 500ms): every user books again as soon as its last
     /// booking ended, one night at a time, spread over --rooms and the nights from --from to

@@ -202,6 +202,7 @@ impl StressSettings {
                 stay,
                 mixed_ranges: args.mixed_ranges,
                 inventory,
+                shards: args.shards,
                 hold: Duration::from_millis(args.work.hold_ms),
                 lock_policy: lock_policy(&args.work.lock),
                 retry: retry_policy(&args.work.retry),

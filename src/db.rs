@@ -221,6 +221,7 @@ pub fn reference_hotel() -> SeedPlan {
             date(2024, 12, 25),
             1,
         ),
+        shards: crate::repo::DEFAULT_SHARDS,
     }
 }
 

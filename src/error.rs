@@ -45,6 +45,10 @@ pub enum BookingError {
     Input(#[from] InputError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// `batched`: the statement of the batch this booking was in failed; every booking of the
+    /// batch shares its error.
+    #[error("database error: {0}")]
+    Batch(std::sync::Arc<sqlx::Error>),
     #[error(transparent)]
     Lock(#[from] LockError),
     /// The database disagrees with itself in a way no strategy should cause (say, a concurrent
@@ -91,8 +95,8 @@ impl BookingError {
     /// PostgreSQL's own message and SQLSTATE, for an error the server returned: `could not
     /// serialize access due to concurrent update (40001)`.
     pub fn server_message(&self) -> Option<String> {
-        match self {
-            BookingError::Database(sqlx::Error::Database(db)) => Some(match db.code() {
+        match self.database() {
+            Some(sqlx::Error::Database(db)) => Some(match db.code() {
                 Some(code) => format!("{} ({code})", db.message()),
                 None => db.message().to_owned(),
             }),
@@ -107,7 +111,19 @@ impl BookingError {
     pub fn unavailable(&self) -> Option<&'static str> {
         match self {
             BookingError::Lock(_) | BookingError::LockLost(_) => Some("redis"),
-            BookingError::Database(error) if is_unavailable(error) => Some("postgres"),
+            BookingError::Database(_) | BookingError::Batch(_) => self
+                .database()
+                .filter(|error| is_unavailable(error))
+                .map(|_| "postgres"),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL error, whether this booking's own or its batch's.
+    fn database(&self) -> Option<&sqlx::Error> {
+        match self {
+            BookingError::Database(error) => Some(error),
+            BookingError::Batch(error) => Some(error),
             _ => None,
         }
     }
@@ -115,8 +131,8 @@ impl BookingError {
     /// Whether PostgreSQL aborted the transaction because of a concurrent one (serialization
     /// failure or deadlock), so that retrying the whole transaction is the right answer.
     pub fn is_retryable(&self) -> bool {
-        match self {
-            BookingError::Database(sqlx::Error::Database(db)) => db
+        match self.database() {
+            Some(sqlx::Error::Database(db)) => db
                 .code()
                 .is_some_and(|code| RETRYABLE_SQLSTATES.contains(&code.as_ref())),
             _ => false,

@@ -25,7 +25,6 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::config::Connection;
 use crate::domain::{BookingRequest, RoomId, Stay, UserId};
-use crate::lock::LockStats;
 use crate::metrics::Latencies;
 use crate::run::{ProcessRow, RaceResult, StressConfig, Tally, TargetStats};
 use crate::strategy::StrategyStats;
@@ -64,8 +63,9 @@ pub struct WorkerReport {
     latencies_by_outcome_us: BTreeMap<String, Vec<(u64, u64)>>,
     /// (room, from, to) of each refused user.
     refused: Vec<(i32, NaiveDate, NaiveDate)>,
-    lock: Option<LockStats>,
-    tx_retries: Option<u64>,
+    /// What the strategy counted, whole (so that no counter can be forgotten on the way).
+    #[serde(default)]
+    strategy: StrategyStats,
     elapsed_us: u64,
 }
 
@@ -84,8 +84,7 @@ impl WorkerReport {
                 .iter()
                 .map(|r| (r.room.get(), r.stay.from(), r.stay.to()))
                 .collect(),
-            lock: race.stats.strategy.lock,
-            tx_retries: race.stats.strategy.tx_retries,
+            strategy: race.stats.strategy.clone(),
             elapsed_us: u64::try_from(race.elapsed.as_micros()).unwrap_or(u64::MAX),
         }
     }
@@ -111,10 +110,7 @@ impl WorkerReport {
                 })
                 .collect(),
             stats: TargetStats {
-                strategy: StrategyStats {
-                    lock: self.lock,
-                    tx_retries: self.tx_retries,
-                },
+                strategy: self.strategy,
                 http: None,
             },
             elapsed: Duration::from_micros(self.elapsed_us),

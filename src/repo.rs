@@ -1,5 +1,6 @@
-//! The repository: every SQL statement of booking-cli lives in this file, one function per
-//! operation, every value bound as a parameter.
+//! The repository: every SQL statement of booking-cli lives in this file and the two beside it
+//! (`repo/shards.rs` for `sharded`, `repo/batch.rs` for `batched`), one function per operation,
+//! every value bound as a parameter.
 //!
 //! Two kinds of operation: pool-level ones on [`Repo`] (schema, seeding, preparing and reading a
 //! slot), and the steps of a booking on [`BookingTx`], a transaction a strategy drives step by
@@ -24,6 +25,12 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::domain::{BookingRequest, RoomId, Stay};
 use crate::error::{BookingError, InputError};
+
+mod batch;
+mod shards;
+
+pub use batch::Batch;
+pub use shards::{ShardTake, Take};
 
 /// `db reset`'s first step: the project's tables, then its schema, then the schema again,
 /// empty. `DROP TABLE` without `CASCADE` refuses when an object of another schema depends on
@@ -79,8 +86,8 @@ const FOREIGN_DEPENDENTS: &str = "
 /// Drops the project's tables, then its schema with whatever else is in it (nothing outside
 /// it depends on any of it: checked first, in the same transaction).
 const DROP_SCHEMA: [&str; 2] = [
-    "DROP TABLE IF EXISTS booking_cli.bookings, booking_cli.inventory, booking_cli.rooms,
-                          booking_cli._sqlx_migrations",
+    "DROP TABLE IF EXISTS booking_cli.bookings, booking_cli.inventory_shards, booking_cli.inventory,
+                          booking_cli.rooms, booking_cli._sqlx_migrations",
     "DROP SCHEMA IF EXISTS booking_cli CASCADE",
 ];
 
@@ -121,6 +128,11 @@ pub fn timed_out(limit: Duration) -> sqlx::Error {
     ))
 }
 
+/// How many shards `db reset` and `stress` split each night's rooms over unless told
+/// (`--shards`): enough for the cores of a small database server to commit on several rows of
+/// one night at once.
+pub const DEFAULT_SHARDS: u32 = 8;
+
 /// The hotel that `db reset` seeds.
 #[derive(Debug, Clone)]
 pub struct SeedPlan {
@@ -130,9 +142,18 @@ pub struct SeedPlan {
     pub total_inventory: i32,
     /// One (room, night) with its own inventory: the reference scenario's last room.
     pub scarce: (RoomId, NaiveDate, i32),
+    /// How many shards each night's rooms are split over, for `sharded` (`db reset --shards`;
+    /// 0: none).
+    pub shards: u32,
 }
 
 impl SeedPlan {
+    /// The same hotel with every night's rooms split over `shards` shards.
+    pub fn with_shards(mut self, shards: u32) -> Self {
+        self.shards = shards;
+        self
+    }
+
     /// The same hotel with `rooms` rooms: the first names kept, the others called "Room N".
     pub fn with_rooms(mut self, rooms: u32) -> Self {
         let rooms = rooms as usize;
@@ -149,6 +170,8 @@ impl SeedPlan {
 pub struct SeedSummary {
     pub rooms: u64,
     pub inventory_rows: u64,
+    /// Rows of `inventory_shards`.
+    pub shard_rows: u64,
 }
 
 /// The final state of one night of a slot, read from the database.
@@ -357,10 +380,20 @@ impl Repo {
             .execute(&mut *tx),
         )
         .await?;
+        let shard_rows = shards::split(
+            &mut tx,
+            self.limit,
+            None,
+            plan.first_night,
+            plan.last_night.succ_opt().unwrap_or(NaiveDate::MAX),
+            plan.shards,
+        )
+        .await?;
         within(self.limit, tx.commit()).await?;
         Ok(SeedSummary {
             rooms,
             inventory_rows,
+            shard_rows,
         })
     }
 
@@ -405,13 +438,15 @@ impl Repo {
     }
 
     /// Makes a slot ready for a run: every night gets `total_inventory = inventory` and
-    /// `booked_count = 0`, and the bookings that touch those nights are deleted, in one
-    /// transaction. Returns how many bookings were deleted.
+    /// `booked_count = 0`, its rooms split again over `shards` empty shards (for `sharded`),
+    /// and the bookings that touch those nights are deleted, in one transaction. Returns how
+    /// many bookings were deleted.
     pub async fn prepare_slot(
         &self,
         room: RoomId,
         stay: &Stay,
         inventory: i32,
+        shards: u32,
     ) -> Result<u64, sqlx::Error> {
         let mut tx = within(self.limit, self.pool.begin()).await?;
         let deleted = within(
@@ -439,6 +474,15 @@ impl Repo {
             .execute(&mut *tx),
         )
         .await?;
+        shards::split(
+            &mut tx,
+            self.limit,
+            Some(room),
+            stay.from(),
+            stay.to(),
+            shards,
+        )
+        .await?;
         within(self.limit, tx.commit()).await?;
         Ok(deleted)
     }
@@ -461,7 +505,8 @@ impl Repo {
         .await
     }
 
-    /// Reads the state of every night of a slot: the counter and the rows, side by side.
+    /// Reads the state of every night of a slot: the counter and the rows, side by side. The
+    /// counter is the night's `booked_count` plus its shards' (`sharded` books on those).
     pub async fn slot_state(
         &self,
         room: RoomId,
@@ -470,7 +515,10 @@ impl Repo {
         let rows: Vec<(NaiveDate, i32, i32, i64, i64, i64)> = self
             .repeatable(|| {
                 sqlx::query_as(
-                    "SELECT i.date, i.total_inventory, i.booked_count,
+                    "SELECT i.date, i.total_inventory,
+                    -- The night's counter: its row's and, for `sharded`, its shards'.
+                    i.booked_count + COALESCE((SELECT sum(s.booked) FROM inventory_shards s
+                                               WHERE s.room_id = i.room_id AND s.date = i.date), 0)::int,
                     (SELECT count(*) FROM bookings b
                      WHERE b.room_id = i.room_id AND b.status = 'confirmed'
                        AND b.start_date <= i.date AND b.end_date > i.date),
@@ -896,7 +944,8 @@ impl Repo {
         .await
     }
 
-    /// Prepares the statements of `one-statement` and `reserve` on up to `n` pooled connections
+    /// Prepares the statements of `one-statement`, `reserve`, `sharded` and `batched` on up to
+    /// `n` pooled connections
     /// before a race, by running each once on nothing: room 0 and booking 0 cannot exist (ids
     /// are positive), so nothing is read or written. Otherwise each user's first booking would
     /// also parse and plan them, all users at the same instant on the server's cores — the
@@ -924,6 +973,34 @@ impl Repo {
                 )
                 .await?;
             }
+            for sql in [
+                shards::TAKE_FREE_SHARD,
+                shards::TAKE_FREE_SHARD_OF_NIGHT,
+                shards::WAIT_FOR_SHARD,
+            ] {
+                within(
+                    self.limit,
+                    sqlx::query(sql)
+                        .bind(0_i32)
+                        .bind(night)
+                        .bind(night)
+                        .bind(1_i64)
+                        .bind(uuid::Uuid::nil())
+                        .execute(&mut **connection),
+                )
+                .await?;
+            }
+            within(
+                self.limit,
+                sqlx::query(batch::BOOK_BATCH)
+                    .bind(0_i32)
+                    .bind(night)
+                    .bind(night)
+                    .bind(1_i64)
+                    .bind(&[uuid::Uuid::nil()][..])
+                    .execute(&mut **connection),
+            )
+            .await?;
             within(
                 self.limit,
                 sqlx::query(RECLAIM_HOLDS)

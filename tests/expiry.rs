@@ -210,7 +210,9 @@ async fn a_holder_whose_token_predates_a_lost_counter_is_still_fenced_out() {
     let (_db, repo) = TestDb::seeded().await;
     let lock = private_lock().await;
     let stay = request(1, "2024-12-25", 1);
-    repo.prepare_slot(stay.room, &stay.stay, 2).await.unwrap();
+    repo.prepare_slot(stay.room, &stay.stay, 2, 8)
+        .await
+        .unwrap();
     let a = build(
         Mode::Fenced,
         &repo,

@@ -140,6 +140,7 @@ async fn twenty_concurrent_posts_give_one_201_with_locked_and_overbook_with_naiv
             booking_cli::domain::RoomId::new(1).unwrap(),
             &booking_cli::domain::Stay::nights_from("2024-12-25".parse().unwrap(), 1).unwrap(),
             1,
+            booking_cli::repo::DEFAULT_SHARDS,
         )
         .await
         .unwrap();

@@ -41,7 +41,7 @@ async fn counts(repo: &Repo) -> (i32, i64, i64) {
 /// A seeded database whose room 1 has `rooms` rooms on 2024-12-25.
 async fn slot_with(rooms: i32) -> (TestDb, Repo) {
     let (db, repo) = TestDb::seeded().await;
-    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), rooms)
+    repo.prepare_slot(RoomId::new(1).unwrap(), &night(), rooms, 8)
         .await
         .unwrap();
     (db, repo)
@@ -192,7 +192,7 @@ async fn one_statement_books_overlapping_stays_all_nights_or_none() {
     let (_db, repo) = TestDb::seeded().await;
     let room = RoomId::new(1).unwrap();
     let three = Stay::nights_from("2024-12-24".parse().unwrap(), 3).unwrap();
-    repo.prepare_slot(room, &three, 5).await.unwrap();
+    repo.prepare_slot(room, &three, 5, 8).await.unwrap();
     // The 26th has one room left; two stays that need it, and one stay that does not.
     sqlx::query(
         "UPDATE booking_cli.inventory SET total_inventory = 1 WHERE room_id = 1 AND date = '2024-12-26'",

@@ -154,8 +154,8 @@ async fn overlapping_multi_night_stays_contend_on_their_shared_night() {
     };
 
     // Locked: exactly one of them gets the 25th; the other finds it sold out.
-    repo.prepare_slot(r, &whole, 5).await.unwrap();
-    repo.prepare_slot(r, &shared, 1).await.unwrap();
+    repo.prepare_slot(r, &whole, 5, 8).await.unwrap();
+    repo.prepare_slot(r, &shared, 1, 8).await.unwrap();
     let lock = private_lock().await;
     let locked = build(
         Mode::Locked,
@@ -185,8 +185,8 @@ async fn overlapping_multi_night_stays_contend_on_their_shared_night() {
     assert!(lock.leftover_keys().await.unwrap().is_empty());
 
     // Naive, same race: both pass the check of the 25th.
-    repo.prepare_slot(r, &whole, 5).await.unwrap();
-    repo.prepare_slot(r, &shared, 1).await.unwrap();
+    repo.prepare_slot(r, &whole, 5, 8).await.unwrap();
+    repo.prepare_slot(r, &shared, 1, 8).await.unwrap();
     let naive = build(Mode::Naive, &repo, None, reference_policy(), 200);
     let results = race(naive, requests()).await;
     assert!(

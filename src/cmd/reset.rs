@@ -20,6 +20,8 @@ struct ResetJson<'a> {
     migrations: usize,
     rooms: u64,
     inventory_rows: u64,
+    /// Rows of `inventory_shards`: every night's rooms split over `--shards` shards.
+    shard_rows: u64,
 }
 
 /// `db drop --json`.
@@ -32,7 +34,9 @@ struct DropJson<'a> {
 }
 
 pub async fn run(connection: &Connection, args: &ResetArgs) -> anyhow::Result<Exit> {
-    let plan = db::reference_hotel().with_rooms(args.rooms);
+    let plan = db::reference_hotel()
+        .with_rooms(args.rooms)
+        .with_shards(args.shards);
     let report = db::reset(&connection.database_url, &plan, connection.db_timeout)
         .await
         .map_err(surface_db)
@@ -49,6 +53,7 @@ pub async fn run(connection: &Connection, args: &ResetArgs) -> anyhow::Result<Ex
             migrations: report.migrations,
             rooms: report.seed.rooms,
             inventory_rows: report.seed.inventory_rows,
+            shard_rows: report.seed.shard_rows,
         };
         finish_output(crate::report::write_json(
             &mut std::io::stdout().lock(),
@@ -62,12 +67,16 @@ pub async fn run(connection: &Connection, args: &ResetArgs) -> anyhow::Result<Ex
         "reset database"
     };
     println!(
-        "{created} {} at {}: applied {} migration(s), seeded {} rooms and {} inventory rows (room 1 has 1 room left on 2024-12-25)",
+        "{created} {} at {}: applied {} migration(s), seeded {} rooms and {} inventory rows{} (room 1 has 1 room left on 2024-12-25)",
         report.database,
         connection.database_display(),
         report.migrations,
         report.seed.rooms,
         report.seed.inventory_rows,
+        match args.shards {
+            0 => String::new(),
+            k => format!(", each night's rooms split over {k} shards for --mode sharded"),
+        },
     );
     Ok(Exit::Success)
 }

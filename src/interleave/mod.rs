@@ -154,6 +154,15 @@ impl Run {
         self.nights.iter().any(NightState::drifted)
     }
 
+    /// A user was told "sold out" although a night of the slot still has a room at the end:
+    /// the strategy refused a booking it could have made.
+    pub fn under_sold(&self) -> bool {
+        self.outcomes
+            .iter()
+            .any(|o| matches!(o, Ok(Outcome::SoldOut { .. })))
+            && self.nights.iter().any(|n| n.free() > 0)
+    }
+
     pub fn errors(&self) -> usize {
         self.outcomes.iter().filter(|o| o.is_err()).count()
     }
@@ -249,7 +258,12 @@ pub async fn run(
 ) -> Result<Run, InterleaveError> {
     setup
         .repo
-        .prepare_slot(setup.room, &setup.stay, setup.inventory)
+        .prepare_slot(
+            setup.room,
+            &setup.stay,
+            setup.inventory,
+            crate::repo::DEFAULT_SHARDS,
+        )
         .await?;
     let (events_tx, events) = mpsc::unbounded_channel();
     let gates: Vec<Arc<Gate>> = (0..setup.users)
@@ -723,6 +737,8 @@ pub struct Summary {
     pub overbooked: usize,
     /// Orderings after which a night's counter disagreed with its rows.
     pub lost_update: usize,
+    /// Orderings in which a user was told "sold out" while a room was left at the end.
+    pub under_sold: usize,
     /// Orderings in which at least one step blocked.
     pub blocked: usize,
     /// Orderings in which PostgreSQL aborted at least one attempt.
@@ -777,14 +793,18 @@ impl Summary {
         let count = |f: &dyn Fn(&Run) -> bool| runs.iter().filter(|r| f(r)).count();
         let overbooked = count(&|r| r.overbooked());
         let lost_update = count(&|r| r.lost_update());
+        let under_sold = count(&|r| r.under_sold());
         let errors = count(&|r| r.errors() > 0);
         let expected = mode.default_expectation(1);
         // The same rule as `stress --repeat`: one ordering that breaks the invariant proves the
-        // race; safety needs every ordering safe, with no user failing.
+        // race; safety needs every ordering safe, with no user failing and nobody refused a
+        // room that was left.
         let met = verdict::met_over_runs(
             expected,
-            runs.iter()
-                .map(|r| verdict::met(expected, &r.verdicts(), r.errors() == 0)),
+            runs.iter().map(|r| {
+                verdict::met(expected, &r.verdicts(), r.errors() == 0)
+                    && !(expected == crate::strategy::Expectation::Safe && r.under_sold())
+            }),
         );
         Self {
             mode,
@@ -795,6 +815,7 @@ impl Summary {
             orderings: runs.len(),
             overbooked,
             lost_update,
+            under_sold,
             blocked: count(&|r| !r.blocked_steps.is_empty()),
             aborted: count(&|r| r.aborts > 0),
             errors,

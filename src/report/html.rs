@@ -141,17 +141,18 @@ pub fn write_interleave_html(
         summaries.first().map_or(2, |s| s.users),
         escape(slot)
     );
-    page.push_str("<div class=\"scroll\"><table><tr><th>strategy</th><th class=\"left\">steps</th><th>orderings</th><th>overbooked</th><th>lost update</th><th>blocked</th><th>aborted</th><th>errors</th><th>expected</th></tr>");
+    page.push_str("<div class=\"scroll\"><table><tr><th>strategy</th><th class=\"left\">steps</th><th>orderings</th><th>overbooked</th><th>lost update</th><th>under-sold</th><th>blocked</th><th>aborted</th><th>errors</th><th>expected</th></tr>");
     for s in summaries {
         let (met_class, met_word) = met_cell(s.met);
         let _ = write!(
             page,
-            "<tr><td><a href=\"#{m}\">{m}</a></td><td class=\"left\">{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td><a href=\"#{m}\">{m}</a></td><td class=\"left\">{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             escape(&s.mode.steps().join(" ")),
             s.orderings,
             if s.overbooked > 0 { "bad" } else { "good" },
             s.overbooked,
             s.lost_update,
+            s.under_sold,
             s.blocked,
             s.aborted,
             s.errors,

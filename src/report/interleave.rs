@@ -80,7 +80,7 @@ pub fn write_summary(out: &mut impl Write, summary: &Summary, slot: &str) -> io:
     )?;
     writeln!(
         out,
-        "{} {}: {} overbooked, {} lost update, {} blocked, {} aborted, {} with errors",
+        "{} {}: {} overbooked, {} lost update, {} under-sold, {} blocked, {} aborted, {} with errors",
         summary.orderings,
         if summary.orderings == 1 {
             "ordering"
@@ -89,6 +89,7 @@ pub fn write_summary(out: &mut impl Write, summary: &Summary, slot: &str) -> io:
         },
         summary.overbooked,
         summary.lost_update,
+        summary.under_sold,
         summary.blocked,
         summary.aborted,
         summary.errors
@@ -137,6 +138,7 @@ pub fn write_matrix(out: &mut impl Write, summaries: &[Summary], slot: &str) -> 
         "Orderings",
         "Overbooked",
         "Lost update",
+        "Under-sold",
         "Blocked",
         "Aborted",
         "Errors",
@@ -145,7 +147,7 @@ pub fn write_matrix(out: &mut impl Write, summaries: &[Summary], slot: &str) -> 
     if let Some(column) = matrix.column_mut(1) {
         column.set_cell_alignment(comfy_table::CellAlignment::Left);
     }
-    if let Some(column) = matrix.column_mut(8) {
+    if let Some(column) = matrix.column_mut(9) {
         column.set_cell_alignment(comfy_table::CellAlignment::Left);
     }
     for s in summaries {
@@ -155,6 +157,7 @@ pub fn write_matrix(out: &mut impl Write, summaries: &[Summary], slot: &str) -> 
             s.orderings.to_string(),
             s.overbooked.to_string(),
             s.lost_update.to_string(),
+            s.under_sold.to_string(),
             s.blocked.to_string(),
             s.aborted.to_string(),
             s.errors.to_string(),

@@ -364,6 +364,23 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
             c.retry.retries
         )?;
     }
+    if let Some(waits) = report.stats.strategy.shard_waits {
+        writeln!(
+            out,
+            "Shards: {} per night; {waits} booking(s) found every shard with a room busy (or none left) and asked again, waiting",
+            c.shards
+        )?;
+    }
+    if let Some(batches) = report.stats.strategy.batches {
+        writeln!(
+            out,
+            "Batches: {} statement(s) carried {} booking(s): {:.1} per batch on average, {} at most",
+            batches.batches,
+            batches.bookings,
+            batches.mean(),
+            batches.largest
+        )?;
+    }
     if report.under_sold > 0 {
         let (failed, expired) = (t.count("payment_failed"), t.count("hold_expired"));
         let note = match (c.under_selling_expected(), c.mode == Mode::Reserve) {
@@ -885,6 +902,14 @@ pub struct StressJson<'a> {
     /// Aborted transactions retried (`serializable`).
     pub tx_retries: Option<u64>,
     pub serializable_retries: Option<u32>,
+    /// `sharded`: the shards of each night, and the bookings that found all busy and waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_waits: Option<u64>,
+    /// `batched`: statements and the bookings they carried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches: Option<crate::strategy::BatchStats>,
     /// Operating-system processes the users were split over.
     pub processes: u32,
     /// With `--processes` > 1, each process's own outcome counts.
@@ -971,6 +996,9 @@ impl<'a> StressJson<'a> {
             lock: report.stats.strategy.lock,
             tx_retries: report.stats.strategy.tx_retries,
             serializable_retries: (c.mode == Mode::Serializable).then_some(c.retry.retries),
+            shards: (c.mode == Mode::Sharded).then_some(c.shards),
+            shard_waits: report.stats.strategy.shard_waits,
+            batches: report.stats.strategy.batches,
             processes: c.processes,
             per_process: &report.processes,
             lost_workers: &report.lost_workers,

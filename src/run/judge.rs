@@ -25,7 +25,9 @@ pub async fn prepare(repo: &Repo, config: &StressConfig) -> Result<u64, BookingE
     }
     let mut cleared = 0;
     for room in config.rooms() {
-        cleared += repo.prepare_slot(room, &region, config.inventory).await?;
+        cleared += repo
+            .prepare_slot(room, &region, config.inventory, config.shards)
+            .await?;
     }
     Ok(cleared)
 }

@@ -27,6 +27,10 @@ pub struct StressConfig {
     pub mixed_ranges: bool,
     /// `total_inventory` every night of the slot is set to before the run.
     pub inventory: i32,
+    /// Shards every night of the slot is split over before the run (`--shards`; `sharded`
+    /// books on them).
+    #[serde(default = "default_shards")]
+    pub shards: u32,
     pub hold: Duration,
     pub lock_policy: LockPolicy,
     pub retry: RetryPolicy,
@@ -47,6 +51,10 @@ pub struct StressConfig {
     pub record: bool,
 }
 
+fn default_shards() -> u32 {
+    crate::repo::DEFAULT_SHARDS
+}
+
 impl StressConfig {
     /// The reference run with `mode`: 20 users, room 1, the night of 2024-12-25 with one room,
     /// 200 ms of work, the reference lock policy (5 s TTL, 10 retries 50 ms apart) and 20
@@ -62,6 +70,7 @@ impl StressConfig {
                 .unwrap_or_else(|_| unreachable!("one night is a stay")),
             mixed_ranges: false,
             inventory: 1,
+            shards: crate::repo::DEFAULT_SHARDS,
             hold: Duration::from_millis(200),
             lock_policy: LockPolicy {
                 ttl: Duration::from_secs(5),

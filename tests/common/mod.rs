@@ -246,14 +246,15 @@ pub async fn race(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// A fingerprint of everything `book` or `stress` could write: (bookings, Σ booked_count,
-/// Σ total_inventory).
+/// A fingerprint of everything `book` or `stress` could write: (bookings, Σ booked_count
+/// with the shards', Σ total_inventory).
 pub async fn snapshot(url: &str) -> (i64, i64, i64) {
     let options = PgConnectOptions::from_str(url).expect("URL parses");
     let pool = sqlx::PgPool::connect_with(options).await.expect("connect");
     let snapshot = sqlx::query_as(
         "SELECT (SELECT count(*) FROM booking_cli.bookings),
-                (SELECT coalesce(sum(booked_count), 0)::bigint FROM booking_cli.inventory),
+                (SELECT coalesce(sum(booked_count), 0)::bigint FROM booking_cli.inventory)
+                  + (SELECT coalesce(sum(booked), 0)::bigint FROM booking_cli.inventory_shards),
                 (SELECT coalesce(sum(total_inventory), 0)::bigint FROM booking_cli.inventory)",
     )
     .fetch_one(&pool)
@@ -311,6 +312,7 @@ pub fn stress_config(
             .expect("one night"),
         mixed_ranges: false,
         inventory,
+        shards: booking_cli::repo::DEFAULT_SHARDS,
         hold: Duration::from_millis(200),
         lock_policy,
         retry: retry_policy(20),
@@ -789,7 +791,10 @@ impl Cli {
         block_on(async {
             let pool = sqlx::PgPool::connect(&self.db.url).await.expect("connect");
             let row = sqlx::query_as(
-                "SELECT total_inventory::bigint, booked_count::bigint,
+                "SELECT total_inventory::bigint,
+                        booked_count::bigint
+                          + (SELECT coalesce(sum(booked), 0) FROM booking_cli.inventory_shards s
+                             WHERE s.room_id = 1 AND s.date = '2024-12-25')::bigint,
                         (SELECT count(*) FROM booking_cli.bookings
                          WHERE room_id = 1 AND status = 'confirmed'
                            AND start_date <= '2024-12-25' AND end_date > '2024-12-25')
