@@ -8,12 +8,18 @@
 //!   Every lock command runs into its 3 s time-out: lock strategies fail closed (no lock, no
 //!   booking; the user counts as an error) and the run ends instead of hanging. It pauses every
 //!   client of that Redis, not only this tool: use a Redis of your own.
+//! - `failover` (`--redis-cluster` only): the primary of the slot the run's locks live in fails
+//!   before its replica has the first holder's lock, and the replica is promoted without it
+//!   (see [`crate::lock::failover`]). The replica is cut off before the users start; the
+//!   primary freezes at MS. Uses `DEBUG`: a cluster of your own.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::domain::RoomId;
 use crate::lock::RedisLock;
+use crate::lock::failover::Failover;
 use crate::repo::Repo;
 
 /// How long `pause-redis` pauses the server: longer than the lock's command time-out.
@@ -23,6 +29,7 @@ pub const REDIS_PAUSE: Duration = Duration::from_secs(5);
 pub enum Fault {
     KillBackend,
     PauseRedis,
+    Failover,
 }
 
 /// A fault and when it fires.
@@ -37,14 +44,15 @@ impl FromStr for Chaos {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, ms) = s.split_once('@').ok_or_else(|| {
-            format!("'{s}' is not FAULT@MS (e.g. kill-backend@100, pause-redis@100)")
+            format!("'{s}' is not FAULT@MS (e.g. kill-backend@100, pause-redis@100, failover@100)")
         })?;
         let fault = match name {
             "kill-backend" => Fault::KillBackend,
             "pause-redis" => Fault::PauseRedis,
+            "failover" => Fault::Failover,
             other => {
                 return Err(format!(
-                    "unknown fault '{other}' (kill-backend, pause-redis)"
+                    "unknown fault '{other}' (kill-backend, pause-redis, failover)"
                 ));
             }
         };
@@ -63,14 +71,43 @@ impl fmt::Display for Chaos {
         let name = match self.fault {
             Fault::KillBackend => "kill-backend",
             Fault::PauseRedis => "pause-redis",
+            Fault::Failover => "failover",
         };
         write!(f, "{name}@{}", self.after.as_millis())
     }
 }
 
-/// Fires every fault of `plan` at its time, counted from now. Failures to inject are logged:
-/// chaos that could not happen is worth a warning, not the end of the run.
-pub async fn inject(plan: Vec<Chaos>, repo: Repo, redis: Vec<RedisLock>) {
+/// What has to happen before the users start: for `failover`, the replica cut off from its
+/// primary, so that the first holder's lock never reaches it. An error here ends the run
+/// before anyone books: a failover lab whose fault could not be set up would measure nothing.
+pub async fn arm(
+    plan: &[Chaos],
+    redis: &[RedisLock],
+    room: RoomId,
+) -> Result<Vec<(Duration, Failover)>, crate::lock::LockError> {
+    let mut armed = Vec::new();
+    for chaos in plan.iter().filter(|c| c.fault == Fault::Failover) {
+        let lock = redis.iter().find(|l| l.is_cluster()).ok_or_else(|| {
+            crate::lock::LockError::Chaos(
+                "--chaos failover needs a lock strategy on --redis-cluster".to_owned(),
+            )
+        })?;
+        let failover = lock.failover_for(room, chaos.after).await?;
+        failover.cut_replica().await?;
+        armed.push((chaos.after, failover));
+    }
+    Ok(armed)
+}
+
+/// Fires every fault of `plan` at its time, counted from now (`armed`: the failovers [`arm`]
+/// prepared). Failures to inject are logged: chaos that could not happen is worth a warning,
+/// not the end of the run.
+pub async fn inject(
+    plan: Vec<Chaos>,
+    repo: Repo,
+    redis: Vec<RedisLock>,
+    mut armed: Vec<(Duration, Failover)>,
+) {
     let start = tokio::time::Instant::now();
     let mut plan = plan;
     plan.sort_by_key(|c| c.after);
@@ -85,6 +122,19 @@ pub async fn inject(plan: Vec<Chaos>, repo: Repo, redis: Vec<RedisLock>) {
                 Ok(None) => tracing::warn!("chaos: no open booking transaction to terminate"),
                 Err(error) => tracing::warn!(%error, "chaos: could not terminate a backend"),
             },
+            Fault::Failover => {
+                let at = armed.iter().position(|(after, _)| *after == chaos.after);
+                let Some((after, failover)) = at.map(|i| armed.remove(i)) else {
+                    continue;
+                };
+                let failed = async {
+                    failover.fail_primary(after).await?;
+                    failover.promote().await
+                };
+                if let Err(error) = failed.await {
+                    tracing::warn!(%error, "chaos: the failover did not complete");
+                }
+            }
             Fault::PauseRedis => {
                 if redis.is_empty() {
                     tracing::warn!("chaos: pause-redis needs a strategy that uses Redis");

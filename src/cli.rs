@@ -90,6 +90,19 @@ pub struct ConnectionArgs {
     )]
     pub redis_url: Vec<String>,
 
+    /// A node of a Redis Cluster to lock on instead of --redis-url (any node: the client finds
+    /// the others); repeat it, or give a comma list, for more seeds. Used by locked, fenced,
+    /// bench lock, book, stress and serve; redlock keeps its independent --redis-url instances
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_URLS",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub redis_cluster: Vec<String>,
+
     /// Put this before every Redis key booking-cli creates (locks, fencing counters), so that
     /// separate runs, and other applications, can share one Redis [default: booking-cli:]
     #[arg(
@@ -316,6 +329,12 @@ pub struct LockArgs {
     /// it if a renewal fails before its commit (locked only)
     #[arg(long)]
     pub lock_renew: bool,
+
+    /// Hold a lock only once N replicas acknowledged it (WAIT N, within 200 ms); otherwise give
+    /// it back and count the attempt as busy. On a Redis Cluster, a lock its primary took to
+    /// its grave is a lock a second client can take (locked, fenced)
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub lock_replicas: u32,
 }
 
 /// How `--mode serializable` retries a transaction PostgreSQL aborted.

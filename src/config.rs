@@ -29,6 +29,8 @@ pub struct Connection {
     pub redis_url: String,
     /// Every Redis URL given, for Redlock.
     pub redis_urls: Vec<String>,
+    /// `--redis-cluster`: seed nodes of a Redis Cluster the lock uses instead of `redis_url`.
+    pub redis_cluster: Vec<String>,
     pub lock_key_prefix: String,
     /// The client-side deadline of every PostgreSQL call (`--db-timeout`).
     pub db_timeout: Duration,
@@ -45,6 +47,7 @@ impl Connection {
                 .cloned()
                 .unwrap_or_else(|| crate::cli::DEFAULT_REDIS_URL.to_owned()),
             redis_urls: args.redis_url.clone(),
+            redis_cluster: args.redis_cluster.clone(),
             lock_key_prefix: args.lock_key_prefix.clone(),
             db_timeout: args.db_timeout,
         })
@@ -69,10 +72,20 @@ impl Connection {
             .join(",")
     }
 
-    /// Every secret that must never appear in output: the passwords of both URLs.
+    /// The cluster's seed nodes, masked, comma-separated.
+    pub fn redis_cluster_display(&self) -> String {
+        self.redis_cluster
+            .iter()
+            .map(|u| mask_url(u))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every secret that must never appear in output: the passwords of every URL.
     pub fn secrets(&self) -> Vec<String> {
         std::iter::once(&self.database_url)
             .chain(&self.redis_urls)
+            .chain(&self.redis_cluster)
             .filter_map(|u| url::Url::parse(u).ok())
             .filter_map(|u| u.password().map(str::to_owned))
             .filter(|p| !p.is_empty())
@@ -296,6 +309,7 @@ fn lock_policy(args: &LockArgs) -> LockPolicy {
         retry_delay: Duration::from_millis(args.lock_retry_delay_ms),
         wait: args.lock_wait_ms.map(Duration::from_millis),
         renew: args.lock_renew,
+        replicas: args.lock_replicas,
     }
 }
 

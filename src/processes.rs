@@ -172,6 +172,9 @@ pub async fn run_workers(
             .stderr(Stdio::inherit())
             // If the parent gives up (an error, Ctrl-C), no worker outlives it.
             .kill_on_drop(true);
+        if !connection.redis_cluster.is_empty() {
+            command.env("REDIS_CLUSTER_URLS", connection.redis_cluster.join(","));
+        }
         let mut child = command.spawn().map_err(WorkerError::Spawn)?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(WorkerError::Spawn(std::io::Error::other(

@@ -31,6 +31,7 @@ fn lock_policy(ttl_ms: u64, wait_ms: Option<u64>) -> LockPolicy {
         retry_delay: Duration::from_millis(20),
         wait: wait_ms.map(Duration::from_millis),
         renew: false,
+        replicas: 0,
     }
 }
 
@@ -226,7 +227,7 @@ async fn a_holder_whose_token_predates_a_lost_counter_is_still_fenced_out() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let client = redis::Client::open(common::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let counter = format!("{}fence:room:1:2024-12-25", lock.key_prefix());
+    let counter = format!("{}fence:{{room:1}}:2024-12-25", lock.key_prefix());
     let deleted: i64 = redis::cmd("DEL")
         .arg(&counter)
         .query_async(&mut conn)

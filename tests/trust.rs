@@ -483,7 +483,7 @@ fn book_fenced_creates_refuses_and_books_again_after_redis_loses_its_counter() {
             .get_multiplexed_async_connection()
             .await
             .expect("redis");
-        let counter = format!("{}fence:room:2:2024-12-25", cli.prefix);
+        let counter = format!("{}fence:{{room:2}}:2024-12-25", cli.prefix);
         let deleted: u32 = redis::cmd("DEL")
             .arg(&counter)
             .query_async(&mut conn)

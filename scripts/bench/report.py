@@ -185,7 +185,7 @@ def hot():
     if not rows:
         return {"skipped": True}
     print()
-    print("one hot room-night (inventory 1,000,000), 100 users on 32 lanes, hold 0 — pgbench on the same row "
+    print("one hot room-night (inventory 1,000,000), 100 users on 32 lanes, one runtime thread, hold 0 — pgbench on the same row "
           "(-c 32; batched: -c 1, batches of the tool's mean size; sharded on 32 shards):")
     print(f"  {'strategy':<14} {'booking-cli/s':>13} {'pgbench/s':>10} {'ratio':>6} {'p99 ms':>7}  latency by outcome (ms)")
     zero = [r for r in rows if r["hold_ms"] == 0 and not r.get("cold")]

@@ -206,6 +206,7 @@ fn waiting_policy(deadline: Duration) -> LockPolicy {
         retry_delay: Duration::from_millis(1),
         wait: Some(deadline),
         renew: false,
+        replicas: 0,
     }
 }
 

@@ -143,8 +143,23 @@ pub(crate) async fn connect_lock(
     connect_redis(connection).await.map(Some)
 }
 
-/// The lock service at the first `REDIS_URL`.
+/// The lock service: the Redis Cluster of `--redis-cluster` when given, else the first
+/// `REDIS_URL`.
 pub(crate) async fn connect_redis(connection: &Connection) -> anyhow::Result<RedisLock> {
+    if !connection.redis_cluster.is_empty() {
+        return RedisLock::connect_cluster(&connection.redis_cluster, &connection.lock_key_prefix)
+            .await
+            .map_err(|e| match e {
+                ConnectError::Input(input) => anyhow::Error::new(input),
+                ConnectError::Lock(lock) => anyhow::Error::new(lock),
+            })
+            .with_context(|| {
+                format!(
+                    "failed to connect to the Redis Cluster at --redis-cluster {}",
+                    connection.redis_cluster_display()
+                )
+            });
+    }
     RedisLock::connect(&connection.redis_url, &connection.lock_key_prefix)
         .await
         .map_err(|e| match e {

@@ -94,7 +94,12 @@ pub async fn drop(connection: &Connection, args: &DropArgs) -> anyhow::Result<Ex
             )
         })?;
     let prefix = &connection.lock_key_prefix;
-    let deleted = match RedisLock::connect(&connection.redis_url, prefix).await {
+    let lock = if connection.redis_cluster.is_empty() {
+        RedisLock::connect(&connection.redis_url, prefix).await
+    } else {
+        RedisLock::connect_cluster(&connection.redis_cluster, prefix).await
+    };
+    let deleted = match lock {
         Ok(lock) => lock.delete_all().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };

@@ -32,11 +32,18 @@ pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Ex
     // Redis: connected on first use and reconnected whenever it drops, so a server started
     // while Redis is down picks it up when it comes, and one whose Redis restarts carries on.
     // Meanwhile the bookings that need it are answered 503 with Retry-After.
-    let lock = RedisLock::connect_lazy(&connection.redis_url, &connection.lock_key_prefix)
-        .map_err(|e| match e {
-            ConnectError::Input(input) => anyhow::Error::new(input),
-            ConnectError::Lock(lock) => anyhow::Error::new(lock),
-        })?;
+    // A cluster is connected to now (its client then follows redirections and failovers by
+    // itself); a server cannot start without one node that answers.
+    let lock = if connection.redis_cluster.is_empty() {
+        RedisLock::connect_lazy(&connection.redis_url, &connection.lock_key_prefix).map_err(
+            |e| match e {
+                ConnectError::Input(input) => anyhow::Error::new(input),
+                ConnectError::Lock(lock) => anyhow::Error::new(lock),
+            },
+        )?
+    } else {
+        super::connect_redis(connection).await?
+    };
     if let Err(error) = lock.ping().await {
         eprintln!(
             "warning: Redis at REDIS_URL {} does not answer ({error}); the lock modes answer 503 until it does",

@@ -346,7 +346,15 @@ async fn run_processes(
 ) -> anyhow::Result<StressReport> {
     let cleared = run::prepare(repo, run).await.map_err(surface_booking)?;
     // With several processes, fault times count from when the workers are started.
-    let faults = tokio::spawn(crate::chaos::inject(run.chaos.clone(), repo.clone(), redis));
+    let armed = crate::chaos::arm(&run.chaos, &redis, run.room)
+        .await
+        .map_err(|e| surface_booking(e.into()))?;
+    let faults = tokio::spawn(crate::chaos::inject(
+        run.chaos.clone(),
+        repo.clone(),
+        redis,
+        armed,
+    ));
     let workers = processes::run_workers(connection, run, verbose, threads).await;
     faults.abort();
     let workers = workers?;

@@ -34,6 +34,7 @@ use chrono::NaiveDate;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, Script, ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +80,9 @@ return 0
 /// documents its answers).
 const RELEASE_SCRIPT: &str = include_str!("release.lua");
 
+/// How long a lock waits for its replicas' acknowledgement (`--lock-replicas`).
+pub const REPLICA_WAIT: Duration = Duration::from_millis(200);
+
 /// How long connecting to Redis, and each command, may take before it is an error. A lock that
 /// cannot reach Redis must fail closed, quickly — never hang a booking.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -97,6 +101,7 @@ pub fn give_back_margin(ttl: Duration) -> Duration {
     ttl / 10
 }
 
+pub mod failover;
 pub mod redlock;
 mod wake;
 
@@ -110,6 +115,9 @@ pub enum LockError {
     /// Redlock: fewer instances than a majority answered, so no lock can be held.
     #[error("redlock: no quorum, {answered} of {of} Redis instances answered")]
     NoQuorum { answered: usize, of: usize },
+    /// A fault of the failover lab that could not be injected (see [`failover`]).
+    #[error("{0}")]
+    Chaos(String),
 }
 
 /// How a lock is taken: how long it lives and how patiently a busy one is retried.
@@ -152,6 +160,9 @@ pub struct LockPolicy {
     /// Renew held locks every ttl/3 while the work runs (`--lock-renew`).
     #[serde(rename = "lock_renew")]
     pub renew: bool,
+    /// Replicas that must acknowledge a lock before it is held (`--lock-replicas`; 0: none).
+    #[serde(rename = "lock_replicas", default)]
+    pub replicas: u32,
 }
 
 impl LockPolicy {
@@ -305,6 +316,8 @@ struct Counters {
     woken: AtomicU64,
     released: AtomicU64,
     lost: AtomicU64,
+    /// Locks given back because the replicas did not acknowledge them in time.
+    unreplicated: AtomicU64,
     /// Time spent in `acquire`, successful or not. A std mutex: held for one record, never
     /// across an await.
     wait: Mutex<Latencies>,
@@ -359,6 +372,10 @@ pub struct LockStats {
     /// Times it was subscribed again after a drop.
     #[serde(default)]
     pub lock_notifications_resubscribed: u64,
+    /// Locks taken and given back at once because fewer than `--lock-replicas` replicas
+    /// acknowledged them in time.
+    #[serde(default)]
+    pub locks_unreplicated: u64,
     /// Time spent waiting for locks (per acquire, including those that gave up).
     pub lock_wait: Percentiles,
     /// Time locks were held (per released lock).
@@ -376,6 +393,7 @@ impl LockStats {
         self.locks_expired_before_release += other.locks_expired_before_release;
         self.lock_notifications_dropped += other.lock_notifications_dropped;
         self.lock_notifications_resubscribed += other.lock_notifications_resubscribed;
+        self.locks_unreplicated += other.locks_unreplicated;
         self.lock_wait = self.lock_wait.worst(&other.lock_wait);
         self.lock_hold = self.lock_hold.worst(&other.lock_hold);
     }
@@ -398,6 +416,9 @@ pub struct RedisLock {
     releases: Arc<Releases>,
     /// Ctrl-C: waiters give up at their next pause.
     stop: Stop,
+    /// The `--redis-cluster` seeds (empty off a cluster): the failover lab reaches the nodes
+    /// with their scheme and credentials.
+    cluster_seeds: Arc<[String]>,
 }
 
 impl RedisLock {
@@ -415,6 +436,41 @@ impl RedisLock {
         let lock = Self::over(client, Conn::Direct(conn), key_prefix);
         lock.ping().await?;
         Ok(lock)
+    }
+
+    /// Connects to a Redis Cluster through `seeds` (any of its nodes; the client learns the rest
+    /// and which node serves which hash slot) and checks that it answers. The cluster client
+    /// follows `MOVED` and `ASK` redirections, and when a node is lost it refreshes the slot map
+    /// and retries, so a failover is picked up without a restart. The keys of one room share a
+    /// hash slot (see [`room_night_key`](Self::room_night_key)), so a lock and its fencing
+    /// counter stay in one slot for the scripts that touch both. Release notifications come
+    /// from the first seed: a `PUBLISH` on any node reaches every node's subscribers.
+    pub async fn connect_cluster(seeds: &[String], key_prefix: &str) -> Result<Self, ConnectError> {
+        let first = seeds.first().ok_or_else(|| {
+            ConnectError::Input(InputError::Invalid(
+                "--redis-cluster needs at least one node URL".to_owned(),
+            ))
+        })?;
+        let client = redis::Client::open(first.as_str()).map_err(bad_cluster_url)?;
+        let cluster = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+            .connection_timeout(REDIS_TIMEOUT)
+            .response_timeout(REDIS_TIMEOUT)
+            .retries(4)
+            .build()
+            .map_err(bad_cluster_url)?;
+        let conn = cluster
+            .get_async_connection()
+            .await
+            .map_err(LockError::from)?;
+        let mut lock = Self::over(client, Conn::Cluster(conn), key_prefix);
+        lock.cluster_seeds = seeds.into();
+        lock.ping().await?;
+        Ok(lock)
+    }
+
+    /// Whether this handle locks on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 
     /// A handle that connects on first use and reconnects whenever the connection breaks:
@@ -445,6 +501,7 @@ impl RedisLock {
             counters: Arc::default(),
             releases: Arc::new(Releases::new(client, key_prefix)),
             stop: Stop::new(),
+            cluster_seeds: Arc::from(Vec::new()),
         }
     }
 
@@ -465,17 +522,21 @@ impl RedisLock {
         }
     }
 
-    /// The key of one room-night: `lock:room:{room}:{YYYY-MM-DD}` after the prefix.
+    /// The key of one room-night: `lock:{room:N}:{YYYY-MM-DD}` after the prefix. The braces
+    /// are a Redis Cluster hash tag: only `room:N` is hashed, so every night of a room and its
+    /// fencing counters live in one slot — the acquire-and-draw script and the fence raise,
+    /// which touch a lock and its counter together, never fail with `CROSSSLOT`. (On one Redis
+    /// the braces are just characters.)
     pub fn room_night_key(&self, room: RoomId, night: NaiveDate) -> String {
-        format!("{}lock:room:{room}:{night}", self.key_prefix)
+        format!("{}lock:{{room:{room}}}:{night}", self.key_prefix)
     }
 
-    /// The lock of one room-night, with its fencing counter `fence:room:{room}:{YYYY-MM-DD}`
-    /// when `fenced`.
+    /// The lock of one room-night, with its fencing counter `fence:{room:N}:{YYYY-MM-DD}`
+    /// (same slot) when `fenced`.
     pub fn room_night(&self, room: RoomId, night: NaiveDate, fenced: bool) -> LockKey {
         LockKey {
             key: self.room_night_key(room, night),
-            fence: fenced.then(|| format!("{}fence:room:{room}:{night}", self.key_prefix)),
+            fence: fenced.then(|| format!("{}fence:{{room:{room}}}:{night}", self.key_prefix)),
         }
     }
 
@@ -490,15 +551,20 @@ impl RedisLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<LockGuard>, LockError> {
-        self.try_acquire_with(&LockKey::plain(key), ttl).await
+        self.try_acquire_with(&LockKey::plain(key), ttl, 0).await
     }
 
     /// Like [`try_acquire`](Self::try_acquire); for a fenced key, the same script also
     /// increments the fencing counter and the guard carries the new value.
+    ///
+    /// With `replicas` > 0 (`--lock-replicas`), a lock is held only once that many replicas
+    /// acknowledged it (`WAIT`, within [`REPLICA_WAIT`]); otherwise it is given back at once and
+    /// the attempt counts as busy — fail closed, since a lock only the primary has dies with it.
     async fn try_acquire_with(
         &self,
         key: &LockKey,
         ttl: Duration,
+        replicas: u32,
     ) -> Result<Option<LockGuard>, LockError> {
         let token = new_token();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -527,6 +593,12 @@ impl RedisLock {
                 Some(fence)
             }
         };
+        if replicas > 0 && !self.replicated(&key.key, replicas).await? {
+            self.counters.unreplicated.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(key = %key.key, replicas, "lock not acknowledged by the replicas in time; given back");
+            self.compare_and_delete(&key.key, &token).await?;
+            return Ok(None);
+        }
         Ok(Some(LockGuard {
             key: key.key.clone(),
             token,
@@ -535,6 +607,30 @@ impl RedisLock {
             acquired_at: Instant::now(),
             valid_until: sent + ttl.saturating_sub(drift(ttl)),
         }))
+    }
+
+    /// `WAIT replicas` on the node that holds `key`: whether that many replicas acknowledged
+    /// every write this connection made so far (the `SET NX` just sent among them). `WAIT`
+    /// does not make Redis strongly consistent — a replica that acknowledged may still lose the
+    /// write in a later failover — but a lock no replica has is certain to die with its primary.
+    async fn replicated(&self, key: &str, replicas: u32) -> Result<bool, LockError> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas)
+            .arg(u64::try_from(REPLICA_WAIT.as_millis()).unwrap_or(u64::MAX));
+        let acknowledged: i64 = match &self.conn {
+            Conn::Cluster(cluster) => {
+                use redis::cluster_routing::{
+                    Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
+                };
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_slot(Slot::for_key(key), SlotAddr::Master),
+                ));
+                let answer = cluster.clone().route_command(wait, route).await?;
+                i64::from_redis_value(answer).map_err(redis::RedisError::from)?
+            }
+            _ => wait.query_async(&mut self.conn.clone()).await?,
+        };
+        Ok(acknowledged >= i64::from(replicas))
     }
 
     /// Takes the locks of `keys` one by one, in the order given (callers give ascending date
@@ -653,7 +749,10 @@ impl RedisLock {
         let mut waiter: Option<Waiter> = None;
         loop {
             attempt += 1;
-            if let Some(guard) = self.try_acquire_with(lock_key, policy.ttl).await? {
+            if let Some(guard) = self
+                .try_acquire_with(lock_key, policy.ttl, policy.replicas)
+                .await?
+            {
                 self.counters.acquired.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(key = %key, token = %guard.token, fence = ?guard.fence, attempt, "lock acquired");
                 return Ok(Acquired::Held(guard));
@@ -873,6 +972,16 @@ impl RedisLock {
             .scan(&format!("{}*", glob_escape(&self.key_prefix)))
             .await?;
         let mut deleted = 0;
+        if self.is_cluster() {
+            // A multi-key command must stay in one slot: one key at a time.
+            for key in &keys {
+                deleted += redis::cmd("UNLINK")
+                    .arg(key)
+                    .query_async::<u64>(&mut self.conn.clone())
+                    .await?;
+            }
+            return Ok(deleted);
+        }
         for batch in keys.chunks(1_000) {
             deleted += redis::cmd("UNLINK")
                 .arg(batch)
@@ -883,7 +992,17 @@ impl RedisLock {
     }
 
     /// Every key matching the glob `pattern`, by `SCAN` (never `KEYS`: it blocks the server).
+    /// On a cluster, where a `SCAN` cursor belongs to one node and the client routes it to an
+    /// arbitrary one, by `KEYS`, which the client sends to every primary and whose answers it
+    /// joins: acceptable for the clusters this is meant for (the lab's own, a staging one),
+    /// not for a large production keyspace.
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, LockError> {
+        if self.is_cluster() {
+            return Ok(redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut self.conn.clone())
+                .await?);
+        }
         let mut keys = Vec::new();
         let mut cursor: u64 = 0;
         loop {
@@ -927,6 +1046,9 @@ fn glob_escape(text: &str) -> String {
 enum Conn {
     Direct(MultiplexedConnection),
     Managed(ConnectionManager),
+    /// A Redis Cluster: commands routed by key slot, redirections and lost nodes handled by the
+    /// client (see [`RedisLock::connect_cluster`]).
+    Cluster(ClusterConnection),
 }
 
 impl ConnectionLike for Conn {
@@ -934,6 +1056,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Direct(c) => c.req_packed_command(cmd),
             Conn::Managed(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -946,6 +1069,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -953,8 +1077,18 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Direct(c) => c.get_db(),
             Conn::Managed(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// A `--redis-cluster` URL that does not parse: bad input.
+fn bad_cluster_url(e: redis::RedisError) -> ConnectError {
+    ConnectError::Input(InputError::BadUrl {
+        variable: "REDIS_CLUSTER_URLS",
+        what: "Redis Cluster node",
+        reason: e.to_string(),
+    })
 }
 
 /// A `REDIS_URL` that does not parse: bad input.
@@ -985,6 +1119,7 @@ fn snapshot(c: &Counters) -> LockStats {
         locks_expired_before_release: c.lost.load(Ordering::Relaxed),
         lock_notifications_dropped: 0,
         lock_notifications_resubscribed: 0,
+        locks_unreplicated: c.unreplicated.load(Ordering::Relaxed),
         lock_wait: summary(&c.wait),
         lock_hold: summary(&c.hold),
     }

@@ -134,7 +134,7 @@ impl RedLock {
 
     /// The key of one room-night, as for the single-instance lock.
     pub fn room_night_key(&self, room: crate::domain::RoomId, night: chrono::NaiveDate) -> String {
-        format!("{}lock:room:{room}:{night}", self.key_prefix)
+        format!("{}lock:{{room:{room}}}:{night}", self.key_prefix)
     }
 
     /// One attempt on every instance at once.

@@ -1,6 +1,8 @@
 //! The statement of `batched`: one round trip books a whole batch of users on one stay.
 
 use chrono::NaiveDate;
+use sqlx::PgConnection;
+use sqlx::pool::PoolConnection;
 use uuid::Uuid;
 
 use super::{Repo, within};
@@ -64,10 +66,18 @@ pub struct Batch {
 }
 
 impl Repo {
-    /// Books `users` (in arrival order) on one stay in one statement: the first as many as the
-    /// stay has rooms (see [`BOOK_BATCH`]).
+    /// A connection for a combiner to keep while it has batches to send: checking one out of
+    /// the pool and back for every statement is client work between two batches, and the
+    /// night's row waits for it.
+    pub async fn combiner_connection(&self) -> Result<PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        within(self.limit, self.pool.acquire()).await
+    }
+
+    /// Books `users` (in arrival order) on one stay in one statement on `conn`: the first as
+    /// many as the stay has rooms (see [`BOOK_BATCH`]).
     pub async fn book_batch(
         &self,
+        conn: &mut PgConnection,
         room: RoomId,
         stay: &Stay,
         users: &[Uuid],
@@ -81,7 +91,7 @@ impl Repo {
                 .bind(stay.to())
                 .bind(i64::from(stay.len()))
                 .bind(users)
-                .fetch_one(&self.pool),
+                .fetch_one(conn),
         )
         .await?;
         Ok(Batch {

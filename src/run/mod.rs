@@ -86,7 +86,13 @@ pub async fn run_with_chaos(
         .min(config.users);
     db::warm_up(repo.pool(), connections).await?;
     target.warm_up(target.lanes().min(config.users)).await?;
-    let faults = tokio::spawn(chaos::inject(config.chaos.clone(), repo.clone(), redis));
+    let armed = chaos::arm(&config.chaos, &redis, config.room).await?;
+    let faults = tokio::spawn(chaos::inject(
+        config.chaos.clone(),
+        repo.clone(),
+        redis,
+        armed,
+    ));
     let race = match config.duration {
         Some(duration) => sustain(target, config.users, duration, stop, progress).await,
         None => {

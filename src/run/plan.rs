@@ -78,6 +78,7 @@ impl StressConfig {
                 retry_delay: Duration::from_millis(50),
                 wait: None,
                 renew: false,
+                replicas: 0,
             },
             retry: RetryPolicy {
                 retries: 20,

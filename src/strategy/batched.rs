@@ -175,6 +175,8 @@ async fn combine(
     counts: Arc<Counts>,
 ) {
     let mut batch = Vec::new();
+    // Kept across batches while there are any; a broken one is dropped and another taken.
+    let mut connection = None;
     loop {
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -198,7 +200,21 @@ async fn combine(
         counts
             .largest
             .fetch_max(users.len() as u64, Ordering::Relaxed);
-        let replies = match repo.book_batch(key.0, &stay, &users).await {
+        let booked = match connection.take() {
+            Some(conn) => Ok(conn),
+            None => repo.combiner_connection().await,
+        };
+        let booked = match booked {
+            Ok(mut conn) => {
+                let done = repo.book_batch(&mut conn, key.0, &stay, &users).await;
+                if done.is_ok() {
+                    connection = Some(conn);
+                }
+                done
+            }
+            Err(error) => Err(error),
+        };
+        let replies = match booked {
             Ok(done) if done.nights == i64::from(stay.len()) => {
                 let mut ids: HashMap<Uuid, Vec<i64>> = HashMap::new();
                 for (user, id) in done.booked {

@@ -161,6 +161,7 @@ pub fn policy(ttl_ms: u64, retries: u32, retry_delay_ms: u64) -> LockPolicy {
         retry_delay: Duration::from_millis(retry_delay_ms),
         wait: None,
         renew: false,
+        replicas: 0,
     }
 }
 
@@ -172,6 +173,7 @@ pub fn deadline_policy(wait_ms: u64, base_ms: u64) -> LockPolicy {
         retry_delay: Duration::from_millis(base_ms),
         wait: Some(Duration::from_millis(wait_ms)),
         renew: false,
+        replicas: 0,
     }
 }
 
@@ -753,6 +755,7 @@ impl Cli {
             .args(args)
             .env("DATABASE_URL", &self.db.url)
             .env("REDIS_URL", redis_url())
+            .env_remove("REDIS_CLUSTER_URLS")
             .env("LOCK_KEY_PREFIX", &self.prefix)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
