@@ -100,8 +100,9 @@ fn every_safe_strategy_holds_in_every_ordering_and_the_unsafe_ones_do_not() {
                 assert_eq!(summary["overbooked"], 0, "{mode}: {summary}");
                 assert_eq!(summary["lost_update"], 0, "{mode}: {summary}");
                 // Every ordering that is not serial makes one user wait (or abort); with one
-                // step, every ordering is serial.
-                if steps > 1 {
+                // step, every ordering is serial. `sharded`'s two steps are two statements that
+                // each commit on their own: nothing is held between them, so nobody waits.
+                if steps > 1 && mode != "sharded" {
                     assert!(summary["blocked"].as_u64() > Some(0), "{mode}: {summary}");
                 }
                 for result in summary["results"].as_array().into_iter().flatten() {
