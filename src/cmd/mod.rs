@@ -146,32 +146,37 @@ pub(crate) async fn connect_lock(
 /// The lock service: the Redis Cluster of `--redis-cluster` when given, else the first
 /// `REDIS_URL`.
 pub(crate) async fn connect_redis(connection: &Connection) -> anyhow::Result<RedisLock> {
-    if !connection.redis_cluster.is_empty() {
-        return RedisLock::connect_cluster(&connection.redis_cluster, &connection.lock_key_prefix)
-            .await
-            .map_err(|e| match e {
-                ConnectError::Input(input) => anyhow::Error::new(input),
-                ConnectError::Lock(lock) => anyhow::Error::new(lock),
-            })
-            .with_context(|| {
-                format!(
-                    "failed to connect to the Redis Cluster at --redis-cluster {}",
-                    connection.redis_cluster_display()
-                )
-            });
-    }
-    RedisLock::connect(&connection.redis_url, &connection.lock_key_prefix)
+    let where_ = if connection.redis_cluster.is_empty() {
+        format!("REDIS_URL {}", connection.redis_display())
+    } else {
+        format!(
+            "the Redis Cluster at --redis-cluster {}",
+            connection.redis_cluster_display()
+        )
+    };
+    lock_service(connection)
         .await
-        .map_err(|e| match e {
-            ConnectError::Input(input) => anyhow::Error::new(input),
-            ConnectError::Lock(lock) => anyhow::Error::new(lock),
-        })
-        .with_context(|| {
-            format!(
-                "failed to connect to REDIS_URL {}",
-                connection.redis_display()
-            )
-        })
+        .map_err(surface_connect)
+        .with_context(|| format!("failed to connect to {where_}"))
+}
+
+/// Connects to the lock service [`connect_redis`] names, keeping the error's kind (`db drop`
+/// reports it rather than failing).
+pub(crate) async fn lock_service(connection: &Connection) -> Result<RedisLock, ConnectError> {
+    let prefix = &connection.lock_key_prefix;
+    if connection.redis_cluster.is_empty() {
+        RedisLock::connect(&connection.redis_url, prefix).await
+    } else {
+        RedisLock::connect_cluster(&connection.redis_cluster, prefix).await
+    }
+}
+
+/// A lock connection's error for the exit status: a bad URL stays an [`InputError`] (exit 2).
+pub(crate) fn surface_connect(error: ConnectError) -> anyhow::Error {
+    match error {
+        ConnectError::Input(input) => anyhow::Error::new(input),
+        ConnectError::Lock(lock) => anyhow::Error::new(lock),
+    }
 }
 
 /// Every Redis server the run's lock strategies use: the faults of `--chaos pause-redis`.

@@ -8,7 +8,6 @@ use crate::app::{Exit, surface_db};
 use crate::cli::{DropArgs, ResetArgs};
 use crate::config::Connection;
 use crate::db;
-use crate::lock::RedisLock;
 
 use super::finish_output;
 
@@ -94,12 +93,7 @@ pub async fn drop(connection: &Connection, args: &DropArgs) -> anyhow::Result<Ex
             )
         })?;
     let prefix = &connection.lock_key_prefix;
-    let lock = if connection.redis_cluster.is_empty() {
-        RedisLock::connect(&connection.redis_url, prefix).await
-    } else {
-        RedisLock::connect_cluster(&connection.redis_cluster, prefix).await
-    };
-    let deleted = match lock {
+    let deleted = match super::lock_service(connection).await {
         Ok(lock) => lock.delete_all().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };

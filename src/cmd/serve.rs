@@ -7,8 +7,8 @@ use crate::app::Exit;
 use crate::cli::ServeArgs;
 use crate::config::{Connection, ServeConfig};
 use crate::http::{self, AppState, Setup};
+use crate::lock::RedisLock;
 use crate::lock::redlock::RedLock;
-use crate::lock::{ConnectError, RedisLock};
 use crate::stop::Stop;
 
 use super::connect_sized_repo;
@@ -35,12 +35,8 @@ pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Ex
     // A cluster is connected to now (its client then follows redirections and failovers by
     // itself); a server cannot start without one node that answers.
     let lock = if connection.redis_cluster.is_empty() {
-        RedisLock::connect_lazy(&connection.redis_url, &connection.lock_key_prefix).map_err(
-            |e| match e {
-                ConnectError::Input(input) => anyhow::Error::new(input),
-                ConnectError::Lock(lock) => anyhow::Error::new(lock),
-            },
-        )?
+        RedisLock::connect_lazy(&connection.redis_url, &connection.lock_key_prefix)
+            .map_err(super::surface_connect)?
     } else {
         super::connect_redis(connection).await?
     };
