@@ -37,7 +37,12 @@
 #    best of sharded/batched ≥ 0.8 × that and ≥ 4 × one-statement on the hot night, both ≥ 0.85
 #    × pgbench on their own SQL. The tool runs on one runtime thread here (see below). At hold
 #    200 ms, reserve against atomic (target ≥ 10 ×).
-# 7. Race detection (scripts/bench/race-detection.sh): serve --mode naive --hold-ms 0 raced 100
+# 7. On a Redis Cluster of the benchmark's own (scripts/cluster.sh: 3 primaries with a replica
+#    each, ports 47300–47305 or BENCH_CLUSTER_PORT): `bench lock --redis-cluster` against
+#    `redis-benchmark --cluster` running the same two commands at the same concurrency, -P 1 and
+#    -P 16 (target ≥ 0.6 × -P 16, as on one instance), and the reference run over the cluster,
+#    five times. The cluster is taken down at the end, also when the benchmark fails.
+# 8. Race detection (scripts/bench/race-detection.sh): serve --mode naive --hold-ms 0 raced 100
 #    times each by race --sync none / last-byte / single-packet, hey and k6, overbooked k/100 and
 #    the arrival spread at serve; serve --mode atomic must hold every run under every sync mode.
 #
@@ -317,7 +322,82 @@ print(json.dumps({"strategy": sys.argv[2], "hold_ms": 200, "tool": t["bookings_p
     "errors": t["errors"], "latency_by_outcome": t["latency_by_outcome"]}))' "$out/hot-run.json" "$mode" >>"$out/hot.jsonl"
 done
 
+# 7. On a Redis Cluster. It holds nothing but the benchmark's keys, so each round starts from
+#    FLUSHALL on every primary. redis-benchmark --cluster routes a command by the `{tag}` in its
+#    key, which it replaces with a tag of each node's slots.
+export CLUSTER_PORT=${BENCH_CLUSTER_PORT:-47300} CLUSTER_DIR=$PWD/$out/cluster
+trap 'scripts/cluster.sh down >/dev/null 2>&1 || true' EXIT
+scripts/cluster.sh up
+# shellcheck disable=SC1091
+source "$CLUSTER_DIR/cluster.env"
+cluster_cli() { redis-cli -h 127.0.0.1 -p "$@"; }
+primaries() {
+    local port
+    for port in $(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5))); do
+        [ "$(cluster_cli "$port" role | head -n 1)" = master ] && echo "$port"
+    done
+    return 0
+}
+cluster_keys() { # keys on every primary
+    local port total=0
+    for port in $(primaries); do total=$((total + $(cluster_cli "$port" dbsize))); done
+    echo "$total"
+}
+cluster_rate() { # pipeline, key space, command...
+    local p=$1 keys=$2
+    shift 2
+    redis-benchmark --cluster -h 127.0.0.1 -p "$CLUSTER_PORT" -c "$users" -n 300000 -P "$p" -r "$keys" --csv "$@" 2>/dev/null |
+        tail -n 1 | cut -d, -f2 | tr -d '"'
+}
+cluster_fresh() { # empty primaries, the release script loaded on each, held keys filled
+    local port
+    for port in $(primaries); do
+        cluster_cli "$port" FLUSHALL >/dev/null
+        cluster_cli "$port" SCRIPT LOAD "$(cat src/lock/release.lua)" >/dev/null
+    done
+    redis-benchmark --cluster -h 127.0.0.1 -p "$CLUSTER_PORT" -c "$users" -n $((held * 3)) -P 16 -r "$held" -q \
+        SET 'booking-cli:bench:held:{tag}:__rand_int__' tok PX 600000 >/dev/null 2>&1
+}
+: >"$out/cluster-lock.jsonl"
+for run in $(seq 1 "$runs"); do
+    say "run $run/$runs: lock on the cluster — booking-cli bench lock --redis-cluster, redis-benchmark --cluster -P 1 and -P 16"
+    cluster_fresh
+    tool=$("$cli" bench lock --redis-cluster "$REDIS_CLUSTER_URLS" --concurrency "$users" --duration "${seconds}s")
+    deep=$("$cli" bench lock --redis-cluster "$REDIS_CLUSTER_URLS" --concurrency $((users * 4)) --duration "${seconds}s")
+    set_1=$(cluster_rate 1 100000000 SET 'booking-cli:bench:{tag}:__rand_int__' tok NX PX 600000)
+    set_16=$(cluster_rate 16 100000000 SET 'booking-cli:bench:{tag}:__rand_int__' tok NX PX 600000)
+    released=()
+    evals=()
+    for p in 1 16; do
+        cluster_fresh
+        before=$(cluster_keys)
+        evals+=("$(cluster_rate "$p" "$held" EVALSHA "$sha" 1 'booking-cli:bench:held:{tag}:__rand_int__' tok)")
+        released+=($((before - $(cluster_keys))))
+    done
+    python3 -c '
+import json, sys
+tool, deep = json.loads(sys.argv[1]), json.loads(sys.argv[8])
+print(json.dumps({"tool": tool["pairs_per_sec"], "threads": tool["threads"],
+    "tool_4x_tasks": deep["pairs_per_sec"], "tasks_4x": deep["concurrency"],
+    "set_p1": float(sys.argv[2]), "set_p16": float(sys.argv[3]),
+    "eval_p1": float(sys.argv[4]), "eval_p16": float(sys.argv[5]),
+    "released_share_p1": int(sys.argv[6]) / 300000, "released_share_p16": int(sys.argv[7]) / 300000}))' \
+        "$tool" "$set_1" "$set_16" "${evals[0]}" "${evals[1]}" "${released[0]}" "${released[1]}" "$deep" >>"$out/cluster-lock.jsonl"
+done
+say "reference run over the cluster: stress --users 20 --mode locked --redis-cluster, 5 times"
+: >"$out/cluster-reference.jsonl"
+for _ in 1 2 3 4 5; do
+    "$cli" stress --users 20 --mode locked --redis-cluster "$REDIS_CLUSTER_URLS" --json | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print(json.dumps({"elapsed_ms": j["elapsed_ms"], "hold_ms": j["hold_ms"], "created": j["created"],
+    "conflicts": j["conflicts_sold_out"] + j["conflicts_lock"], "errors": j["errors"],
+    "booked_count": j["booked_count"], "verdict": j["verdict"]}))' >>"$out/cluster-reference.jsonl"
+done
+scripts/cluster.sh down
+trap - EXIT
+
 python3 scripts/bench/report.py "$users" "$seconds" "$runs"
 
-# 7. Race detection, on a database of its own.
+# 8. Race detection, on a database of its own.
 scripts/bench/race-detection.sh

@@ -13,7 +13,8 @@
 # its port + 10000, so the ports stay below 55536. CLUSTER_DIR (default target/cluster) holds
 # the nodes' configs, logs and pid files: the tests run clusters of their own with both set.
 # Nodes bind 127.0.0.1 only, keep nothing on disk (no RDB, no AOF) and time out a silent node
-# after 2 s (cluster-node-timeout), so that a failover is measured in seconds.
+# after 2 s (cluster-node-timeout) and resynchronise a replica at once (repl-diskless-sync-delay
+# 0, not 5 s), so that a failover is measured in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -44,7 +45,7 @@ up() {
         mkdir -p "$dir/$port"
         redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$dir/$port" \
             --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-            --save "" --appendonly no --enable-debug-command local --pidfile "$dir/$port/redis.pid" \
+            --save "" --appendonly no --repl-diskless-sync-delay 0 --enable-debug-command local --pidfile "$dir/$port/redis.pid" \
             --logfile "$dir/$port/redis.log" >/dev/null
         started=$((started + 1))
     done

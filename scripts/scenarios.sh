@@ -2,9 +2,10 @@
 # The distributed and fault lab as one matrix: every strategy under every scenario, each run
 # judged from the database. Prints a Markdown table (what docs/faults.md shows).
 #   scripts/scenarios.sh            # release build, services from scripts/services.sh
-# Needs python3 (to read the JSON) and redis-server (three private instances for Redlock).
-# The pause-redis scenario pauses the Redis at REDIS_URL for 5 s per lock strategy: use a Redis
-# of your own.
+# Needs python3 (to read the JSON) and redis-server (three private instances for Redlock, and a
+# Redis Cluster of its own from scripts/cluster.sh on ports 47200–47205 and 57200–57205 for the
+# failover column; SCENARIOS_CLUSTER_PORT moves them). The pause-redis scenario pauses the Redis
+# at REDIS_URL for 5 s per lock strategy: use a Redis of your own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -17,6 +18,17 @@ export NO_COLOR=1
 cargo build --release --locked >&2
 cli=$(target_dir)/release/booking-cli
 "$cli" db reset >&2
+dir=target/scenarios; mkdir -p "$dir"
+export CLUSTER_PORT=${SCENARIOS_CLUSTER_PORT:-47200} CLUSTER_DIR=$dir/cluster
+cleanup() {
+    for i in 1 2 3; do [ -f "$dir/redis-$i.pid" ] && kill "$(cat "$dir/redis-$i.pid")" 2>/dev/null; done
+    scripts/cluster.sh down 2>/dev/null
+    true
+}
+trap cleanup EXIT
+scripts/cluster.sh up
+# shellcheck disable=SC1091
+source "$CLUSTER_DIR/cluster.env"
 
 # Every registered strategy, in the order --mode all runs them.
 mapfile -t modes < <("$cli" strategies --names)
@@ -26,8 +38,14 @@ declare -A scenarios=(
     [lock-expiry]="--users 20 --lock-ttl-ms 100 --hold-ttl-ms 100 --hold-ms 400 --lock-wait-ms 5000 --lock-retry-delay-ms 10"
     [redis-paused]="--users 20 --hold-ms 300 --lock-wait-ms 3000 --chaos pause-redis@100"
     [backend-killed]="--users 20 --inventory 3 --chaos kill-backend@100"
+    [failover]="--users 20 --hold-ms 4000 --lock-ttl-ms 20000 --lock-wait-ms 10000 --chaos failover@100 --redis-cluster $REDIS_CLUSTER_URLS"
 )
-order=(reference processes-4 lock-expiry redis-paused backend-killed)
+order=(reference processes-4 lock-expiry redis-paused backend-killed failover)
+# What each strategy locks on: only those that lock on one Redis (the cluster, here) can lose a
+# lock in its failover; Redlock keeps its independent instances.
+declare -A needs
+while read -r name need; do needs[$name]=$need; done < <("$cli" strategies --json |
+    python3 -c 'import json, sys; [print(s["name"], s["needs"]) for s in json.load(sys.stdin)]')
 
 # Judge one run's JSON: overbooked / safe / failed closed (errors, nothing oversold).
 judge() {
@@ -55,6 +73,13 @@ for mode in "${modes[@]}"; do
     # shellcheck disable=SC2016
     printf '| `%s` |' "$mode"
     for s in "${order[@]}"; do
+        if [ "$s" = failover ] && [ "${needs[$mode]}" != redis ]; then
+            case ${needs[$mode]} in
+                redlock) printf ' n/a (independent instances, not a cluster) |' ;;
+                *) printf ' n/a (no Redis) |' ;;
+            esac
+            continue
+        fi
         # shellcheck disable=SC2086
         json=$("$cli" stress --mode "$mode" ${scenarios[$s]} --json 2>/dev/null) || true
         cell=$(judge <<<"$json" 2>/dev/null || echo "run failed")
@@ -65,7 +90,6 @@ for mode in "${modes[@]}"; do
 done
 
 # Redlock over three private instances: all up, one stopped, two stopped.
-dir=target/scenarios; mkdir -p "$dir"
 ports=()
 for i in 1 2 3; do
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -73,7 +97,6 @@ for i in 1 2 3; do
         --pidfile "$PWD/$dir/redis-$i.pid" --logfile "$PWD/$dir/redis-$i.log" >/dev/null
     ports+=("$port")
 done
-trap 'for i in 1 2 3; do [ -f "$dir/redis-$i.pid" ] && kill "$(cat "$dir/redis-$i.pid")" 2>/dev/null; done; true' EXIT
 sleep 0.5
 urls="redis://127.0.0.1:${ports[0]},redis://127.0.0.1:${ports[1]},redis://127.0.0.1:${ports[2]}"
 # shellcheck disable=SC2016

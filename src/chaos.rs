@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use crate::domain::RoomId;
 use crate::lock::RedisLock;
+use crate::lock::cluster::Reading;
 use crate::lock::failover::Failover;
 use crate::repo::Repo;
+use crate::strategy::StrategyStats;
 
 /// How long `pause-redis` pauses the server: longer than the lock's command time-out.
 pub const REDIS_PAUSE: Duration = Duration::from_secs(5);
@@ -77,32 +79,66 @@ impl fmt::Display for Chaos {
     }
 }
 
-/// What has to happen before the users start: for `failover`, the replica cut off from its
-/// primary, so that the first holder's lock never reaches it. An error here ends the run
-/// before anyone books: a failover lab whose fault could not be set up would measure nothing.
-pub async fn arm(
+/// The faults of one run, armed and scheduled, and the cluster's error counts from before the
+/// users started (to count the redirections the cluster client followed without saying).
+pub struct Running {
+    faults: tokio::task::JoinHandle<()>,
+    cluster: Option<(RedisLock, Reading)>,
+}
+
+/// Arms `plan` (for `failover`, the replica cut off from its primary, so that the first holder's
+/// lock never reaches it) and schedules its faults, counted from now: call it just before the
+/// users are released. An error here ends the run before anyone books: a failover lab whose
+/// fault could not be set up would measure nothing.
+pub async fn start(
     plan: &[Chaos],
-    redis: &[RedisLock],
+    repo: &Repo,
+    redis: Vec<RedisLock>,
     room: RoomId,
-) -> Result<Vec<(Duration, Failover)>, crate::lock::LockError> {
+) -> Result<Running, crate::lock::LockError> {
+    let cluster_lock = redis.iter().find(|l| l.is_cluster());
+    // Read before arming: the failover's margins count from the cut.
+    let cluster = match cluster_lock {
+        Some(lock) => lock
+            .redirections()
+            .await
+            .map(|before| (lock.clone(), before)),
+        None => None,
+    };
     let mut armed = Vec::new();
     for chaos in plan.iter().filter(|c| c.fault == Fault::Failover) {
-        let lock = redis.iter().find(|l| l.is_cluster()).ok_or_else(|| {
-            crate::lock::LockError::Chaos(
-                "--chaos failover needs a lock strategy on --redis-cluster".to_owned(),
-            )
-        })?;
+        // Validation made sure a failover comes with --redis-cluster; a strategy that does not
+        // lock on it (naive, in --mode all) has no lock for the failover to lose.
+        let Some(lock) = cluster_lock else {
+            tracing::warn!("chaos: failover needs a strategy that locks on the cluster");
+            continue;
+        };
         let failover = lock.failover_for(room, chaos.after).await?;
         failover.cut_replica().await?;
         armed.push((chaos.after, failover));
     }
-    Ok(armed)
+    let faults = tokio::spawn(inject(plan.to_vec(), repo.clone(), redis, armed));
+    Ok(Running { faults, cluster })
+}
+
+impl Running {
+    /// Ends the faults once the last user finished (a fault scheduled later has nothing left to
+    /// break), and adds what the cluster redirected meanwhile to the lock's figures.
+    pub async fn stop(self, stats: &mut StrategyStats) {
+        self.faults.abort();
+        let Some((lock, before)) = self.cluster else {
+            return;
+        };
+        if let (Some(after), Some(figures)) = (lock.redirections().await, stats.lock.as_mut()) {
+            figures.cluster = Some(before.since(&after));
+        }
+    }
 }
 
 /// Fires every fault of `plan` at its time, counted from now (`armed`: the failovers [`arm`]
 /// prepared). Failures to inject are logged: chaos that could not happen is worth a warning,
 /// not the end of the run.
-pub async fn inject(
+async fn inject(
     plan: Vec<Chaos>,
     repo: Repo,
     redis: Vec<RedisLock>,

@@ -165,3 +165,121 @@ fn a_bad_cluster_url_is_refused() {
     );
     assert_eq!(cli.snapshot(), before);
 }
+
+/// The failover lab's run, as docs/faults.md shows it: 20 users, the first holder inside a 4 s
+/// hold on a lock that would last 20 s, the lock's primary failed 100 ms in (its replica cut off
+/// before the users started, so it never has the lock), waiters patient for 10 s.
+fn failover_run(cli: &Cli, cluster: &Cluster, mode: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "stress",
+        "--users",
+        "20",
+        "--mode",
+        mode,
+        "--hold-ms",
+        "4000",
+        "--lock-ttl-ms",
+        "20000",
+        "--lock-wait-ms",
+        "10000",
+        "--chaos",
+        "failover@100",
+        "--redis-cluster",
+        &cluster.urls,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = cli.run(&args);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{mode}: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("the replica took over"),
+        "{mode}: the failover did not happen: {}",
+        text(&out.stderr)
+    );
+    json(&out)
+}
+
+/// `locked` trusts the lease alone: the promoted replica never had the first holder's key, a
+/// second user takes the lock while the first is still working, and the night is sold twice —
+/// in PostgreSQL, not only in the tool's counts. The cluster's nodes answered at least one MOVED
+/// (the client's slot map changed under it) and the report counts it.
+#[test]
+fn a_failover_lets_a_second_holder_in_and_locked_overbooks() {
+    let cluster = Cluster::up();
+    let cli = Cli::new();
+    cli.reset();
+    let body = failover_run(&cli, &cluster, "locked", &[]);
+    assert_eq!(body["verdict"], "OVERBOOKED", "{body}");
+    let (_, booked, rows) = cli.reference_slot();
+    assert!(
+        booked >= 2 && rows >= 2,
+        "from the database: {booked} booked, {rows} rows"
+    );
+    assert!(
+        body["lock"]["locks_expired_before_release"].as_u64() >= Some(1),
+        "{body}"
+    );
+    assert!(
+        body["lock"]["cluster"]["moved"].as_u64() >= Some(1),
+        "{body}"
+    );
+}
+
+/// `fenced` over the same failover: the second holder's token is newer, PostgreSQL takes its
+/// write and refuses the first holder's, and the night is sold once.
+#[test]
+fn a_failover_cannot_overbook_fenced() {
+    let cluster = Cluster::up();
+    let cli = Cli::new();
+    cli.reset();
+    let body = failover_run(&cli, &cluster, "fenced", &[]);
+    assert_eq!(
+        (&body["verdict"], &body["created"]),
+        (&serde_json::json!("SAFE"), &serde_json::json!(1)),
+        "{body}"
+    );
+    assert_eq!(cli.reference_slot(), (1, 1, 1), "from the database");
+    assert!(body["conflicts_fenced"].as_u64() >= Some(1), "{body}");
+}
+
+/// `--lock-replicas 1`: a lock counts only once a replica acknowledged it (`WAIT`). With the
+/// replica cut off, the first holder's lock is given back instead of held, so nobody works on a
+/// lock the failover can lose: refusals, never two holders.
+#[test]
+fn with_a_replicas_acknowledgement_a_failover_cannot_overbook_locked() {
+    let cluster = Cluster::up();
+    let cli = Cli::new();
+    cli.reset();
+    let body = failover_run(&cli, &cluster, "locked", &["--lock-replicas", "1"]);
+    assert_eq!(
+        (&body["verdict"], &body["created"]),
+        (&serde_json::json!("SAFE"), &serde_json::json!(1)),
+        "{body}"
+    );
+    assert_eq!(cli.reference_slot(), (1, 1, 1), "from the database");
+    assert!(
+        body["lock"]["locks_unreplicated"].as_u64() >= Some(1),
+        "{body}"
+    );
+}
+
+/// A failover needs a cluster to fail: without `--redis-cluster` it is refused as input (exit 2,
+/// naming the flag) before anything is written.
+#[test]
+fn a_failover_without_a_cluster_is_refused() {
+    let cli = Cli::new();
+    cli.reset();
+    let before = cli.snapshot();
+    let out = cli.run(&["stress", "--mode", "locked", "--chaos", "failover@100"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--redis-cluster"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(cli.snapshot(), before);
+}

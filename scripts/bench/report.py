@@ -265,6 +265,56 @@ def reference():
     return result
 
 
+def cluster():
+    """The lock and the reference run on a Redis Cluster (section 7)."""
+    if not (OUT / "cluster-lock.jsonl").exists():
+        return {"skipped": True}
+    runs = lines("cluster-lock.jsonl")
+    pair = lambda a, b: 1 / (1 / a + 1 / b) if a and b else None
+    per_run = [{"tool": r["tool"], "deep": r.get("tool_4x_tasks"), "p1": pair(r["set_p1"], r["eval_p1"]),
+                "p16": pair(r["set_p16"], r["eval_p16"])} for r in runs]
+    ratios_deep = [r["deep"] / r["p16"] if r["deep"] and r["p16"] else None for r in per_run]
+    ratios = [r["tool"] / r["p16"] if r["p16"] else None for r in per_run]
+    ratios_p1 = [r["tool"] / r["p1"] if r["p1"] else None for r in per_run]
+    ratio = median(ratios)
+    reference_runs = lines("cluster-reference.jsonl") if (OUT / "cluster-reference.jsonl").exists() else []
+    elapsed = [r["elapsed_ms"] for r in reference_runs]
+    result = {
+        "runs": len(per_run),
+        "booking_cli_pairs_per_sec": round(median([r["tool"] for r in per_run]) or 0),
+        "threads": runs[0]["threads"] if runs else None,
+        "redis_benchmark_pairs_per_sec_p1": round(median([r["p1"] for r in per_run]) or 0),
+        "redis_benchmark_pairs_per_sec_p16": round(median([r["p16"] for r in per_run]) or 0),
+        "ratio_to_p16": round(ratio, 2) if ratio is not None else None,
+        "ratios_to_p16_per_run": [round(r, 2) if r is not None else None for r in ratios],
+        "ratio_to_p1": round(median(ratios_p1), 2) if median(ratios_p1) is not None else None,
+        "booking_cli_pairs_per_sec_4x_tasks": round(median([r["deep"] for r in per_run]) or 0),
+        "tasks_4x": runs[0].get("tasks_4x") if runs else None,
+        "ratio_to_p16_4x_tasks": round(median(ratios_deep), 2) if median(ratios_deep) is not None else None,
+        "redis_benchmark_releases_that_found_their_key": round(median([r["released_share_p16"] for r in runs]) or 0, 2),
+        "target": LOCK_TARGET,
+        "met": ratio is not None and ratio >= LOCK_TARGET,
+        "reference_elapsed_ms": elapsed,
+        "reference_median_elapsed_ms": median(elapsed),
+        "reference_outcomes": sorted({f"{r['created']}/{r['conflicts']}/{r['errors']} booked_count {r['booked_count']} {r['verdict']}"
+                                      for r in reference_runs}),
+    }
+    print()
+    print(f"on a Redis Cluster (3 primaries, 3 replicas; acquire + release pairs/s, median of {result['runs']} runs):")
+    print(f"  booking-cli bench lock --redis-cluster ({result['threads']} thread) {result['booking_cli_pairs_per_sec']:>8}   "
+          f"÷ -P 16 = {result['ratio_to_p16'] or 0:.2f} (target ≥ {LOCK_TARGET}: {'met' if result['met'] else 'MISSED'}; "
+          f"per run {' '.join(f'{x:.2f}' if x is not None else '-' for x in result['ratios_to_p16_per_run'])}), "
+          f"÷ -P 1 = {result['ratio_to_p1'] or 0:.2f}")
+    print(f"  booking-cli, {result['tasks_4x']} tasks                   {result['booking_cli_pairs_per_sec_4x_tasks']:>8}   "
+          f"÷ -P 16 = {result['ratio_to_p16_4x_tasks'] or 0:.2f} (for information: more commands in flight)")
+    print(f"  redis-benchmark --cluster -P 1          {result['redis_benchmark_pairs_per_sec_p1']:>8}")
+    print(f"  redis-benchmark --cluster -P 16         {result['redis_benchmark_pairs_per_sec_p16']:>8}   "
+          f"({result['redis_benchmark_releases_that_found_their_key']:.0%} of its releases found their key held)")
+    print(f"  reference run over the cluster (locked, 20 users): elapsed {' '.join(map(str, elapsed))} ms, "
+          f"median {result['reference_median_elapsed_ms']}; created/409/errors: {', '.join(result['reference_outcomes'])}")
+    return result
+
+
 def scale():
     rows = lines("scale.jsonl")
     print()
@@ -388,10 +438,12 @@ def main():
     scale_result = scale()
     http_result = http()
     hot_result = hot()
+    cluster_result = cluster()
     (OUT / "bench.json").write_text(json.dumps({
         **settings, "strategies": rows, "single_statement_ceiling": ceiling_result, "lock": lock_result,
         "reference_run": reference_result, "reserve_reference_run": reserve_result, "scale": scale_result,
-        "http": http_result, "hot_slot": hot_result}, indent=2) + "\n")
+        "http": http_result, "hot_slot": hot_result,
+        "cluster": cluster_result}, indent=2) + "\n")
     (OUT / "throughput.svg").write_text(svg(rows, lock_result, settings, hot_result))
     print()
     print(f"written: {OUT / 'bench.json'}, {OUT / 'throughput.svg'}")

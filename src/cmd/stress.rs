@@ -70,6 +70,17 @@ pub async fn run(
         return super::worker::run(connection, &plan, first_user).await;
     }
     let settings = StressSettings::from_args(args)?;
+    let failover = settings.runs.iter().any(|r| {
+        r.chaos
+            .iter()
+            .any(|c| c.fault == crate::chaos::Fault::Failover)
+    });
+    if failover && connection.redis_cluster.is_empty() {
+        return Err(InputError::Invalid(
+            "--chaos failover fails the primary of a Redis Cluster: it needs --redis-cluster (or REDIS_CLUSTER_URLS)".to_owned(),
+        )
+        .into());
+    }
     // An output that cannot be written is said before the slot is prepared.
     check_writable("--trace", args.trace.as_deref())?;
     check_writable("--junit", args.junit.as_deref())?;
@@ -346,18 +357,18 @@ async fn run_processes(
 ) -> anyhow::Result<StressReport> {
     let cleared = run::prepare(repo, run).await.map_err(surface_booking)?;
     // With several processes, fault times count from when the workers are started.
-    let armed = crate::chaos::arm(&run.chaos, &redis, run.room)
+    let faults = crate::chaos::start(&run.chaos, repo, redis, run.room)
         .await
         .map_err(|e| surface_booking(e.into()))?;
-    let faults = tokio::spawn(crate::chaos::inject(
-        run.chaos.clone(),
-        repo.clone(),
-        redis,
-        armed,
-    ));
     let workers = processes::run_workers(connection, run, verbose, threads).await;
-    faults.abort();
-    let workers = workers?;
+    let mut workers = match workers {
+        Ok(workers) => workers,
+        Err(error) => {
+            faults.stop(&mut Default::default()).await;
+            return Err(error.into());
+        }
+    };
+    faults.stop(&mut workers.race.stats.strategy).await;
     let mut report = run::judge(repo, run, workers.race, cleared)
         .await
         .map_err(surface_booking)?;

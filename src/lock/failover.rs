@@ -24,9 +24,9 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Value};
+use redis::Value;
 
+use super::cluster::Node;
 use super::{LockError, RedisLock};
 use crate::domain::RoomId;
 
@@ -44,22 +44,7 @@ pub struct Failover {
     replica_sleep: Duration,
 }
 
-struct Node {
-    address: String,
-    client: redis::Client,
-}
-
 impl Node {
-    async fn connect(&self, timeout: Duration) -> Result<MultiplexedConnection, LockError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(super::REDIS_TIMEOUT))
-            .set_response_timeout(Some(timeout));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
-    }
-
     /// Sends `DEBUG SLEEP seconds` (after `first`, in the same write) and returns once the node
     /// is asleep: a node that answers at once refused the command.
     async fn sleep(&self, first: Option<redis::Cmd>, sleep: Duration) -> Result<(), LockError> {
@@ -107,8 +92,8 @@ impl RedisLock {
                 .query_async(&mut self.conn.clone())
                 .await?;
             if let Some((primary, replica)) = shard_of(&nodes, slot) {
-                let primary = node(&seed, &primary)?;
-                let replica = node(&seed, &replica)?;
+                let primary = Node::at(&seed, &primary)?;
+                let replica = Node::at(&seed, &replica)?;
                 if in_sync(&replica).await {
                     return Ok(Failover {
                         primary,
@@ -187,33 +172,12 @@ fn shard_of(nodes: &str, slot: u16) -> Option<(String, String)> {
     Some((address(primary), address(replica)))
 }
 
-/// A client for the node at `address` (`ip:port`), with the seed URL's credentials and scheme.
-fn node(seed: &str, address: &str) -> Result<Node, LockError> {
-    let (host, port) = address
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-        .ok_or_else(|| LockError::Chaos(format!("CLUSTER NODES names node '{address}'")))?;
-    let mut url = url::Url::parse(seed)
-        .map_err(|e| LockError::Chaos(format!("the --redis-cluster seed is not a URL: {e}")))?;
-    url.set_host(Some(host))
-        .map_err(|e| LockError::Chaos(format!("node address '{address}': {e}")))?;
-    let _ = url.set_port(Some(port));
-    Ok(Node {
-        address: address.to_owned(),
-        client: redis::Client::open(url.as_str())?,
-    })
-}
-
 /// Whether the replica's link to its primary is up.
 async fn in_sync(replica: &Node) -> bool {
-    let Ok(mut conn) = replica.connect(super::REDIS_TIMEOUT).await else {
-        return false;
-    };
-    let info: Result<String, _> = redis::cmd("INFO")
-        .arg("replication")
-        .query_async(&mut conn)
-        .await;
-    info.is_ok_and(|i| i.contains("master_link_status:up"))
+    replica
+        .info("replication")
+        .await
+        .is_ok_and(|i| i.contains("master_link_status:up"))
 }
 
 #[cfg(test)]

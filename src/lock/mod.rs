@@ -101,6 +101,7 @@ pub fn give_back_margin(ttl: Duration) -> Duration {
     ttl / 10
 }
 
+pub mod cluster;
 pub mod failover;
 pub mod redlock;
 mod wake;
@@ -376,6 +377,10 @@ pub struct LockStats {
     /// acknowledged them in time.
     #[serde(default)]
     pub locks_unreplicated: u64,
+    /// On a cluster: the redirections and unavailability answers its nodes sent during the run
+    /// (followed and retried by the client; see [`cluster`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<cluster::Redirections>,
     /// Time spent waiting for locks (per acquire, including those that gave up).
     pub lock_wait: Percentiles,
     /// Time locks were held (per released lock).
@@ -394,6 +399,13 @@ impl LockStats {
         self.lock_notifications_dropped += other.lock_notifications_dropped;
         self.lock_notifications_resubscribed += other.lock_notifications_resubscribed;
         self.locks_unreplicated += other.locks_unreplicated;
+        self.cluster = match (self.cluster, other.cluster) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.merge(&theirs);
+                Some(mine)
+            }
+            (mine, theirs) => mine.or(theirs),
+        };
         self.lock_wait = self.lock_wait.worst(&other.lock_wait);
         self.lock_hold = self.lock_hold.worst(&other.lock_hold);
     }
@@ -1120,6 +1132,7 @@ fn snapshot(c: &Counters) -> LockStats {
         lock_notifications_dropped: 0,
         lock_notifications_resubscribed: 0,
         locks_unreplicated: c.unreplicated.load(Ordering::Relaxed),
+        cluster: None,
         lock_wait: summary(&c.wait),
         lock_hold: summary(&c.hold),
     }

@@ -355,7 +355,11 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
         write_latency_by_outcome(out, &report.latency_by_outcome)?;
     }
     if let Some(lock) = &report.stats.strategy.lock {
-        write_lock_line(out, lock, &c.lock_policy)?;
+        let failover = c
+            .chaos
+            .iter()
+            .any(|f| f.fault == crate::chaos::Fault::Failover);
+        write_lock_line(out, lock, &c.lock_policy, failover)?;
     }
     if let Some(retries) = report.stats.strategy.tx_retries {
         writeln!(
@@ -474,7 +478,14 @@ fn night_state(night: &NightState) -> String {
     )
 }
 
-fn write_lock_line(out: &mut impl Write, lock: &LockStats, policy: &LockPolicy) -> io::Result<()> {
+/// The lock's figures; `failover`: the run failed the cluster's primary (`--chaos failover`),
+/// which is then the likelier reason a lock did not last.
+fn write_lock_line(
+    out: &mut impl Write,
+    lock: &LockStats,
+    policy: &LockPolicy,
+    failover: bool,
+) -> io::Result<()> {
     let waiting = match policy.wait {
         Some(wait) => format!("deadline {} ms, jittered backoff", wait.as_millis()),
         None => format!(
@@ -494,12 +505,39 @@ fn write_lock_line(out: &mut impl Write, lock: &LockStats, policy: &LockPolicy) 
         ms(lock.lock_hold.p50_ms),
         ms(lock.lock_hold.max_ms),
     )?;
-    if lock.locks_expired_before_release > 0 {
+    if let Some(cluster) = &lock.cluster {
         writeln!(
             out,
-            "warning: {} lock(s) did not last until their release — expired, re-taken, or the release failed (--lock-ttl-ms {}: is it shorter than the work?)",
+            "Cluster: {} MOVED and {} ASK redirections followed, {} CLUSTERDOWN/TRYAGAIN answers retried (the nodes' INFO errorstats{})",
+            cluster.moved,
+            cluster.ask,
+            cluster.unavailable,
+            match cluster.nodes_unread {
+                0 => String::new(),
+                n => format!("; {n} node(s) could not be read"),
+            }
+        )?;
+    }
+    if lock.locks_unreplicated > 0 {
+        writeln!(
+            out,
+            "{} lock(s) given back untaken: fewer than --lock-replicas {} replicas acknowledged them in time",
+            lock.locks_unreplicated, policy.replicas
+        )?;
+    }
+    if lock.locks_expired_before_release > 0 {
+        let why = if failover {
+            "lost in the failover: the promoted replica never had the key".to_owned()
+        } else {
+            format!(
+                "expired, re-taken, or the release failed (--lock-ttl-ms {}: is it shorter than the work?)",
+                policy.ttl.as_millis()
+            )
+        };
+        writeln!(
+            out,
+            "warning: {} lock(s) did not last until their release — {why}",
             lock.locks_expired_before_release,
-            policy.ttl.as_millis()
         )?;
     }
     if lock.lock_notifications_dropped > 0 {

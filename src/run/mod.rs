@@ -86,14 +86,8 @@ pub async fn run_with_chaos(
         .min(config.users);
     db::warm_up(repo.pool(), connections).await?;
     target.warm_up(target.lanes().min(config.users)).await?;
-    let armed = chaos::arm(&config.chaos, &redis, config.room).await?;
-    let faults = tokio::spawn(chaos::inject(
-        config.chaos.clone(),
-        repo.clone(),
-        redis,
-        armed,
-    ));
-    let race = match config.duration {
+    let faults = chaos::start(&config.chaos, repo, redis, config.room).await?;
+    let mut race = match config.duration {
         Some(duration) => sustain(target, config.users, duration, stop, progress).await,
         None => {
             let burst = Burst {
@@ -104,7 +98,6 @@ pub async fn run_with_chaos(
             race(target, burst, std::future::ready(()), stop, progress).await
         }
     };
-    // Faults scheduled after the last user finished have nothing left to break.
-    faults.abort();
+    faults.stop(&mut race.stats.strategy).await;
     judge(repo, config, race, cleared).await
 }
