@@ -396,6 +396,8 @@ print(json.dumps({"elapsed_ms": j["elapsed_ms"], "hold_ms": j["hold_ms"], "creat
 done
 scripts/cluster.sh down
 trap - EXIT
+# The cluster is gone: nothing after this may lock on it (serve would try, and not start).
+unset REDIS_CLUSTER_URLS
 
 python3 scripts/bench/report.py "$users" "$seconds" "$runs"
 

@@ -15,7 +15,7 @@ replaced by what the command prints now, stdout and stderr together):
   after the page's console blocks, on a database reset again, and the stamp is rewritten with
   the date and the machine. A `<!-- examples: setup=NAME -->` line just before such a block names
   what the commands need around them (see Setup); `setup=slow` blocks (scripts/bench.sh, about
-  17 minutes) run only with EXAMPLES_SLOW=1.
+  30 minutes) run only with EXAMPLES_SLOW=1.
 
 * the Markdown a script prints, between `<!-- examples: output of scripts/NAME.sh -->` and
   `<!-- examples: end -->` (the fault matrix of scripts/scenarios.sh), with the stamp above it.
@@ -144,7 +144,8 @@ class Setup:
 
     def __enter__(self):
         # redlock-3: three instances for --redis-url; private-redis: one for a command that
-        # pauses every client of its server (--chaos pause-redis), so never the shared one.
+        # pauses every client of its server (--chaos pause-redis), so never the shared one;
+        # cluster: a Redis Cluster of its own (--redis-cluster "$REDIS_CLUSTER_URLS").
         if self.name in ("redlock-3", "private-redis"):
             ports = [57001, 57002, 57003] if self.name == "redlock-3" else [57004]
             for port in ports:
@@ -153,6 +154,14 @@ class Setup:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_for(lambda: all(run(f"redis-cli -p {p} ping")[1].strip() == "PONG"
                                  for p in ports))
+        elif self.name == "cluster":
+            # A Redis Cluster of its own (scripts/cluster.sh), its seeds in REDIS_CLUSTER_URLS.
+            self.cluster = {**ENV, "CLUSTER_PORT": "57100",
+                            "CLUSTER_DIR": os.path.join(ROOT, "target", "examples-cluster")}
+            subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), "up"],
+                           env=self.cluster, check=True, stdout=subprocess.DEVNULL)
+            self.env["REDIS_CLUSTER_URLS"] = ",".join(
+                f"redis://127.0.0.1:{port}" for port in range(57100, 57106))
         elif self.name == "serve":
             self.processes.append(subprocess.Popen(
                 [BINARY, "serve", "--mode", "locked", "--listen", "127.0.0.1:8080"],
@@ -163,6 +172,9 @@ class Setup:
         return self
 
     def __exit__(self, *exc):
+        if self.name == "cluster":
+            subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), "down"],
+                           env=self.cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for process in self.processes:
             process.terminate()
             try:

@@ -135,7 +135,7 @@ impl Running {
     }
 }
 
-/// Fires every fault of `plan` at its time, counted from now (`armed`: the failovers [`arm`]
+/// Fires every fault of `plan` at its time, counted from now (`armed`: the failovers [`start`]
 /// prepared). Failures to inject are logged: chaos that could not happen is worth a warning,
 /// not the end of the run.
 async fn inject(

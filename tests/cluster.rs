@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Cli, json, text};
+use common::{Cli, ServeProcess, json, text};
 
 /// A cluster on six ports of its own, taken down (every node stopped, its directory removed)
 /// when dropped, also when the test fails.
@@ -282,4 +282,62 @@ fn a_failover_without_a_cluster_is_refused() {
         text(&out.stderr)
     );
     assert_eq!(cli.snapshot(), before);
+}
+
+/// `book` and `serve` lock on the cluster too: a fenced booking draws its token from the
+/// cluster's counter, and `serve --redis-cluster` raced by 20 users over HTTP sells the last
+/// room once — the counter on the cluster moving once per lock the server took.
+#[test]
+fn book_and_serve_lock_on_the_cluster() {
+    let cluster = Cluster::up();
+    let cli = Cli::new();
+    cli.reset();
+    let counter = format!("{}fence:{{room:1}}:2024-12-25", cli.prefix);
+    let token = || {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-p", &cluster.base.to_string(), "GET", &counter])
+            .output()
+            .expect("redis-cli runs");
+        text(&out.stdout).trim().parse::<u64>().unwrap_or(0)
+    };
+    let out = cli.run(&[
+        "book",
+        "--user",
+        common::USER,
+        "--room",
+        "1",
+        "--from",
+        "2024-12-25",
+        "--mode",
+        "fenced",
+        "--redis-cluster",
+        &cluster.urls,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(cli.reference_slot(), (1, 1, 1), "from the database");
+    assert_eq!(token(), 1, "book drew its token from the cluster");
+
+    let server = ServeProcess::start(
+        &cli,
+        &["--mode", "fenced", "--redis-cluster", &cluster.urls],
+    );
+    let raced = cli.run(&[
+        "stress",
+        "--users",
+        "20",
+        "--target",
+        &server.base,
+        "--mode",
+        "fenced",
+        "--json",
+    ]);
+    assert_eq!(raced.status.code(), Some(0), "{}", text(&raced.stderr));
+    let body = json(&raced);
+    assert_eq!(
+        (&body["status_codes"]["201"], &body["verdict"]),
+        (&serde_json::json!(1), &serde_json::json!("SAFE")),
+        "{body}"
+    );
+    assert_eq!(cli.reference_slot(), (1, 1, 1), "from the database");
+    assert!(token() >= 2, "serve drew its tokens from the cluster");
 }
