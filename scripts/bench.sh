@@ -38,7 +38,7 @@
 #    × pgbench on their own SQL. The tool runs on one runtime thread here (see below). At hold
 #    200 ms, reserve against atomic (target ≥ 10 ×).
 # 7. On a Redis Cluster of the benchmark's own (scripts/cluster.sh: 3 primaries with a replica
-#    each, ports 47300–47305 or BENCH_CLUSTER_PORT): `bench lock --redis-cluster` against
+#    each, ports 17300–17305 or BENCH_CLUSTER_PORT): `bench lock --redis-cluster` against
 #    `redis-benchmark --cluster` running the same two commands at the same concurrency, -P 1 and
 #    -P 16 (target ≥ 0.6 × -P 16, as on one instance), and the reference run over the cluster,
 #    five times. The cluster is taken down at the end, also when the benchmark fails.
@@ -325,7 +325,7 @@ done
 # 7. On a Redis Cluster. It holds nothing but the benchmark's keys, so each round starts from
 #    FLUSHALL on every primary. redis-benchmark --cluster routes a command by the `{tag}` in its
 #    key, which it replaces with a tag of each node's slots.
-export CLUSTER_PORT=${BENCH_CLUSTER_PORT:-47300} CLUSTER_DIR=$PWD/$out/cluster
+export CLUSTER_PORT=${BENCH_CLUSTER_PORT:-17300} CLUSTER_DIR=$PWD/$out/cluster
 trap 'scripts/cluster.sh down >/dev/null 2>&1 || true' EXIT
 scripts/cluster.sh up
 # shellcheck disable=SC1091

@@ -9,8 +9,9 @@
 #   scripts/cluster.sh down     # stops every node it started and removes target/cluster/
 #   scripts/cluster.sh status   # one line per node: port, role, the slots it serves
 #
-# CLUSTER_PORT (default 47100) is the first of the six client ports; each node's cluster bus is
-# its port + 10000, so the ports stay below 55536. CLUSTER_DIR (default target/cluster) holds
+# CLUSTER_PORT (default 17100) is the first of the six client ports; each node's cluster bus is
+# its port + 10000 (below 22768, so that the buses stay under Linux's ephemeral range,
+# 32768–60999, where any outgoing connection may hold a port). CLUSTER_DIR (default target/cluster) holds
 # the nodes' configs, logs and pid files: the tests run clusters of their own with both set.
 # Nodes bind 127.0.0.1 only, keep nothing on disk (no RDB, no AOF) and time out a silent node
 # after 2 s (cluster-node-timeout) and resynchronise a replica at once (repl-diskless-sync-delay
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-base=${CLUSTER_PORT:-47100}
+base=${CLUSTER_PORT:-17100}
 dir=${CLUSTER_DIR:-target/cluster}
 case $dir in /*) ;; *) dir=$PWD/$dir ;; esac
 nodes=6

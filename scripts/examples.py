@@ -156,12 +156,12 @@ class Setup:
                                  for p in ports))
         elif self.name == "cluster":
             # A Redis Cluster of its own (scripts/cluster.sh), its seeds in REDIS_CLUSTER_URLS.
-            self.cluster = {**ENV, "CLUSTER_PORT": "57100",
+            self.cluster = {**ENV, "CLUSTER_PORT": "17400",
                             "CLUSTER_DIR": os.path.join(ROOT, "target", "examples-cluster")}
             subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), "up"],
                            env=self.cluster, check=True, stdout=subprocess.DEVNULL)
             self.env["REDIS_CLUSTER_URLS"] = ",".join(
-                f"redis://127.0.0.1:{port}" for port in range(57100, 57106))
+                f"redis://127.0.0.1:{port}" for port in range(17400, 17406))
         elif self.name == "serve":
             self.processes.append(subprocess.Popen(
                 [BINARY, "serve", "--mode", "locked", "--listen", "127.0.0.1:8080"],

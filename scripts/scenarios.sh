@@ -3,7 +3,7 @@
 # judged from the database. Prints a Markdown table (what docs/faults.md shows).
 #   scripts/scenarios.sh            # release build, services from scripts/services.sh
 # Needs python3 (to read the JSON) and redis-server (three private instances for Redlock, and a
-# Redis Cluster of its own from scripts/cluster.sh on ports 47200–47205 and 57200–57205 for the
+# Redis Cluster of its own from scripts/cluster.sh on ports 17200–17205 and 27200–27205 for the
 # failover column; SCENARIOS_CLUSTER_PORT moves them). The pause-redis scenario pauses the Redis
 # at REDIS_URL for 5 s per lock strategy: use a Redis of your own.
 set -euo pipefail
@@ -19,7 +19,7 @@ cargo build --release --locked >&2
 cli=$(target_dir)/release/booking-cli
 "$cli" db reset >&2
 dir=target/scenarios; mkdir -p "$dir"
-export CLUSTER_PORT=${SCENARIOS_CLUSTER_PORT:-47200} CLUSTER_DIR=$dir/cluster
+export CLUSTER_PORT=${SCENARIOS_CLUSTER_PORT:-17200} CLUSTER_DIR=$dir/cluster
 cleanup() {
     for i in 1 2 3; do [ -f "$dir/redis-$i.pid" ] && kill "$(cat "$dir/redis-$i.pid")" 2>/dev/null; done
     scripts/cluster.sh down 2>/dev/null

@@ -45,6 +45,15 @@ impl Cluster {
             .expect("scripts/cluster.sh runs")
     }
 
+    /// `GET key` through any node, following redirections (`redis-cli -c`).
+    fn get(&self, key: &str) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-p", &self.base.to_string(), "GET", key])
+            .output()
+            .expect("redis-cli runs");
+        text(&out.stdout).trim().to_owned()
+    }
+
     /// Whether any node still answers on its port.
     fn anything_listening(&self) -> bool {
         (self.base..self.base + 6).any(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
@@ -57,10 +66,12 @@ impl Drop for Cluster {
     }
 }
 
-/// Six consecutive free ports whose cluster-bus ports (+10000) are free too.
+/// Six consecutive free ports whose cluster-bus ports (+10000) are free too, all below Linux's
+/// ephemeral range (32768–60999): an outgoing connection could take a bus port there between
+/// this check and the node's start.
 fn free_run() -> u16 {
     for _ in 0..200 {
-        let base = 20_000 + rand::random::<u16>() % 25_000;
+        let base = 10_000 + rand::random::<u16>() % 12_700;
         let free = (base..base + 6)
             .flat_map(|p| [p, p + 10_000])
             .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
@@ -118,16 +129,7 @@ fn the_reference_run_over_a_cluster_sells_the_last_room_once() {
     // The fence counter of room 1's night is on the cluster (in the slot of {room:1}): one
     // token drawn per lock `fenced` took.
     let counter = format!("{}fence:{{room:1}}:2024-12-25", cli.prefix);
-    let out = Command::new("redis-cli")
-        .args(["-c", "-p", &cluster.base.to_string(), "GET", &counter])
-        .output()
-        .expect("redis-cli runs");
-    assert_eq!(
-        text(&out.stdout).trim(),
-        fenced_locks.to_string(),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_eq!(cluster.get(&counter), fenced_locks.to_string());
     assert!(fenced_locks >= 1);
     let down = cluster.script("down");
     assert!(down.status.success(), "{}", text(&down.stderr));
@@ -138,13 +140,9 @@ fn the_reference_run_over_a_cluster_sells_the_last_room_once() {
     assert!(!cluster.dir.exists());
 }
 
-/// A bad `--redis-cluster` URL is one line naming the variable, exit 2, nothing written.
-#[test]
-fn a_bad_cluster_url_is_refused() {
-    let cli = Cli::new();
-    cli.reset();
-    let before = cli.snapshot();
-    let out = cli.run(&[
+/// `book` room 1's night of 2024-12-25 with `mode`, locking on the cluster at `urls`.
+fn book(cli: &Cli, mode: &str, urls: &str) -> std::process::Output {
+    cli.run(&[
         "book",
         "--user",
         common::USER,
@@ -153,10 +151,19 @@ fn a_bad_cluster_url_is_refused() {
         "--from",
         "2024-12-25",
         "--mode",
-        "locked",
+        mode,
         "--redis-cluster",
-        "nonsense://x",
-    ]);
+        urls,
+    ])
+}
+
+/// A bad `--redis-cluster` URL is one line naming the variable, exit 2, nothing written.
+#[test]
+fn a_bad_cluster_url_is_refused() {
+    let cli = Cli::new();
+    cli.reset();
+    let before = cli.snapshot();
+    let out = book(&cli, "locked", "nonsense://x");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("REDIS_CLUSTER_URLS"),
@@ -293,26 +300,8 @@ fn book_and_serve_lock_on_the_cluster() {
     let cli = Cli::new();
     cli.reset();
     let counter = format!("{}fence:{{room:1}}:2024-12-25", cli.prefix);
-    let token = || {
-        let out = Command::new("redis-cli")
-            .args(["-c", "-p", &cluster.base.to_string(), "GET", &counter])
-            .output()
-            .expect("redis-cli runs");
-        text(&out.stdout).trim().parse::<u64>().unwrap_or(0)
-    };
-    let out = cli.run(&[
-        "book",
-        "--user",
-        common::USER,
-        "--room",
-        "1",
-        "--from",
-        "2024-12-25",
-        "--mode",
-        "fenced",
-        "--redis-cluster",
-        &cluster.urls,
-    ]);
+    let token = || cluster.get(&counter).parse::<u64>().unwrap_or(0);
+    let out = book(&cli, "fenced", &cluster.urls);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(cli.reference_slot(), (1, 1, 1), "from the database");
     assert_eq!(token(), 1, "book drew its token from the cluster");
@@ -340,4 +329,46 @@ fn book_and_serve_lock_on_the_cluster() {
     );
     assert_eq!(cli.reference_slot(), (1, 1, 1), "from the database");
     assert!(token() >= 2, "serve drew its tokens from the cluster");
+}
+
+/// `--chaos pause-redis` over a cluster pauses every node, not the one a keyless command happens
+/// to reach: every node counts a `CLIENT PAUSE`, and the lock strategy fails closed (errors,
+/// nothing oversold).
+#[test]
+fn pausing_the_cluster_pauses_every_node_and_the_lock_fails_closed() {
+    let cluster = Cluster::up();
+    let cli = Cli::new();
+    cli.reset();
+    let out = cli.run(&[
+        "stress",
+        "--users",
+        "20",
+        "--mode",
+        "locked",
+        "--hold-ms",
+        "300",
+        "--lock-wait-ms",
+        "3000",
+        "--chaos",
+        "pause-redis@100",
+        "--redis-cluster",
+        &cluster.urls,
+        "--json",
+    ]);
+    // Each node counts the CLIENT PAUSE it was sent (a fresh cluster: none before this run).
+    let paused: Vec<bool> = (cluster.base..cluster.base + 6)
+        .map(|port| {
+            let out = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "INFO", "commandstats"])
+                .output()
+                .expect("redis-cli runs");
+            text(&out.stdout).contains("cmdstat_client|pause:calls=")
+        })
+        .collect();
+    assert_eq!(paused, [true; 6], "every node paused");
+    let body = json(&out);
+    assert_eq!(body["verdict"], "SAFE", "{body}");
+    assert!(body["errors"].as_u64() >= Some(1), "{body}");
+    let (_, booked, _) = cli.reference_slot();
+    assert!(booked <= 1, "from the database: {booked} booked");
 }

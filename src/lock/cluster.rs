@@ -1,5 +1,5 @@
-//! The nodes of a Redis Cluster, one by one: the failover lab's primary and replica, and the
-//! redirections every node answered during a run.
+//! The nodes of a Redis Cluster, one by one: the failover lab's primary and replica, every node
+//! paused at once (`--chaos pause-redis`), and the redirections every node answered during a run.
 //!
 //! The cluster client follows `MOVED` and `ASK` by itself and says nothing about it, so the
 //! report counts them where they happen: each node keeps, per error prefix, how many error
@@ -149,6 +149,29 @@ pub fn addresses(nodes: &str) -> Vec<String> {
 }
 
 impl RedisLock {
+    /// `CLIENT PAUSE ms ALL` on every node of the cluster (`--chaos pause-redis`): a keyless
+    /// command through the cluster client would reach one node, and the lock's slot might not
+    /// be on it.
+    pub(super) async fn pause_every_node(&self, ms: u64) -> Result<(), LockError> {
+        let seed = self.cluster_seeds.first().ok_or_else(|| {
+            LockError::Chaos("pause-redis on a cluster needs its seeds".to_owned())
+        })?;
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        for address in addresses(&nodes) {
+            let mut conn = Node::at(seed, &address)?.connect(REDIS_TIMEOUT).await?;
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(ms)
+                .arg("ALL")
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Every node's error counts now; `None` off a cluster. A node that does not answer is
     /// recorded as unread, not as zero.
     pub async fn redirections(&self) -> Option<Reading> {

@@ -940,9 +940,13 @@ impl RedisLock {
         })
     }
 
-    /// Chaos: `CLIENT PAUSE` — Redis answers no client for `duration`.
+    /// Chaos: `CLIENT PAUSE` — Redis answers no client for `duration` (on a cluster, no node
+    /// does).
     pub async fn pause_server(&self, duration: Duration) -> Result<(), LockError> {
         let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        if self.is_cluster() {
+            return self.pause_every_node(ms).await;
+        }
         redis::cmd("CLIENT")
             .arg("PAUSE")
             .arg(ms)
