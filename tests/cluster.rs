@@ -19,20 +19,29 @@ struct Cluster {
 
 impl Cluster {
     fn up() -> Self {
+        let cluster = Self::on_free_ports();
+        cluster.start();
+        cluster
+    }
+
+    /// A cluster's ports and directory, nothing started yet.
+    fn on_free_ports() -> Self {
         let base = free_run();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("cluster-{}", uuid::Uuid::new_v4().simple()));
-        let cluster = Self {
+        Self {
             base,
             dir,
             urls: (base..base + 6)
                 .map(|p| format!("redis://127.0.0.1:{p}"))
                 .collect::<Vec<_>>()
                 .join(","),
-        };
-        let out = cluster.script("up");
+        }
+    }
+
+    fn start(&self) {
+        let out = self.script("up");
         assert!(out.status.success(), "cluster up: {}", text(&out.stderr));
-        cluster
     }
 
     fn script(&self, action: &str) -> std::process::Output {
@@ -371,4 +380,38 @@ fn pausing_the_cluster_pauses_every_node_and_the_lock_fails_closed() {
     assert!(body["errors"].as_u64() >= Some(1), "{body}");
     let (_, booked, _) = cli.reference_slot();
     assert!(booked <= 1, "from the database: {booked} booked");
+}
+
+/// `serve --redis-cluster` starts while no node answers (the lock modes answer 503 meanwhile),
+/// and picks the cluster up once it comes — no restart.
+#[test]
+fn serve_started_before_the_cluster_picks_it_up() {
+    let cluster = Cluster::on_free_ports();
+    let cli = Cli::new();
+    cli.reset();
+    let server = ServeProcess::start(
+        &cli,
+        &["--mode", "locked", "--redis-cluster", &cluster.urls],
+    );
+    let one = || {
+        let out = cli.run(&[
+            "stress",
+            "--users",
+            "1",
+            "--target",
+            &server.base,
+            "--mode",
+            "locked",
+            "--json",
+        ]);
+        json(&out)["status_codes"].clone()
+    };
+    assert_eq!(one(), serde_json::json!({"503": 1}), "no cluster yet");
+    cluster.start();
+    assert_eq!(
+        one(),
+        serde_json::json!({"201": 1}),
+        "the cluster, picked up"
+    );
+    assert_eq!(cli.reference_slot(), (1, 1, 1), "from the database");
 }

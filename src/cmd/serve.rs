@@ -31,19 +31,28 @@ pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Ex
     );
     // Redis: connected on first use and reconnected whenever it drops, so a server started
     // while Redis is down picks it up when it comes, and one whose Redis restarts carries on.
-    // Meanwhile the bookings that need it are answered 503 with Retry-After.
-    // A cluster is connected to now (its client then follows redirections and failovers by
-    // itself); a server cannot start without one node that answers.
-    let lock = if connection.redis_cluster.is_empty() {
-        RedisLock::connect_lazy(&connection.redis_url, &connection.lock_key_prefix)
-            .map_err(super::surface_connect)?
+    // Meanwhile the bookings that need it are answered 503 with Retry-After. A cluster likewise:
+    // connected on first use, tried again while no node answers; once connected, its client
+    // follows redirections and failovers by itself.
+    let (lock, shown) = if connection.redis_cluster.is_empty() {
+        let lock = RedisLock::connect_lazy(&connection.redis_url, &connection.lock_key_prefix);
+        (
+            lock,
+            format!("Redis at REDIS_URL {}", connection.redis_display()),
+        )
     } else {
-        super::connect_redis(connection).await?
+        let lock =
+            RedisLock::connect_cluster_lazy(&connection.redis_cluster, &connection.lock_key_prefix);
+        let shown = format!(
+            "the Redis Cluster at REDIS_CLUSTER_URLS {}",
+            connection.redis_cluster_display()
+        );
+        (lock, shown)
     };
+    let lock = lock.map_err(super::surface_connect)?;
     if let Err(error) = lock.ping().await {
         eprintln!(
-            "warning: Redis at REDIS_URL {} does not answer ({error}); the lock modes answer 503 until it does",
-            connection.redis_display()
+            "warning: {shown} does not answer ({error}); the lock modes answer 503 until it does"
         );
     }
     let lock = Some(lock);

@@ -458,18 +458,7 @@ impl RedisLock {
     /// counter stay in one slot for the scripts that touch both. Release notifications come
     /// from the first seed: a `PUBLISH` on any node reaches every node's subscribers.
     pub async fn connect_cluster(seeds: &[String], key_prefix: &str) -> Result<Self, ConnectError> {
-        let first = seeds.first().ok_or_else(|| {
-            ConnectError::Input(InputError::Invalid(
-                "--redis-cluster needs at least one node URL".to_owned(),
-            ))
-        })?;
-        let client = redis::Client::open(first.as_str()).map_err(bad_cluster_url)?;
-        let cluster = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
-            .connection_timeout(REDIS_TIMEOUT)
-            .response_timeout(REDIS_TIMEOUT)
-            .retries(4)
-            .build()
-            .map_err(bad_cluster_url)?;
+        let (client, cluster) = cluster_clients(seeds)?;
         let conn = cluster
             .get_async_connection()
             .await
@@ -480,9 +469,23 @@ impl RedisLock {
         Ok(lock)
     }
 
+    /// A cluster handle that connects on first use and tries again while no node answers:
+    /// `serve`, which must start whether or not the cluster is up yet, and pick it up when it
+    /// comes. Fails only on a bad URL.
+    pub fn connect_cluster_lazy(seeds: &[String], key_prefix: &str) -> Result<Self, ConnectError> {
+        let (client, cluster) = cluster_clients(seeds)?;
+        let lazy = Arc::new(LazyCluster {
+            client: cluster,
+            conn: tokio::sync::OnceCell::new(),
+        });
+        let mut lock = Self::over(client, Conn::LazyCluster(lazy), key_prefix);
+        lock.cluster_seeds = seeds.into();
+        Ok(lock)
+    }
+
     /// Whether this handle locks on a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_))
+        matches!(self.conn, Conn::Cluster(_) | Conn::LazyCluster(_))
     }
 
     /// A handle that connects on first use and reconnects whenever the connection breaks:
@@ -1065,6 +1068,25 @@ enum Conn {
     /// A Redis Cluster: commands routed by key slot, redirections and lost nodes handled by the
     /// client (see [`RedisLock::connect_cluster`]).
     Cluster(ClusterConnection),
+    /// The same, connected on first use (`serve`): see [`RedisLock::connect_cluster_lazy`].
+    LazyCluster(Arc<LazyCluster>),
+}
+
+/// A cluster connection made when a command first needs it, and tried again by the next command
+/// while no node answers. Once made, the cluster client keeps it: it follows redirections and
+/// refreshes its slot map when a node is lost.
+struct LazyCluster {
+    client: redis::cluster::ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> redis::RedisResult<ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -1073,6 +1095,10 @@ impl ConnectionLike for Conn {
             Conn::Direct(c) => c.req_packed_command(cmd),
             Conn::Managed(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::LazyCluster(lazy) => Box::pin(async move {
+                let mut conn = lazy.get().await?;
+                conn.req_packed_command(cmd).await
+            }),
         }
     }
 
@@ -1086,6 +1112,10 @@ impl ConnectionLike for Conn {
             Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::LazyCluster(lazy) => Box::pin(async move {
+                let mut conn = lazy.get().await?;
+                conn.req_packed_commands(pipeline, offset, count).await
+            }),
         }
     }
 
@@ -1094,8 +1124,29 @@ impl ConnectionLike for Conn {
             Conn::Direct(c) => c.get_db(),
             Conn::Managed(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::LazyCluster(_) => 0,
         }
     }
+}
+
+/// A client for the first seed (release notifications, the failover lab) and the cluster client
+/// over all of them; a URL that does not parse is bad input.
+fn cluster_clients(
+    seeds: &[String],
+) -> Result<(redis::Client, redis::cluster::ClusterClient), ConnectError> {
+    let first = seeds.first().ok_or_else(|| {
+        ConnectError::Input(InputError::Invalid(
+            "--redis-cluster needs at least one node URL".to_owned(),
+        ))
+    })?;
+    let client = redis::Client::open(first.as_str()).map_err(bad_cluster_url)?;
+    let cluster = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+        .connection_timeout(REDIS_TIMEOUT)
+        .response_timeout(REDIS_TIMEOUT)
+        .retries(4)
+        .build()
+        .map_err(bad_cluster_url)?;
+    Ok((client, cluster))
 }
 
 /// A `--redis-cluster` URL that does not parse: bad input.
