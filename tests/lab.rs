@@ -12,7 +12,9 @@ use booking_cli::lock::{LockPolicy, RedisLock};
 use booking_cli::repo::Repo;
 use booking_cli::run::{self as stress, StressConfig, StressReport, Verdict};
 use booking_cli::strategy::{self, Expectation, Mode};
-use common::{TestDb, deadline_policy, private_lock, reference_policy, retry_policy};
+use common::{
+    Cli, TestDb, deadline_policy, json, private_lock, reference_policy, retry_policy, text,
+};
 use indicatif::ProgressBar;
 
 /// The reference run with this strategy, inventory and lock policy. `serializable` gets a
@@ -490,4 +492,41 @@ async fn more_users_than_connections_queue_for_a_lane_without_errors() {
         "the capacity, by the database"
     );
     assert!(report.verdicts().is_empty());
+}
+
+/// `--processes 4`, inventory 3: the strategies whose guard is one conditional statement in
+/// PostgreSQL (`one-statement`; `reserve`'s hold; `sharded`'s shard; `batched`'s batch) need no
+/// lock outside the database to stay safe across processes — from the database.
+#[test]
+fn the_conditional_statement_strategies_hold_across_four_processes() {
+    let cli = Cli::with_budget(30);
+    cli.reset();
+    for mode in ["one-statement", "reserve", "sharded", "batched"] {
+        let out = cli.run(&[
+            "stress",
+            "--mode",
+            mode,
+            "--processes",
+            "4",
+            "--inventory",
+            "3",
+            "--hold-ms",
+            "50",
+            "--lock-wait-ms",
+            "5000",
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", text(&out.stderr));
+        let body = json(&out);
+        assert_eq!(
+            (&body["verdict"], &body["processes"], &body["created"]),
+            (
+                &serde_json::json!("SAFE"),
+                &serde_json::json!(4),
+                &serde_json::json!(3)
+            ),
+            "{mode}: {body}"
+        );
+        assert_eq!(cli.reference_slot(), (3, 3, 3), "{mode}: from the database");
+    }
 }
