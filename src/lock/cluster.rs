@@ -1,5 +1,6 @@
-//! The nodes of a Redis Cluster, one by one: the failover lab's primary and replica, every node
-//! paused at once (`--chaos pause-redis`), and the redirections every node answered during a run.
+//! The lock on a Redis Cluster: connecting to it (at once for a run, on first use for `serve`),
+//! and its nodes one by one — the failover lab's primary and replica, every node paused at once
+//! (`--chaos pause-redis`), and the redirections every node answered during a run.
 //!
 //! The cluster client follows `MOVED` and `ASK` by itself and says nothing about it, so the
 //! report counts them where they happen: each node keeps, per error prefix, how many error
@@ -7,13 +8,16 @@
 //! over a run, summed over the nodes, is what the cluster redirected — every client's, which on
 //! a cluster of your own (the lab's) is this run's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 use serde::{Deserialize, Serialize};
 
-use super::{LockError, REDIS_TIMEOUT, RedisLock};
+use super::{Conn, ConnectError, LockError, REDIS_TIMEOUT, RedisLock};
+use crate::error::InputError;
 
 /// What the nodes answered instead of a result during a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +150,87 @@ pub fn addresses(nodes: &str) -> Vec<String> {
         .filter(|a| !a.is_empty() && !a.starts_with(':'))
         .map(str::to_owned)
         .collect()
+}
+
+impl RedisLock {
+    /// Connects to a Redis Cluster through `seeds` (any of its nodes; the client learns the rest
+    /// and which node serves which hash slot) and checks that it answers. The cluster client
+    /// follows `MOVED` and `ASK` redirections, and when a node is lost it refreshes the slot map
+    /// and retries, so a failover is picked up without a restart. The keys of one room share a
+    /// hash slot (see [`room_night_key`](Self::room_night_key)), so a lock and its fencing
+    /// counter stay in one slot for the scripts that touch both. Release notifications come
+    /// from the first seed: a `PUBLISH` on any node reaches every node's subscribers.
+    pub async fn connect_cluster(seeds: &[String], key_prefix: &str) -> Result<Self, ConnectError> {
+        let (client, cluster) = cluster_clients(seeds)?;
+        let conn = cluster
+            .get_async_connection()
+            .await
+            .map_err(LockError::from)?;
+        let mut lock = Self::over(client, Conn::Cluster(conn), key_prefix);
+        lock.cluster_seeds = seeds.into();
+        lock.ping().await?;
+        Ok(lock)
+    }
+
+    /// A cluster handle that connects on first use and tries again while no node answers:
+    /// `serve`, which must start whether or not the cluster is up yet, and pick it up when it
+    /// comes. Fails only on a bad URL.
+    pub fn connect_cluster_lazy(seeds: &[String], key_prefix: &str) -> Result<Self, ConnectError> {
+        let (client, cluster) = cluster_clients(seeds)?;
+        let lazy = Arc::new(LazyCluster {
+            client: cluster,
+            conn: tokio::sync::OnceCell::new(),
+        });
+        let mut lock = Self::over(client, Conn::LazyCluster(lazy), key_prefix);
+        lock.cluster_seeds = seeds.into();
+        Ok(lock)
+    }
+}
+
+/// A cluster connection made when a command first needs it, and tried again by the next command
+/// while no node answers. Once made, the cluster client keeps it: it follows redirections and
+/// refreshes its slot map when a node is lost.
+pub(super) struct LazyCluster {
+    client: redis::cluster::ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+impl LazyCluster {
+    pub(super) async fn get(&self) -> redis::RedisResult<ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
+}
+
+/// A client for the first seed (release notifications, the failover lab) and the cluster client
+/// over all of them; a URL that does not parse is bad input.
+fn cluster_clients(
+    seeds: &[String],
+) -> Result<(redis::Client, redis::cluster::ClusterClient), ConnectError> {
+    let first = seeds.first().ok_or_else(|| {
+        ConnectError::Input(InputError::Invalid(
+            "--redis-cluster needs at least one node URL".to_owned(),
+        ))
+    })?;
+    let client = redis::Client::open(first.as_str()).map_err(bad_cluster_url)?;
+    let cluster = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+        .connection_timeout(REDIS_TIMEOUT)
+        .response_timeout(REDIS_TIMEOUT)
+        .retries(4)
+        .build()
+        .map_err(bad_cluster_url)?;
+    Ok((client, cluster))
+}
+
+/// A `--redis-cluster` URL that does not parse: bad input.
+fn bad_cluster_url(e: redis::RedisError) -> ConnectError {
+    ConnectError::Input(InputError::BadUrl {
+        variable: "REDIS_CLUSTER_URLS",
+        what: "Redis Cluster node",
+        reason: e.to_string(),
+    })
 }
 
 impl RedisLock {

@@ -450,39 +450,6 @@ impl RedisLock {
         Ok(lock)
     }
 
-    /// Connects to a Redis Cluster through `seeds` (any of its nodes; the client learns the rest
-    /// and which node serves which hash slot) and checks that it answers. The cluster client
-    /// follows `MOVED` and `ASK` redirections, and when a node is lost it refreshes the slot map
-    /// and retries, so a failover is picked up without a restart. The keys of one room share a
-    /// hash slot (see [`room_night_key`](Self::room_night_key)), so a lock and its fencing
-    /// counter stay in one slot for the scripts that touch both. Release notifications come
-    /// from the first seed: a `PUBLISH` on any node reaches every node's subscribers.
-    pub async fn connect_cluster(seeds: &[String], key_prefix: &str) -> Result<Self, ConnectError> {
-        let (client, cluster) = cluster_clients(seeds)?;
-        let conn = cluster
-            .get_async_connection()
-            .await
-            .map_err(LockError::from)?;
-        let mut lock = Self::over(client, Conn::Cluster(conn), key_prefix);
-        lock.cluster_seeds = seeds.into();
-        lock.ping().await?;
-        Ok(lock)
-    }
-
-    /// A cluster handle that connects on first use and tries again while no node answers:
-    /// `serve`, which must start whether or not the cluster is up yet, and pick it up when it
-    /// comes. Fails only on a bad URL.
-    pub fn connect_cluster_lazy(seeds: &[String], key_prefix: &str) -> Result<Self, ConnectError> {
-        let (client, cluster) = cluster_clients(seeds)?;
-        let lazy = Arc::new(LazyCluster {
-            client: cluster,
-            conn: tokio::sync::OnceCell::new(),
-        });
-        let mut lock = Self::over(client, Conn::LazyCluster(lazy), key_prefix);
-        lock.cluster_seeds = seeds.into();
-        Ok(lock)
-    }
-
     /// Whether this handle locks on a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.conn, Conn::Cluster(_) | Conn::LazyCluster(_))
@@ -1069,24 +1036,7 @@ enum Conn {
     /// client (see [`RedisLock::connect_cluster`]).
     Cluster(ClusterConnection),
     /// The same, connected on first use (`serve`): see [`RedisLock::connect_cluster_lazy`].
-    LazyCluster(Arc<LazyCluster>),
-}
-
-/// A cluster connection made when a command first needs it, and tried again by the next command
-/// while no node answers. Once made, the cluster client keeps it: it follows redirections and
-/// refreshes its slot map when a node is lost.
-struct LazyCluster {
-    client: redis::cluster::ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
-}
-
-impl LazyCluster {
-    async fn get(&self) -> redis::RedisResult<ClusterConnection> {
-        self.conn
-            .get_or_try_init(|| self.client.get_async_connection())
-            .await
-            .cloned()
-    }
+    LazyCluster(Arc<cluster::LazyCluster>),
 }
 
 impl ConnectionLike for Conn {
@@ -1127,35 +1077,6 @@ impl ConnectionLike for Conn {
             Conn::LazyCluster(_) => 0,
         }
     }
-}
-
-/// A client for the first seed (release notifications, the failover lab) and the cluster client
-/// over all of them; a URL that does not parse is bad input.
-fn cluster_clients(
-    seeds: &[String],
-) -> Result<(redis::Client, redis::cluster::ClusterClient), ConnectError> {
-    let first = seeds.first().ok_or_else(|| {
-        ConnectError::Input(InputError::Invalid(
-            "--redis-cluster needs at least one node URL".to_owned(),
-        ))
-    })?;
-    let client = redis::Client::open(first.as_str()).map_err(bad_cluster_url)?;
-    let cluster = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
-        .connection_timeout(REDIS_TIMEOUT)
-        .response_timeout(REDIS_TIMEOUT)
-        .retries(4)
-        .build()
-        .map_err(bad_cluster_url)?;
-    Ok((client, cluster))
-}
-
-/// A `--redis-cluster` URL that does not parse: bad input.
-fn bad_cluster_url(e: redis::RedisError) -> ConnectError {
-    ConnectError::Input(InputError::BadUrl {
-        variable: "REDIS_CLUSTER_URLS",
-        what: "Redis Cluster node",
-        reason: e.to_string(),
-    })
 }
 
 /// A `REDIS_URL` that does not parse: bad input.
