@@ -81,6 +81,18 @@ impl Connection {
             .join(",")
     }
 
+    /// The lock service, masked, for messages: `REDIS_URL …`, or the cluster's seeds.
+    pub fn lock_service_display(&self) -> String {
+        if self.redis_cluster.is_empty() {
+            format!("REDIS_URL {}", self.redis_display())
+        } else {
+            format!(
+                "the Redis Cluster at --redis-cluster {}",
+                self.redis_cluster_display()
+            )
+        }
+    }
+
     /// Every secret that must never appear in output: the passwords of every URL.
     pub fn secrets(&self) -> Vec<String> {
         std::iter::once(&self.database_url)

@@ -63,6 +63,14 @@ impl Cluster {
         text(&out.stdout).trim().to_owned()
     }
 
+    /// `stress --users 20 ARGS --redis-cluster … --json`: a run of 20 users locking on this cluster.
+    fn stress(&self, cli: &Cli, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["stress", "--users", "20"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--redis-cluster", &self.urls, "--json"]);
+        cli.run(&all)
+    }
+
     /// Whether any node still answers on its port.
     fn anything_listening(&self) -> bool {
         (self.base..self.base + 6).any(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
@@ -101,16 +109,7 @@ fn the_reference_run_over_a_cluster_sells_the_last_room_once() {
     cli.reset();
     let mut fenced_locks = 0;
     for mode in ["locked", "fenced"] {
-        let out = cli.run(&[
-            "stress",
-            "--users",
-            "20",
-            "--mode",
-            mode,
-            "--redis-cluster",
-            &cluster.urls,
-            "--json",
-        ]);
+        let out = cluster.stress(&cli, &["--mode", mode]);
         assert_eq!(out.status.code(), Some(0), "{mode}: {}", text(&out.stderr));
         let body = json(&out);
         let refused: u64 = [
@@ -187,9 +186,6 @@ fn a_bad_cluster_url_is_refused() {
 /// before the users started, so it never has the lock), waiters patient for 10 s.
 fn failover_run(cli: &Cli, cluster: &Cluster, mode: &str, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
-        "stress",
-        "--users",
-        "20",
         "--mode",
         mode,
         "--hold-ms",
@@ -200,12 +196,9 @@ fn failover_run(cli: &Cli, cluster: &Cluster, mode: &str, extra: &[&str]) -> ser
         "10000",
         "--chaos",
         "failover@100",
-        "--redis-cluster",
-        &cluster.urls,
-        "--json",
     ];
     args.extend_from_slice(extra);
-    let out = cli.run(&args);
+    let out = cluster.stress(cli, &args);
     assert!(
         matches!(out.status.code(), Some(0 | 3)),
         "{mode}: {}",
@@ -348,22 +341,19 @@ fn pausing_the_cluster_pauses_every_node_and_the_lock_fails_closed() {
     let cluster = Cluster::up();
     let cli = Cli::new();
     cli.reset();
-    let out = cli.run(&[
-        "stress",
-        "--users",
-        "20",
-        "--mode",
-        "locked",
-        "--hold-ms",
-        "300",
-        "--lock-wait-ms",
-        "3000",
-        "--chaos",
-        "pause-redis@100",
-        "--redis-cluster",
-        &cluster.urls,
-        "--json",
-    ]);
+    let out = cluster.stress(
+        &cli,
+        &[
+            "--mode",
+            "locked",
+            "--hold-ms",
+            "300",
+            "--lock-wait-ms",
+            "3000",
+            "--chaos",
+            "pause-redis@100",
+        ],
+    );
     // Each node counts the CLIENT PAUSE it was sent (a fresh cluster: none before this run).
     let paused: Vec<bool> = (cluster.base..cluster.base + 6)
         .map(|port| {

@@ -146,18 +146,10 @@ pub(crate) async fn connect_lock(
 /// The lock service: the Redis Cluster of `--redis-cluster` when given, else the first
 /// `REDIS_URL`.
 pub(crate) async fn connect_redis(connection: &Connection) -> anyhow::Result<RedisLock> {
-    let where_ = if connection.redis_cluster.is_empty() {
-        format!("REDIS_URL {}", connection.redis_display())
-    } else {
-        format!(
-            "the Redis Cluster at --redis-cluster {}",
-            connection.redis_cluster_display()
-        )
-    };
     lock_service(connection)
         .await
         .map_err(surface_connect)
-        .with_context(|| format!("failed to connect to {where_}"))
+        .with_context(|| format!("failed to connect to {}", connection.lock_service_display()))
 }
 
 /// Connects to the lock service [`connect_redis`] names, keeping the error's kind (`db drop`
@@ -168,6 +160,17 @@ pub(crate) async fn lock_service(connection: &Connection) -> Result<RedisLock, C
         RedisLock::connect(&connection.redis_url, prefix).await
     } else {
         RedisLock::connect_cluster(&connection.redis_cluster, prefix).await
+    }
+}
+
+/// The same lock service, connected on first use and reconnected whenever it drops (`serve`,
+/// which must start whether or not it answers yet); fails only on a bad URL.
+pub(crate) fn lazy_lock_service(connection: &Connection) -> Result<RedisLock, ConnectError> {
+    let prefix = &connection.lock_key_prefix;
+    if connection.redis_cluster.is_empty() {
+        RedisLock::connect_lazy(&connection.redis_url, prefix)
+    } else {
+        RedisLock::connect_cluster_lazy(&connection.redis_cluster, prefix)
     }
 }
 

@@ -7,7 +7,6 @@ use crate::app::Exit;
 use crate::cli::ServeArgs;
 use crate::config::{Connection, ServeConfig};
 use crate::http::{self, AppState, Setup};
-use crate::lock::RedisLock;
 use crate::lock::redlock::RedLock;
 use crate::stop::Stop;
 
@@ -34,25 +33,11 @@ pub async fn run(connection: &Connection, args: &ServeArgs) -> anyhow::Result<Ex
     // Meanwhile the bookings that need it are answered 503 with Retry-After. A cluster likewise:
     // connected on first use, tried again while no node answers; once connected, its client
     // follows redirections and failovers by itself.
-    let (lock, shown) = if connection.redis_cluster.is_empty() {
-        let lock = RedisLock::connect_lazy(&connection.redis_url, &connection.lock_key_prefix);
-        (
-            lock,
-            format!("Redis at REDIS_URL {}", connection.redis_display()),
-        )
-    } else {
-        let lock =
-            RedisLock::connect_cluster_lazy(&connection.redis_cluster, &connection.lock_key_prefix);
-        let shown = format!(
-            "the Redis Cluster at REDIS_CLUSTER_URLS {}",
-            connection.redis_cluster_display()
-        );
-        (lock, shown)
-    };
-    let lock = lock.map_err(super::surface_connect)?;
+    let lock = super::lazy_lock_service(connection).map_err(super::surface_connect)?;
     if let Err(error) = lock.ping().await {
         eprintln!(
-            "warning: {shown} does not answer ({error}); the lock modes answer 503 until it does"
+            "warning: {} does not answer ({error}); the lock modes answer 503 until it does",
+            connection.lock_service_display()
         );
     }
     let lock = Some(lock);

@@ -70,11 +70,10 @@ pub async fn run(
         return super::worker::run(connection, &plan, first_user).await;
     }
     let settings = StressSettings::from_args(args)?;
-    let failover = settings.runs.iter().any(|r| {
-        r.chaos
-            .iter()
-            .any(|c| c.fault == crate::chaos::Fault::Failover)
-    });
+    let failover = settings
+        .runs
+        .iter()
+        .any(|r| r.injects(crate::chaos::Fault::Failover));
     if failover && connection.redis_cluster.is_empty() {
         return Err(InputError::Invalid(
             "--chaos failover fails the primary of a Redis Cluster: it needs --redis-cluster (or REDIS_CLUSTER_URLS)".to_owned(),

@@ -238,15 +238,8 @@ impl RedisLock {
     /// command through the cluster client would reach one node, and the lock's slot might not
     /// be on it.
     pub(super) async fn pause_every_node(&self, ms: u64) -> Result<(), LockError> {
-        let seed = self.cluster_seeds.first().ok_or_else(|| {
-            LockError::Chaos("pause-redis on a cluster needs its seeds".to_owned())
-        })?;
-        let nodes: String = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async(&mut self.conn.clone())
-            .await?;
-        for address in addresses(&nodes) {
-            let mut conn = Node::at(seed, &address)?.connect(REDIS_TIMEOUT).await?;
+        for node in self.nodes().await? {
+            let mut conn = node.connect(REDIS_TIMEOUT).await?;
             redis::cmd("CLIENT")
                 .arg("PAUSE")
                 .arg(ms)
@@ -260,25 +253,33 @@ impl RedisLock {
     /// Every node's error counts now; `None` off a cluster. A node that does not answer is
     /// recorded as unread, not as zero.
     pub async fn redirections(&self) -> Option<Reading> {
-        let seed = self.cluster_seeds.first()?;
+        if !self.is_cluster() {
+            return None;
+        }
+        let mut reading = Vec::new();
+        for node in self.nodes().await.ok()? {
+            let counts = node.info("errorstats").await.ok();
+            let counts = counts.map(|i| Redirections::of_errorstats(&i));
+            reading.push((node.address, counts));
+        }
+        Some(Reading(reading))
+    }
+
+    /// Every node of the cluster, primaries and replicas, as `CLUSTER NODES` lists them now,
+    /// each reached with the first seed's scheme and credentials.
+    async fn nodes(&self) -> Result<Vec<Node>, LockError> {
+        let seed = self
+            .cluster_seeds
+            .first()
+            .ok_or_else(|| LockError::Chaos("not a Redis Cluster: no seeds".to_owned()))?;
         let nodes: String = redis::cmd("CLUSTER")
             .arg("NODES")
             .query_async(&mut self.conn.clone())
-            .await
-            .ok()?;
-        let mut reading = Vec::new();
-        for address in addresses(&nodes) {
-            let counts = match Node::at(seed, &address) {
-                Ok(node) => node
-                    .info("errorstats")
-                    .await
-                    .ok()
-                    .map(|i| Redirections::of_errorstats(&i)),
-                Err(_) => None,
-            };
-            reading.push((address, counts));
-        }
-        Some(Reading(reading))
+            .await?;
+        addresses(&nodes)
+            .iter()
+            .map(|address| Node::at(seed, address))
+            .collect()
     }
 }
 

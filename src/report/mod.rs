@@ -355,10 +355,7 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
         write_latency_by_outcome(out, &report.latency_by_outcome)?;
     }
     if let Some(lock) = &report.stats.strategy.lock {
-        let failover = c
-            .chaos
-            .iter()
-            .any(|f| f.fault == crate::chaos::Fault::Failover);
+        let failover = c.injects(crate::chaos::Fault::Failover);
         write_lock_line(out, lock, &c.lock_policy, failover)?;
     }
     if let Some(retries) = report.stats.strategy.tx_retries {

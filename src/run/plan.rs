@@ -56,6 +56,11 @@ fn default_shards() -> u32 {
 }
 
 impl StressConfig {
+    /// Whether `--chaos` injects `fault` in this run.
+    pub fn injects(&self, fault: crate::chaos::Fault) -> bool {
+        self.chaos.iter().any(|c| c.fault == fault)
+    }
+
     /// The reference run with `mode`: 20 users, room 1, the night of 2024-12-25 with one room,
     /// 200 ms of work, the reference lock policy (5 s TTL, 10 retries 50 ms apart) and 20
     /// serializable retries — what `stress --mode M` runs without other flags.
