@@ -1070,7 +1070,8 @@ pub struct BookingTx {
 
 impl BookingTx {
     /// The availability check: reads every night of the stay. A night without an inventory row
-    /// is an input error, never "available".
+    /// is an input error, never "available": [`InputError::UnknownRoom`] when the room does not
+    /// exist, else [`InputError::NoInventory`].
     ///
     /// This is a plain read: nothing stops another transaction from reading the same
     /// `booked_count` at the same time. That is the race the naive strategy demonstrates.
@@ -1096,7 +1097,20 @@ impl BookingTx {
         let mut counts = Vec::with_capacity(rows.len());
         for (night, total, booked) in rows {
             let (Some(total), Some(booked)) = (total, booked) else {
-                return Err(InputError::NoInventory { room, night }.into());
+                // Bad input only: one more round trip to say which it is.
+                let room_exists: bool = within(
+                    self.limit,
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)")
+                        .bind(room.get())
+                        .fetch_one(&mut *self.tx),
+                )
+                .await?;
+                return Err(if room_exists {
+                    InputError::NoInventory { room, night }
+                } else {
+                    InputError::UnknownRoom { room }
+                }
+                .into());
             };
             if booked >= total {
                 return Ok(Availability::SoldOut { night });

@@ -338,6 +338,26 @@ async fn every_error_answers_its_status_as_problem_json_and_writes_nothing() {
             Some("room_id"),
         ),
         (
+            // `naive` tells an unknown room by itself; serve asks the hotel first only for the
+            // strategies that would lock or count something before they read.
+            "unknown room, under a strategy that checks the stay itself",
+            client
+                .post(&url)
+                .header("X-Booking-Mode", "naive")
+                .json(&unknown_room),
+            422,
+            Some("room_id"),
+        ),
+        (
+            "night without inventory, under a strategy that checks the stay itself",
+            client
+                .post(&url)
+                .header("X-Booking-Mode", "naive")
+                .json(&no_inventory),
+            422,
+            None,
+        ),
+        (
             "a date PostgreSQL cannot store",
             client.post(&url).json(&before_postgres),
             422,

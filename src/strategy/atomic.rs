@@ -33,6 +33,7 @@ pub(super) const SPEC: Spec = Spec {
     shows: Shows::Safe,
     waits_with_lock_policy: false,
     slow_work: true,
+    checks_stay: false,
     build,
 };
 

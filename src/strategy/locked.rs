@@ -50,6 +50,7 @@ pub(super) const SPEC: Spec = Spec {
     shows: Shows::Safe,
     waits_with_lock_policy: true,
     slow_work: true,
+    checks_stay: false,
     build,
 };
 

@@ -39,6 +39,7 @@ pub(super) const SPEC: Spec = Spec {
     shows: Shows::SafeInOneProcess,
     waits_with_lock_policy: false,
     slow_work: true,
+    checks_stay: false,
     build,
 };
 

@@ -28,6 +28,7 @@ pub(super) const SPEC: Spec = Spec {
     shows: Shows::Overbooking,
     waits_with_lock_policy: false,
     slow_work: true,
+    checks_stay: true,
     build,
 };
 

@@ -45,6 +45,7 @@ pub(super) const SPEC: Spec = Spec {
     shows: Shows::Safe,
     waits_with_lock_policy: false,
     slow_work: false,
+    checks_stay: true,
     build,
 };
 
