@@ -109,12 +109,12 @@ pub struct Spec {
     pub waits_with_lock_policy: bool,
     /// It runs the slow work (`--hold-ms`) somewhere; `one-statement` has no place for it.
     pub slow_work: bool,
-    /// It tells an unknown room or a night without inventory ([`InputError`](crate::error::InputError))
-    /// by itself, before it writes anything or takes anything outside its transaction: its first
-    /// statement reads every night, or its refusal path asks
-    /// [`Repo::ensure_bookable`]. `serve` checks the stay first for the strategies that do not
-    /// (a Redis lock would be taken, a fencing token counted, for a room that does not exist);
-    /// for these it skips that round trip, which only delayed the booking.
+    /// It tells an unknown room or a night without inventory
+    /// ([`InputError`](crate::error::InputError)) by itself, before it writes anything or takes
+    /// anything outside its transaction: its first statement reads every night, or its refusal
+    /// path asks [`Repo::ensure_bookable`]. `serve` checks the stay first for the strategies
+    /// that do not (a Redis lock would be taken, a fencing token counted, for a room that does
+    /// not exist); for these it skips that round trip, which only delayed the booking.
     pub checks_stay: bool,
     /// Builds it from what a run has.
     pub build: fn(Context) -> Result<Arc<dyn Strategy>, BuildError>,
