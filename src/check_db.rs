@@ -1,11 +1,23 @@
 //! The user's own database (`race --check-db`), read only through the checks they give.
 //!
 //! This is the one place booking-cli runs SQL it did not write, so it is fenced in:
-//! - every check and count runs in a `READ ONLY` transaction, rolled back after it, under a
-//!   statement time-out: a check that tries to write fails and changes nothing;
-//! - a check is one statement, wrapped as `SELECT row_to_json(c)::text FROM (<check>) c`, so
-//!   it cannot carry a second statement, and every column comes back as JSON, whatever its type;
-//! - `--setup` is the only SQL that writes: the user's own reset before each run, run as given.
+//! - the session is read-only (`default_transaction_read_only`), and every check and count
+//!   runs in a `READ ONLY` transaction, rolled back after it, under a statement time-out: a
+//!   check that tries to write — directly, or through a function such as `nextval` — fails and
+//!   changes nothing; a session-level advisory lock a check took is released before the
+//!   transaction ends (`pg_advisory_unlock_all`), so it cannot hold the burst;
+//! - a check is one statement, wrapped as `SELECT row_to_json(c)::text, count(*) OVER () FROM
+//!   (<check>) c LIMIT 100`, so it cannot carry a second statement, every column comes back as
+//!   JSON whatever its type, and the rows beyond the ones shown are counted by the server,
+//!   not held here;
+//! - `--setup` is the only SQL that writes: the user's own reset before each run, in a
+//!   transaction of its own (`BEGIN READ WRITE` … `COMMIT`); a setup that would end that
+//!   transaction itself (`COMMIT`, `ROLLBACK`, `END`, `BEGIN`) is refused before anything runs.
+//!
+//! What PostgreSQL cannot refuse in a read-only transaction: functions that act outside it —
+//! `pg_terminate_backend`, `pg_stat_reset`, `dblink_exec` (another connection, its own
+//! transaction), `pg_notify`. Give `--check-db` a role that may do none of them: one with
+//! `SELECT` on the tables the checks read, and nothing more (docs/race.md).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -135,7 +147,11 @@ impl CheckDb {
         })?;
         let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
         let options = options
-            .options([("statement_timeout", statement_timeout.as_str())])
+            .options([
+                ("statement_timeout", statement_timeout.as_str()),
+                // Every transaction read-only unless it says otherwise: only --setup does.
+                ("default_transaction_read_only", "on"),
+            ])
             .application_name("booking-cli race")
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
@@ -150,28 +166,38 @@ impl CheckDb {
         Ok(db)
     }
 
-    /// Runs the user's `--setup` statements, as given (several statements are allowed).
+    /// Runs the user's `--setup` statements, as given (several statements are allowed), in a
+    /// transaction of their own: all of them, or none.
     pub async fn setup(&self, statements: &[String]) -> Result<(), CheckDbError> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        check_setup(statements)?;
+        let mut tx = self
+            .within("--setup", self.pool.begin_with("BEGIN READ WRITE"))
+            .await?;
         for (i, sql) in statements.iter().enumerate() {
             self.within(&format!("--setup {}", i + 1), async {
-                sqlx::raw_sql(sql).execute(&self.pool).await.map(drop)
+                sqlx::raw_sql(sql).execute(&mut *tx).await.map(drop)
             })
             .await?;
         }
-        Ok(())
+        self.within("--setup (commit)", tx.commit()).await
     }
 
     /// The rows `check` returns, read in a `READ ONLY` transaction. `what` names it in errors.
     pub async fn rows(&self, what: &str, check: &str) -> Result<Found, CheckDbError> {
-        let texts = self
+        let rows = self
             .within(what, async {
                 let mut tx = self.read_only().await?;
-                let rows = fetch(&mut tx, check).await;
+                let rows = fetch(&mut tx, what, check).await;
+                // A session-level advisory lock outlives the transaction: not past this read.
+                unlock_all(&mut tx).await?;
                 tx.rollback().await?;
                 rows
             })
-            .await?;
-        Ok(found(texts))
+            .await??;
+        Ok(found(rows))
     }
 
     /// A dry run of everything a run will do on the database, written nowhere: in one
@@ -183,7 +209,10 @@ impl CheckDb {
         setup: &[String],
         queries: &[(String, String)],
     ) -> Result<Vec<Found>, CheckDbError> {
-        let mut tx = self.within("connecting", self.pool.begin()).await?;
+        check_setup(setup)?;
+        let mut tx = self
+            .within("connecting", self.pool.begin_with("BEGIN READ WRITE"))
+            .await?;
         for (i, sql) in setup.iter().enumerate() {
             self.within(&format!("--setup {}", i + 1), async {
                 sqlx::raw_sql(sql).execute(&mut *tx).await.map(drop)
@@ -200,9 +229,11 @@ impl CheckDb {
         .await?;
         let mut results = Vec::with_capacity(queries.len());
         for (what, sql) in queries {
-            let texts = self.within(what, fetch(&mut tx, sql)).await?;
-            results.push(found(texts));
+            let rows = self.within(what, fetch(&mut tx, what, sql)).await??;
+            results.push(found(rows));
         }
+        self.within("releasing advisory locks", unlock_all(&mut tx))
+            .await?;
         self.within("rolling back", tx.rollback()).await?;
         Ok(results)
     }
@@ -237,22 +268,61 @@ impl CheckDb {
     }
 }
 
-/// The rows of `check`, each rendered as a JSON object by PostgreSQL, on `tx`.
+/// The first [`MAX_ROWS`] rows of `check`, each rendered as a JSON object by PostgreSQL, and
+/// how many it returned in all (counted by the server), on `tx`. The outer error is bad
+/// input (not one statement); the inner one is PostgreSQL's.
 async fn fetch(
     tx: &mut Transaction<'static, Postgres>,
+    what: &str,
     check: &str,
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Result<(Vec<String>, usize), CheckDbError>, sqlx::Error> {
+    let statement = match one_statement(what, check) {
+        Ok(statement) => statement,
+        Err(error) => return Ok(Err(error)),
+    };
+    // On lines of their own: a check that ends in a `--` comment still closes the subquery.
     let wrapped = format!(
-        "SELECT row_to_json(c)::text FROM ({}) c",
-        one_statement(check)
+        "SELECT row_to_json(c)::text, count(*) OVER () FROM (\n{statement}\n) c LIMIT {MAX_ROWS}"
     );
-    sqlx::query_scalar(&wrapped).fetch_all(&mut **tx).await
+    let rows: Vec<(String, i64)> = sqlx::query_as(&wrapped).fetch_all(&mut **tx).await?;
+    let total = rows.first().map_or(0, |(_, total)| {
+        usize::try_from(*total).unwrap_or(usize::MAX)
+    });
+    Ok(Ok((
+        rows.into_iter().map(|(text, _)| text).collect(),
+        total,
+    )))
+}
+
+async fn unlock_all(tx: &mut Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// A `--setup` that would end (or open) its own transaction is refused: its writes would
+/// stick even when the trial rolls back, and a run's setup would no longer be all-or-nothing.
+fn check_setup(statements: &[String]) -> Result<(), InputError> {
+    for (i, sql) in statements.iter().enumerate() {
+        if let Some(control) = crate::sql_text::statements(sql)
+            .into_iter()
+            .find(|s| crate::sql_text::is_transaction_control(s))
+        {
+            return Err(InputError::Invalid(format!(
+                "--setup {}: '{}' ends or opens a transaction; booking-cli runs the setup in a transaction of its own, committed once it all ran — leave transaction control out",
+                i + 1,
+                crate::sql_text::first_word(control)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The first [`MAX_ROWS`] rows as objects, and how many there were.
-fn found(texts: Vec<String>) -> Found {
+fn found((texts, total): (Vec<String>, usize)) -> Found {
     let mut found = Found {
-        total: texts.len(),
+        total,
         ..Found::default()
     };
     for text in texts.iter().take(MAX_ROWS) {
@@ -291,10 +361,17 @@ pub fn number(found: &Found) -> Result<i64, CheckDbError> {
     })
 }
 
-/// The check without the `;` and blanks a command line often ends it with (it becomes a
-/// subquery).
-fn one_statement(check: &str) -> &str {
-    check.trim().trim_end_matches(';').trim_end()
+/// The check as one statement, without the `;`, comments and blanks a command line often
+/// ends it with (it becomes a subquery); more than one statement is bad input.
+fn one_statement<'a>(what: &str, check: &'a str) -> Result<&'a str, CheckDbError> {
+    match crate::sql_text::statements(check).as_slice() {
+        [one] => Ok(one),
+        [] => Err(InputError::Invalid(format!("{what} is empty")).into()),
+        _ => Err(InputError::Invalid(format!(
+            "{what} holds more than one statement; a check is one query"
+        ))
+        .into()),
+    }
 }
 
 #[cfg(test)]
@@ -302,8 +379,17 @@ mod tests {
     use super::one_statement;
 
     #[test]
-    fn a_trailing_semicolon_is_dropped_and_nothing_else() {
-        assert_eq!(one_statement(" select 1 ; \n"), "select 1");
-        assert_eq!(one_statement("select ';'"), "select ';'");
+    fn a_trailing_semicolon_or_comment_is_dropped_and_nothing_else() {
+        assert_eq!(one_statement("c", " select 1 ; \n").ok(), Some("select 1"));
+        assert_eq!(one_statement("c", "select ';'").ok(), Some("select ';'"));
+        assert_eq!(
+            one_statement("c", "select 1 -- the end").ok(),
+            Some("select 1 -- the end")
+        );
+        assert_eq!(
+            one_statement("c", "select 1; -- the end").ok(),
+            Some("select 1")
+        );
+        assert!(one_statement("c", "select 1; select 2").is_err());
     }
 }

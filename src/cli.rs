@@ -368,11 +368,13 @@ impl StressMode {
     }
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("'{s}' is not a duration like 10s or 500ms: {e}"))?;
     if d.is_zero() || d > std::time::Duration::from_secs(3600) {
-        return Err("a duration between 1ms and 1h".to_owned());
+        return Err(format!(
+            "'{s}' is out of range: a duration between 1ms and 1h"
+        ));
     }
     Ok(d)
 }
@@ -513,9 +515,12 @@ Examples:
 
 Placeholders in --url, -H and -d: {{uuid}} {{user}} {{run}} {{env:NAME}} (env values are masked).
 Verdicts: VIOLATED (a --check returned rows, or successes > --max-successes), UNACCOUNTED (--count
-disagrees with the successes acknowledged), HELD (the checks found nothing).
+disagrees with the successes acknowledged), UNTESTED (nothing broke, but fewer than
+--min-successes requests succeeded), HELD (the checks found nothing). Held is met only with at
+most --allow-errors requests unanswered or answered 5xx.
 Exit status: 0 the expectation (--expect, default held) was met, 3 it was not, 1 runtime error
-(the endpoint or the database unreachable), 2 bad input (nothing sent).")]
+(the endpoint or the database unreachable), 2 bad input (nothing sent), 130 interrupted (Ctrl-C
+or SIGTERM: the run in progress is not judged).")]
 #[command(next_help_heading = "Request")]
 pub struct RaceArgs {
     /// The endpoint (http:// or https://); placeholders allowed
@@ -595,6 +600,17 @@ pub struct RaceArgs {
     /// More acknowledged successes than N is a violation
     #[arg(long, value_name = "N", help_heading = "Invariant")]
     pub max_successes: Option<u64>,
+
+    /// Fewer acknowledged successes than N in a run is UNTESTED, never HELD: a burst in which
+    /// nobody got through (no session, no CSRF token, every request a 5xx) tested nothing
+    /// [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000), help_heading = "Invariant")]
+    pub min_successes: Option<u32>,
+
+    /// Requests without an answer, or answered with a 5xx, that a held run may have; beyond
+    /// it, held is not met (each may have written, or been the one that broke it) [default: 0]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000), help_heading = "Invariant")]
+    pub allow_errors: Option<u32>,
 
     /// A query returning one number: what the service wrote, compared with the successes
     /// acknowledged (read before and after each run)

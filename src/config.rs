@@ -48,7 +48,7 @@ impl Connection {
                 .unwrap_or_else(|| crate::cli::DEFAULT_REDIS_URL.to_owned()),
             redis_urls: args.redis_url.clone(),
             redis_cluster: args.redis_cluster.clone(),
-            lock_key_prefix: args.lock_key_prefix.clone(),
+            lock_key_prefix: key_prefix(&args.lock_key_prefix)?,
             db_timeout: args.db_timeout,
         })
     }
@@ -103,6 +103,32 @@ impl Connection {
             .filter(|p| !p.is_empty())
             .collect()
     }
+}
+
+/// The characters a key prefix may end in: the separators Redis key names use between segments.
+pub const KEY_SEPARATORS: [char; 6] = [':', '/', '|', '.', '-', '_'];
+
+/// `--lock-key-prefix` (`LOCK_KEY_PREFIX`), checked: every key booking-cli writes or deletes
+/// (`db drop` deletes every key under it) starts with it, so an empty prefix would be every
+/// key of the Redis database, and one that ends mid-word (`adv`) would take other
+/// applications' keys (`advertising:…`). It must be non-empty and end in a separator.
+pub fn key_prefix(prefix: &str) -> Result<String, InputError> {
+    if prefix.is_empty() {
+        return Err(InputError::Invalid(
+            "--lock-key-prefix (LOCK_KEY_PREFIX) is empty: every key of the Redis database would be booking-cli's, and db drop would delete them all; give a prefix such as 'booking-cli:'".to_owned(),
+        ));
+    }
+    if !prefix.ends_with(KEY_SEPARATORS) {
+        return Err(InputError::Invalid(format!(
+            "--lock-key-prefix (LOCK_KEY_PREFIX) '{prefix}' must end in a separator (one of {}), e.g. '{prefix}:': without one it is also the start of other applications' keys",
+            KEY_SEPARATORS
+                .iter()
+                .map(|c| format!("'{c}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )));
+    }
+    Ok(prefix.to_owned())
 }
 
 /// A validated `book`.
@@ -419,6 +445,19 @@ pub fn scrub(message: &str, secrets: &[String]) -> String {
     secrets.iter().fold(message.to_owned(), |m, secret| {
         m.replace(secret.as_str(), "***")
     })
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::key_prefix;
+
+    #[test]
+    fn a_key_prefix_is_non_empty_and_ends_in_a_separator() {
+        assert!(key_prefix("").is_err());
+        assert!(key_prefix("adv").is_err());
+        assert_eq!(key_prefix("adv:").ok().as_deref(), Some("adv:"));
+        assert!(key_prefix("booking-cli-test:abc:").is_ok());
+    }
 }
 
 #[cfg(test)]

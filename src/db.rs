@@ -52,6 +52,11 @@ pub enum DbError {
         "objects outside the booking_cli schema depend on it, and booking-cli drops nothing of theirs — drop or change them first: {0}"
     )]
     Dependents(String),
+    /// `db reset` or `db drop` found an extension someone else installed into booking_cli.
+    #[error(
+        "the booking_cli schema holds extension(s) booking-cli did not create: {0}; dropping the schema would remove them, so nothing was dropped — move them (ALTER EXTENSION … SET SCHEMA …) or drop them first"
+    )]
+    ForeignExtensions(String),
     #[error(
         "PostgreSQL has no connection slot free (too many clients); try again, or with fewer --users"
     )]
@@ -256,6 +261,10 @@ pub async fn reset(url: &str, plan: &SeedPlan, timeout: Duration) -> Result<Rese
 /// Drops [`SCHEMA`] (and creates it again, empty, with `recreate`) — or, when anything outside
 /// it depends on anything inside it, drops nothing and names them.
 async fn drop_schema(repo: &Repo, recreate: bool) -> Result<(), DbError> {
+    let extensions = repo.foreign_extensions().await?;
+    if !extensions.is_empty() {
+        return Err(DbError::ForeignExtensions(extensions.join(", ")));
+    }
     let blockers = repo.drop_schema(recreate).await.map_err(|e| match &e {
         // dependent_objects_still_exist: PostgreSQL names them in the detail.
         sqlx::Error::Database(db) if db.code().as_deref() == Some("2BP01") => {

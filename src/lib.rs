@@ -57,6 +57,7 @@ pub mod race;
 pub mod repo;
 pub mod report;
 pub mod run;
+pub mod sql_text;
 pub mod steps;
 pub mod stop;
 pub mod strategy;

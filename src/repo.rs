@@ -299,6 +299,22 @@ impl Repo {
     /// Drops the project's schema (see [`DROP_SCHEMA`]) and, with `recreate`, creates it again,
     /// empty, in one transaction — unless objects outside it depend on it: then nothing is
     /// dropped and they are returned, each as "dependent (depends on …)".
+    /// Extensions installed into [`SCHEMA`]: booking-cli's migrations create none, so each is
+    /// someone else's, and dropping the schema would take it with it.
+    pub async fn foreign_extensions(&self) -> Result<Vec<String>, sqlx::Error> {
+        within(
+            self.limit,
+            sqlx::query_scalar(
+                "SELECT e.extname::text FROM pg_extension e
+                   JOIN pg_namespace n ON n.oid = e.extnamespace
+                  WHERE n.nspname = $1 ORDER BY 1",
+            )
+            .bind(SCHEMA)
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+
     pub async fn drop_schema(&self, recreate: bool) -> Result<Vec<String>, sqlx::Error> {
         let mut tx = within(self.limit, self.pool.begin()).await?;
         let blockers: Vec<(String, String)> = within(

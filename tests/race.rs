@@ -258,10 +258,12 @@ async fn a_naive_shop_without_any_gate_is_caught_over_twenty_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conditional_update_holds_every_run() {
     let shop = ShopServer::start(Shop::Conditional, Some(20)).await;
+    // A check may end in a `--` comment, as SQL pasted from a file often does.
+    let commented = format!("{OVERSOLD} -- oversold skus");
     let out = shop
         .race(&[
             "--check",
-            OVERSOLD,
+            &commented,
             "--count",
             COUNT,
             "--max-successes",
@@ -323,6 +325,17 @@ async fn a_check_that_writes_changes_nothing_and_bad_input_sends_nothing() {
             2,
             "unknown placeholder {{nope}}",
         ),
+        // A COMMIT inside the setup would make its writes stick before the trial refuses.
+        (
+            vec![
+                "--check".into(),
+                OVERSOLD.into(),
+                "--setup".into(),
+                "UPDATE shop.stock SET sold = 0 WHERE sku = 42; COMMIT".into(),
+            ],
+            2,
+            "'COMMIT' ends or opens a transaction",
+        ),
         (
             vec![
                 "--check".into(),
@@ -355,7 +368,7 @@ async fn a_check_that_writes_changes_nothing_and_bad_input_sends_nothing() {
         .expect("stock");
     assert_eq!(
         sold, 5,
-        "bad input ran no --setup either (it would have put sold back to 0)"
+        "bad input ran no --setup either (it would have put sold back to 0), COMMIT or not"
     );
     let ticket: i64 = sqlx::query_scalar("SELECT nextval('shop.tickets')")
         .fetch_one(&shop.pool)

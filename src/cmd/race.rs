@@ -23,7 +23,8 @@ use crate::run::{self, Burst, Target};
 use crate::sync::Sync;
 use crate::targets::EndpointTarget;
 
-use super::{finish_output, stop_on_ctrl_c};
+use super::finish_output;
+use crate::stop::Stop;
 
 pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
     let mut settings = RaceSettings::from_args(args)?;
@@ -60,35 +61,72 @@ pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
         ),
         None => None,
     };
-    let result = races(&settings, db.as_ref()).await.map_err(scrub);
+    let stop = stop_on_signals();
+    let result = races(&settings, db.as_ref(), &stop).await.map_err(scrub);
     if let Some(db) = &db {
         db.close().await;
     }
     let runs = result?;
+    let interrupted = stop.is_stopped();
 
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
-        match report::race::RaceJson::new(&settings, &runs) {
-            Some(json) => report::write_json(&mut out, &json),
-            None => Ok(()),
-        }
+        report::write_json(
+            &mut out,
+            &report::race::RaceJson::new(&settings, &runs, interrupted),
+        )
     } else if args.markdown {
-        report::race::write_markdown(&mut out, &settings, &runs)
+        report::race::write_markdown(&mut out, &settings, &runs, interrupted)
     } else {
-        report::race::write(&mut out, &settings, &runs)
+        report::race::write(&mut out, &settings, &runs, interrupted)
     };
     finish_output(printed.and_then(|()| out.flush()))?;
     if let Some(file) = junit {
         let mut file = std::io::BufWriter::new(file);
-        report::race::write_junit(&mut file, &settings, &runs)
+        report::race::write_junit(&mut file, &settings, &runs, interrupted)
             .and_then(|()| file.flush())
             .context("failed to write --junit")?;
     }
-    Ok(if judge::met(&runs, &settings) {
+    Ok(if interrupted {
+        Exit::Interrupted
+    } else if judge::met(&runs, &settings) {
         Exit::Success
     } else {
         Exit::Unexpected
     })
+}
+
+/// Ctrl-C or SIGTERM (a CI job cancelled, a `timeout` that ran out) stops the race: no run
+/// starts after it, the run in progress is finished on the wire but not judged. A second
+/// signal quits at once.
+fn stop_on_signals() -> Stop {
+    let stop = Stop::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        let mut terminate = std::pin::pin!(terminate);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = &mut terminate => {}
+        }
+        eprintln!(
+            "interrupted: no new run starts; the run in progress is not judged (again to quit now)"
+        );
+        signal.stop();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = &mut terminate => {}
+        }
+        std::process::exit(Exit::Interrupted as i32);
+    });
+    stop
 }
 
 /// Single-packet where the server speaks HTTP/2 ([`crate::sync::settle_single_packet`]).
@@ -100,7 +138,7 @@ async fn single_packet_or_fallback(settings: &RaceSettings) -> anyhow::Result<Sy
     let (sync, note) =
         crate::sync::settle_single_packet(&origin, tls, settings.timeout, settings.sync_asked)
             .await
-            .map_err(InputError::Invalid)?;
+            .map_err(crate::sync::SettleError::surface)?;
     if let Some(note) = note {
         eprintln!("{note}");
     }
@@ -108,14 +146,17 @@ async fn single_packet_or_fallback(settings: &RaceSettings) -> anyhow::Result<Sy
 }
 
 /// Every run: setup, count before, connections, burst, judgement.
-async fn races(settings: &Arc<RaceSettings>, db: Option<&CheckDb>) -> anyhow::Result<Vec<RaceRun>> {
+async fn races(
+    settings: &Arc<RaceSettings>,
+    db: Option<&CheckDb>,
+    stop: &Stop,
+) -> anyhow::Result<Vec<RaceRun>> {
     if let Some(db) = db {
         // A dry run first, rolled back: a bad query is found with nothing sent or written.
         judge::try_checks(db, settings)
             .await
             .map_err(check_db_error)?;
     }
-    let stop = stop_on_ctrl_c(true);
     let progress = progress(settings);
     let mut runs = Vec::with_capacity(settings.repeat as usize);
     for run in 1..=settings.repeat {
@@ -142,11 +183,16 @@ async fn races(settings: &Arc<RaceSettings>, db: Option<&CheckDb>) -> anyhow::Re
             target,
             burst,
             std::future::ready(()),
-            &stop,
+            stop,
             &ProgressBar::hidden(),
         )
         .await;
         progress.inc(1);
+        if stop.is_stopped() {
+            // Interrupted during the burst: some users may not have sent, so the run is not
+            // what was asked for; judging it would say something it did not test.
+            break;
+        }
         let judged = judge::judge(db, settings, run, race, before)
             .await
             .map_err(check_db_error)

@@ -224,7 +224,7 @@ async fn burst_wire(settings: &StressSettings) -> anyhow::Result<Option<Arc<Wire
             let (settled, note) =
                 settle_single_packet(&Origin::of(&url), tls, CONNECT_TIMEOUT, settings.sync)
                     .await
-                    .map_err(InputError::Invalid)?;
+                    .map_err(crate::sync::SettleError::surface)?;
             if let Some(note) = note {
                 eprintln!("{note}");
             }

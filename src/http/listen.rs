@@ -114,10 +114,11 @@ pub async fn serve(
             // that tell HTTP/2 from HTTP/1.1, with no deadline of its own. So the first byte
             // must come within the deadline (peeked: hyper reads it). Readiness alone is not
             // enough: a fresh socket may report itself readable before anything came.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            if !tokio::time::timeout(limits.header_timeout, preface_or_first_byte(&stream))
+                .await
+                .unwrap_or(false)
+            {
+                return;
             }
             let (io, received) = Stamped::new(stream);
             let service = app.map_request(move |mut request: Request<Incoming>| {
@@ -131,7 +132,16 @@ pub async fn serve(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout);
-            builder.http2().timer(TokioTimer::new());
+            // HTTP/2 has no header deadline in hyper: a client that sent its preface and then
+            // nothing (or stopped reading) would hold its slot and the shutdown forever. Keep-
+            // alive PINGs, half the deadline apart and each answered within the other half,
+            // close such a connection within --header-timeout of its last frame.
+            let half = limits.header_timeout / 2;
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(half.max(Duration::from_millis(1)))
+                .keep_alive_timeout(half.max(Duration::from_millis(1)));
             let connection = builder.serve_connection_with_upgrades(
                 TokioIo::new(io),
                 TowerToHyperService::new(service),
@@ -143,6 +153,29 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits (peeking: hyper reads the bytes) until the connection has sent something — and, when
+/// what it sent starts like the HTTP/2 preface, the whole preface: hyper's keep-alive, the
+/// HTTP/2 connection's own deadline, starts only after it. `false` when the client closed.
+async fn preface_or_first_byte(stream: &TcpStream) -> bool {
+    let mut seen = [0u8; 24];
+    loop {
+        let n = match stream.peek(&mut seen).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let common = n.min(PREFACE.len());
+        if seen[..common] != PREFACE[..common] || n >= PREFACE.len() {
+            return true;
+        }
+        // Part of the preface is in: wait for more (a readable socket peeks the same bytes
+        // again at once, so give the rest a moment to come).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn is_connection_error(e: &io::Error) -> bool {

@@ -954,9 +954,12 @@ impl RedisLock {
     /// Deletes every key under this handle's prefix — locks, fence counters, holds — and
     /// nothing else (`db drop`); returns how many there were.
     pub async fn delete_all(&self) -> Result<u64, LockError> {
-        let keys = self
+        let mut keys = self
             .scan(&format!("{}*", glob_escape(&self.key_prefix)))
             .await?;
+        // Only what is under the prefix as it is written, whatever the glob matched: the
+        // prefix ends in a separator ([`crate::config::key_prefix`]), so it is whole segments.
+        keys.retain(|key| !self.key_prefix.is_empty() && key.starts_with(&*self.key_prefix));
         let mut deleted = 0;
         if self.is_cluster() {
             // A multi-key command must stay in one slot: one key at a time.

@@ -36,6 +36,10 @@ pub struct RaceRun {
     pub verdicts: Vec<Verdict>,
     /// How close together the requests' final bytes were written (the client's clock).
     pub release: Option<Spread>,
+    /// Release writes that went out (one per HTTP/1.1 connection or HTTP/2 packet).
+    pub writes: usize,
+    /// Connections the server closed before the release, reopened before the burst.
+    pub reopened: u32,
     /// How close together they arrived whole, by the server's `Server-Timing: arrival`; `None`
     /// when the server does not say.
     pub arrival: Option<Spread>,
@@ -51,14 +55,63 @@ impl RaceRun {
         self.tally.error_count()
     }
 
-    /// Whether this run on its own showed what was expected. A run whose requests went
-    /// unanswered proves nothing about holding.
+    /// Whether this run on its own showed what was expected. A run with more requests that
+    /// got no answer or a 5xx than `--allow-errors` proves nothing about holding: each of
+    /// them may have written, or may have been the one that would have broken it.
     pub fn expectation_met(&self, settings: &RaceSettings) -> bool {
         verdict::met(
             settings.expect,
             &self.verdicts,
-            self.http.transport_errors == 0,
+            self.indeterminate() <= settings.allow_errors,
         )
+    }
+
+    /// Why a run that broke nothing still proves nothing, in words: too few successes
+    /// (`UNTESTED`), or more failed requests than `--allow-errors`. `None` when neither.
+    pub fn caveat(&self, settings: &RaceSettings) -> Option<String> {
+        let mut why = Vec::new();
+        if self.verdicts.contains(&Verdict::Untested) {
+            why.push(format!(
+                "{} of {} request(s) succeeded, fewer than --min-successes {} ({}): nothing was tested",
+                self.successes,
+                settings.users,
+                settings.min_successes,
+                self.statuses()
+            ));
+        }
+        let failed = self.indeterminate();
+        if failed > settings.allow_errors {
+            let top = self
+                .tally
+                .errors
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(message, n)| format!("{n} × {message}"))
+                .unwrap_or_default();
+            why.push(format!(
+                "{failed} request(s) got no answer or a 5xx ({top}), more than --allow-errors {}",
+                settings.allow_errors
+            ));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// What came back, e.g. `403 × 20` or `no status`.
+    pub fn statuses(&self) -> String {
+        let mut parts: Vec<String> = self
+            .http
+            .status_codes
+            .iter()
+            .map(|(status, n)| format!("{status} × {n}"))
+            .collect();
+        if self.http.transport_errors > 0 {
+            parts.push(format!("no answer × {}", self.http.transport_errors));
+        }
+        if parts.is_empty() {
+            "no request was answered".to_owned()
+        } else {
+            parts.join(", ")
+        }
     }
 }
 
@@ -166,11 +219,17 @@ pub async fn judge(
         race.tally.error_count(),
         counted,
     ));
+    // Nothing broke — but a burst in which too few got through tested nothing.
+    if verdicts.is_empty() && successes < settings.min_successes {
+        verdicts.push(Verdict::Untested);
+    }
     let http = race.stats.http.unwrap_or_default();
     Ok(RaceRun {
         run,
         successes,
         release: Spread::of(http.releases_us.clone()),
+        writes: http.releases_us.len(),
+        reopened: u32::try_from(http.reopened).unwrap_or(u32::MAX),
         arrival: Spread::of(http.arrivals_us.clone()),
         http,
         tally: race.tally,

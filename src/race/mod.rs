@@ -47,6 +47,8 @@ struct RaceFile {
     #[serde(default)]
     check: Vec<String>,
     max_successes: Option<u64>,
+    min_successes: Option<u32>,
+    allow_errors: Option<u32>,
     count: Option<String>,
     #[serde(default)]
     setup: Vec<String>,
@@ -112,6 +114,11 @@ pub struct RaceSettings {
     pub check_db: Option<String>,
     pub checks: Vec<String>,
     pub max_successes: Option<u64>,
+    /// Fewer acknowledged successes than this is `UNTESTED` (`--min-successes`, default 1).
+    pub min_successes: u32,
+    /// Requests without an answer (or with a 5xx) a held run may have (`--allow-errors`,
+    /// default 0).
+    pub allow_errors: u32,
     pub count: Option<String>,
     pub setup: Vec<String>,
     pub check_timeout: Duration,
@@ -226,6 +233,13 @@ impl RaceSettings {
         };
         let count = args.count.clone().or(file.count);
         let max_successes = args.max_successes.or(file.max_successes);
+        let min_successes = args.min_successes.or(file.min_successes).unwrap_or(1);
+        if min_successes > users {
+            return Err(InputError::Invalid(format!(
+                "--min-successes {min_successes} is more than --users {users}: no run could be tested"
+            )));
+        }
+        let allow_errors = args.allow_errors.or(file.allow_errors).unwrap_or(0);
         let check_db = args.check_db.clone().or(file.check_db);
         let needs_db = [
             (!checks.is_empty(), "--check"),
@@ -280,6 +294,8 @@ impl RaceSettings {
             check_db,
             checks,
             max_successes,
+            min_successes,
+            allow_errors,
             count,
             setup,
             check_timeout,
@@ -317,8 +333,9 @@ fn duration(
 ) -> Result<Duration, InputError> {
     let value = match (flag, file) {
         (Some(d), _) => d,
-        (None, Some(text)) => humantime::parse_duration(&text)
-            .map_err(|e| InputError::Invalid(format!("{name}: '{text}': {e}")))?,
+        // The file's value is checked as the flag's is: the same parser, the same range.
+        (None, Some(text)) => crate::cli::parse_duration(&text)
+            .map_err(|e| InputError::Invalid(format!("{name} in --config: {e}")))?,
         (None, None) => Duration::from_secs(default_secs),
     };
     if value.is_zero() {
@@ -491,6 +508,19 @@ mod tests {
             let line = error.to_string();
             assert!(line.contains(says), "{line}");
             assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn durations_in_the_file_are_checked_as_the_flags_are() {
+        for (key, value) in [("timeout", "5 weeks"), ("check-timeout", "30days")] {
+            let file: RaceFile =
+                toml::from_str(&format!("{key} = '{value}'\nmax-successes = 1")).unwrap();
+            let error = RaceSettings::merge(&args(), file, &no_env).unwrap_err();
+            assert!(
+                error.to_string().contains("between 1ms and 1h"),
+                "{key}: {error}"
+            );
         }
     }
 

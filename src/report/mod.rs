@@ -421,13 +421,20 @@ fn write_after_outcomes(out: &mut impl Write, report: &StressReport) -> io::Resu
     if let Some(why) = report.unaccounted() {
         writeln!(out, "Unaccounted: {why}")?;
     }
-    if let Some(http) = report.stats.http.as_ref().filter(|h| h.sync.is_some()) {
+    if let Some(http) = report.stats.http.as_ref()
+        && let Some(sync) = http.sync
+    {
         let release = crate::sync::Spread::of(http.releases_us.clone());
         let arrival = crate::sync::Spread::of(http.arrivals_us.clone());
         writeln!(
             out,
             "{}",
-            race::spread_line(release.as_ref(), arrival.as_ref())
+            race::spread_line(
+                sync,
+                http.releases_us.len(),
+                release.as_ref(),
+                arrival.as_ref()
+            )
         )?;
     }
     let why = report

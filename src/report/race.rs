@@ -20,7 +20,7 @@ use crate::sync::Spread;
 pub fn headline(settings: &RaceSettings) -> String {
     let how = match settings.sync {
         crate::sync::Sync::SinglePacket => {
-            "streams of HTTP/2 connections (100 each), every final frame of a connection in one write"
+            "streams of HTTP/2 connections (as many each as the server's SETTINGS_MAX_CONCURRENT_STREAMS allows, at most 100), every final frame of a connection in one write"
         }
         crate::sync::Sync::LastByte => {
             "a connection each, all but the last byte sent before the start"
@@ -38,25 +38,44 @@ pub fn headline(settings: &RaceSettings) -> String {
 }
 
 /// How close together the burst left and arrived: the server's word when it sent one.
-fn delivery_line(run: &RaceRun) -> String {
-    spread_line(run.release.as_ref(), run.arrival.as_ref())
+fn delivery_line(settings: &RaceSettings, run: &RaceRun) -> String {
+    spread_line(
+        settings.sync,
+        run.writes,
+        run.release.as_ref(),
+        run.arrival.as_ref(),
+    )
 }
 
 /// The spread of a burst's release (client side) and of its arrival (the server's
 /// `Server-Timing`, when it sends one), as `race` and `stress --target --sync` print it.
-pub(crate) fn spread_line(release: Option<&Spread>, arrival: Option<&Spread>) -> String {
+/// `writes`: how many release writes succeeded (one per connection).
+pub(crate) fn spread_line(
+    sync: crate::sync::Sync,
+    writes: usize,
+    release: Option<&Spread>,
+    arrival: Option<&Spread>,
+) -> String {
     let spread = |s: &Spread| format!("{} µs (p50 gap {} µs)", s.max_us, s.p50_gap_us);
-    // Fewer than two release instants: the final bytes went in one write (single-packet).
-    let released = release.map_or("in one write".to_owned(), |s| {
-        format!("within {}", spread(s))
-    });
+    let what = match sync {
+        crate::sync::Sync::None => "requests written whole",
+        _ => "final bytes written",
+    };
+    let released = match (release, writes) {
+        (Some(s), _) => format!("{what} within {}", spread(s)),
+        (None, 0) => "nothing was written at the release (every write failed)".to_owned(),
+        (None, _) if sync == crate::sync::Sync::SinglePacket => {
+            "final bytes written in one write".to_owned()
+        }
+        (None, _) => format!("{what}: one request"),
+    };
     match arrival {
         Some(arrival) => format!(
-            "Spread: final bytes written {released}; arrived whole at the server within {}",
+            "Spread: {released}; arrived whole at the server within {}",
             spread(arrival)
         ),
         None => format!(
-            "Spread: final bytes written {released} (the server sends no Server-Timing: arrival, so its side is not known)"
+            "Spread: {released} (the server sends no Server-Timing: arrival, so its side is not known)"
         ),
     }
 }
@@ -76,16 +95,41 @@ fn reason(status: u16) -> &'static str {
         .unwrap_or("")
 }
 
-/// The table of one run, or of `--repeat` runs.
-pub fn write(out: &mut impl Write, settings: &RaceSettings, runs: &[RaceRun]) -> io::Result<()> {
+/// The table of one run, or of `--repeat` runs; `interrupted`: Ctrl-C or SIGTERM ended the
+/// runs early, and the one in progress was not judged.
+pub fn write(
+    out: &mut impl Write,
+    settings: &RaceSettings,
+    runs: &[RaceRun],
+    interrupted: bool,
+) -> io::Result<()> {
     writeln!(out, "{}", headline(settings))?;
     match runs {
-        [one] => write_one(out, settings, one),
-        all => write_repeated(out, settings, all),
+        [] => {}
+        [one] => write_one(out, settings, one, interrupted)?,
+        all => write_repeated(out, settings, all, interrupted)?,
     }
+    if interrupted {
+        writeln!(out, "{}", interrupted_line(settings, runs))?;
+    }
+    Ok(())
 }
 
-fn write_one(out: &mut impl Write, settings: &RaceSettings, run: &RaceRun) -> io::Result<()> {
+/// What an interrupted race did and did not do.
+pub fn interrupted_line(settings: &RaceSettings, runs: &[RaceRun]) -> String {
+    format!(
+        "INTERRUPTED: {} of {} run(s) finished and judged; the run in progress was not judged, and nothing here proves the invariant held",
+        runs.len(),
+        settings.repeat
+    )
+}
+
+fn write_one(
+    out: &mut impl Write,
+    settings: &RaceSettings,
+    run: &RaceRun,
+    interrupted: bool,
+) -> io::Result<()> {
     writeln!(out, "Status code distribution:")?;
     for (status, count) in &run.http.status_codes {
         let success = if settings.success.contains(*status) {
@@ -99,7 +143,14 @@ fn write_one(out: &mut impl Write, settings: &RaceSettings, run: &RaceRun) -> io
             reason(*status)
         )?;
     }
-    writeln!(out, "Transport errors: {}", run.http.transport_errors)?;
+    writeln!(
+        out,
+        "No answer or 5xx: {} (no answer {}, 5xx {})",
+        run.indeterminate(),
+        run.http.transport_errors,
+        run.indeterminate()
+            .saturating_sub(u32::try_from(run.http.transport_errors).unwrap_or(u32::MAX))
+    )?;
     for (message, count) in &run.tally.errors {
         writeln!(out, "  {count} × {message}")?;
     }
@@ -112,16 +163,29 @@ fn write_one(out: &mut impl Write, settings: &RaceSettings, run: &RaceRun) -> io
         ms(l.p99_ms),
         ms(l.max_ms)
     )?;
-    writeln!(out, "{}", delivery_line(run))?;
+    writeln!(out, "{}", delivery_line(settings, run))?;
+    if run.reopened > 0 {
+        writeln!(out, "{}", reopened_line(run.reopened))?;
+    }
     write_checks(out, settings, run)?;
     write_count(out, settings, run)?;
     writeln!(
         out,
-        "Verdict: {} in {} ms — expected {}: {}",
+        "Verdict: {} in {} ms — expected {}: {}{}",
         run.verdict(),
         run.elapsed.as_millis(),
         expect_word(settings.expect),
-        met_word(run.expectation_met(settings))
+        met_word(run.expectation_met(settings) && !interrupted),
+        run.caveat(settings)
+            .map(|why| format!(" — {why}"))
+            .unwrap_or_default()
+    )
+}
+
+/// Connections the server closed before the release, reopened so the burst went out whole.
+fn reopened_line(reopened: u32) -> String {
+    format!(
+        "Reopened: {reopened} connection(s) the server closed or reset before the release (a small accept backlog?) were opened again and pre-sent before the burst"
     )
 }
 
@@ -225,11 +289,12 @@ fn write_repeated(
     out: &mut impl Write,
     settings: &RaceSettings,
     runs: &[RaceRun],
+    interrupted: bool,
 ) -> io::Result<()> {
     let mut t = table(vec![
         "Run",
         "Successes",
-        "Other statuses",
+        "Refused",
         "No answer / 5xx",
         "Written (--count)",
         "Violating rows",
@@ -237,11 +302,12 @@ fn write_repeated(
         "Verdict",
     ]);
     for run in runs {
+        // Each outcome in one column: a 5xx is a failure (it may have written), not a refusal.
         let others: u64 = run
             .http
             .status_codes
             .iter()
-            .filter(|(status, _)| !settings.success.contains(**status))
+            .filter(|(status, _)| !settings.success.contains(**status) && **status < 500)
             .map(|(_, n)| n)
             .sum();
         t.add_row(vec![
@@ -267,6 +333,17 @@ fn write_repeated(
         write_checks(out, settings, first)?;
         write_count(out, settings, first)?;
     }
+    // Why a run that broke nothing proves nothing: the first such, in words.
+    if let Some((run, why)) = runs
+        .iter()
+        .find_map(|r| r.caveat(settings).map(|why| (r.run, why)))
+    {
+        writeln!(out, "Run {run}: {why}")?;
+    }
+    let reopened: u32 = runs.iter().map(|r| r.reopened).sum();
+    if reopened > 0 {
+        writeln!(out, "{} (over all runs)", reopened_line(reopened))?;
+    }
     let counts: Vec<String> = judge::verdict_counts(runs)
         .iter()
         .map(|(verdict, n)| format!("{verdict} {n}/{}", runs.len()))
@@ -277,7 +354,7 @@ fn write_repeated(
         runs.len(),
         counts.join(", "),
         expect_word(settings.expect),
-        met_word(judge::met(runs, settings))
+        met_word(judge::met(runs, settings) && !interrupted)
     )
 }
 
@@ -322,6 +399,23 @@ pub struct RaceJson<'a> {
     pub status_codes: BTreeMap<String, u64>,
     /// Requests that got no response (refused, reset, timed out).
     pub transport_errors: u64,
+    /// Requests that got no answer or a 5xx: each may have written. Held is met only with at
+    /// most `allow_errors` of them.
+    pub errors: u32,
+    /// Those failures by message (`"500 Internal Server Error"`, `"no answer within 3s
+    /// (--timeout)"`).
+    pub error_messages: BTreeMap<String, u32>,
+    pub min_successes: u32,
+    pub allow_errors: u32,
+    /// Why a run that broke nothing proves nothing (`UNTESTED`, too many errors); `null`
+    /// otherwise.
+    pub caveat: Option<String>,
+    /// Connections the server closed before the release, reopened before the burst.
+    pub reopened: u32,
+    /// Ctrl-C or SIGTERM ended the runs early: the run in progress was not judged.
+    pub interrupted: bool,
+    /// Runs finished and judged (with `interrupted`, fewer than `--repeat`).
+    pub runs_judged: usize,
     /// Rows the checks returned, each `{"check": SQL, "row": {column: value}}`.
     pub violations: &'a [Violation],
     /// What `--count` says the run wrote; `null` without `--count`.
@@ -359,6 +453,14 @@ impl<'a> RaceJson<'a> {
                 .map(|(s, n)| (s.to_string(), *n))
                 .collect(),
             transport_errors: run.http.transport_errors,
+            errors: run.indeterminate(),
+            error_messages: run.tally.errors.clone(),
+            min_successes: settings.min_successes,
+            allow_errors: settings.allow_errors,
+            caveat: run.caveat(settings),
+            reopened: run.reopened,
+            interrupted: false,
+            runs_judged: 1,
             violations: &run.violations,
             counted: run.counted,
             latency_ms: run.latency.summary(),
@@ -371,18 +473,55 @@ impl<'a> RaceJson<'a> {
         }
     }
 
-    pub fn new(settings: &RaceSettings, runs: &'a [RaceRun]) -> Option<Self> {
+    /// The document of `runs`; `interrupted`: the runs ended early (`INTERRUPTED` when none
+    /// finished), and the expectation is never met.
+    pub fn new(settings: &RaceSettings, runs: &'a [RaceRun], interrupted: bool) -> Self {
         let shown = runs
             .iter()
             .find(|r| !r.verdicts.is_empty())
-            .or(runs.first())?;
-        let mut json = Self::of_run(settings, shown);
-        if runs.len() > 1 {
-            json.expectation_met = judge::met(runs, settings);
+            .or(runs.first());
+        let mut json = match shown {
+            Some(run) => Self::of_run(settings, run),
+            None => Self::nothing(settings),
+        };
+        if runs.len() > 1 || interrupted {
+            json.expectation_met = judge::met(runs, settings) && !interrupted;
             json.runs = Some(runs.iter().map(|r| Self::of_run(settings, r)).collect());
             json.verdict_counts = Some(judge::verdict_counts(runs));
         }
-        Some(json)
+        json.interrupted = interrupted;
+        json.runs_judged = runs.len();
+        json
+    }
+
+    /// No run finished: nothing to show but that.
+    fn nothing(settings: &RaceSettings) -> Self {
+        Self {
+            verdict: "INTERRUPTED".to_owned(),
+            expected: expect_word(settings.expect),
+            expectation_met: false,
+            users: settings.users,
+            successes: 0,
+            status_codes: BTreeMap::new(),
+            transport_errors: 0,
+            errors: 0,
+            error_messages: BTreeMap::new(),
+            min_successes: settings.min_successes,
+            allow_errors: settings.allow_errors,
+            caveat: Some("interrupted before any run finished".to_owned()),
+            reopened: 0,
+            interrupted: true,
+            runs_judged: 0,
+            violations: &[],
+            counted: None,
+            latency_ms: crate::metrics::Latencies::default().summary(),
+            elapsed_ms: 0,
+            sync: settings.sync.name(),
+            release_spread: None,
+            arrival_spread: None,
+            runs: None,
+            verdict_counts: None,
+        }
     }
 }
 
@@ -392,6 +531,7 @@ pub fn write_junit(
     out: &mut impl Write,
     settings: &RaceSettings,
     runs: &[RaceRun],
+    interrupted: bool,
 ) -> io::Result<()> {
     let together = judge::met(runs, settings);
     let met: Vec<bool> = runs
@@ -403,12 +543,14 @@ pub fn write_junit(
         .collect();
     let failures = met.iter().filter(|m| !**m).count();
     let time: f64 = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+    // An interrupted race is one more case, in error: a CI reading the file sees it is not
+    // the whole run.
+    let errors = usize::from(interrupted);
+    let tests = runs.len() + errors;
     let mut doc = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         doc,
-        "<testsuites name=\"booking-cli race\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\">\n  <testsuite name=\"booking-cli race\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{time:.3}\">",
-        runs.len(),
-        runs.len()
+        "<testsuites name=\"booking-cli race\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">\n  <testsuite name=\"booking-cli race\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{time:.3}\">"
     );
     for (run, met) in runs.iter().zip(met) {
         let _ = write!(
@@ -422,25 +564,37 @@ pub fn write_junit(
         } else {
             let _ = writeln!(
                 doc,
-                ">\n      <failure type=\"expectation\" message=\"expected {}, the database shows {}\">{}</failure>\n    </testcase>",
+                ">\n      <failure type=\"expectation\" message=\"expected {}, the run shows {}\">{}</failure>\n    </testcase>",
                 expect_word(settings.expect),
                 super::ci::xml(&run.verdict()),
-                super::ci::xml(&figures(run))
+                super::ci::xml(&figures(settings, run))
             );
         }
+    }
+    if interrupted {
+        let _ = writeln!(
+            doc,
+            "    <testcase classname=\"booking-cli.race\" name=\"interrupted\" time=\"0.000\">\n      <error type=\"interrupted\" message=\"interrupted (Ctrl-C or SIGTERM)\">{}</error>\n    </testcase>",
+            super::ci::xml(&interrupted_line(settings, runs))
+        );
     }
     doc.push_str("  </testsuite>\n</testsuites>\n");
     out.write_all(doc.as_bytes())
 }
 
-fn figures(run: &RaceRun) -> String {
-    format!(
-        "{} successes, {} violating row(s), counted {}, {} without an answer",
+fn figures(settings: &RaceSettings, run: &RaceRun) -> String {
+    let mut figures = format!(
+        "{} successes, {} violating row(s), counted {}, {} without an answer or with a 5xx",
         run.successes,
         run.check_rows.iter().sum::<usize>(),
         run.counted.map_or("-".to_owned(), |c| c.to_string()),
         run.indeterminate()
-    )
+    );
+    if let Some(why) = run.caveat(settings) {
+        figures.push_str(": ");
+        figures.push_str(&why);
+    }
+    figures
 }
 
 /// The runs as one GitHub-flavoured Markdown table.
@@ -448,6 +602,7 @@ pub fn write_markdown(
     out: &mut impl Write,
     settings: &RaceSettings,
     runs: &[RaceRun],
+    interrupted: bool,
 ) -> io::Result<()> {
     let mut doc = format!(
         "**booking-cli {}** — verdicts read from the service's database\n\n",
@@ -470,11 +625,20 @@ pub fn write_markdown(
         doc,
         "\nExpected {}: {}",
         expect_word(settings.expect),
-        if judge::met(runs, settings) {
+        if judge::met(runs, settings) && !interrupted {
             "✅ met"
         } else {
             "❌ not met"
         }
     );
+    if let Some((run, why)) = runs
+        .iter()
+        .find_map(|r| r.caveat(settings).map(|why| (r.run, why)))
+    {
+        let _ = writeln!(doc, "\nRun {run}: {why}");
+    }
+    if interrupted {
+        let _ = writeln!(doc, "\n**{}**", interrupted_line(settings, runs));
+    }
     out.write_all(doc.as_bytes())
 }

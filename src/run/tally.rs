@@ -106,6 +106,10 @@ pub struct HttpStats {
     /// over a keep-alive connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync: Option<crate::sync::Sync>,
+    /// Connections the server closed or reset before the release, reopened and pre-sent
+    /// again so that the burst went out whole (`race`).
+    #[serde(default)]
+    pub reopened: u64,
     /// When each request's last byte was written, in µs on the client's clock (`race`).
     #[serde(skip)]
     pub releases_us: Vec<u64>,
@@ -121,6 +125,7 @@ impl HttpStats {
             *self.status_codes.entry(*status).or_default() += count;
         }
         self.transport_errors += other.transport_errors;
+        self.reopened += other.reopened;
         self.releases_us.extend(&other.releases_us);
         self.arrivals_us.extend(&other.arrivals_us);
     }

@@ -40,6 +40,10 @@ pub enum Verdict {
     /// A user's check returned rows, or more successes were acknowledged than
     /// `--max-successes` allows (`race`).
     Violated,
+    /// Nothing broke, but fewer requests succeeded than `--min-successes` (`race`): a burst in
+    /// which nobody got through (a login that broke, a CSRF token missing, every request a 5xx)
+    /// tested nothing, and is never `HELD`.
+    Untested,
 }
 
 /// Which kind of invariant judged a run: it names the verdict of a run that broke nothing.
@@ -61,6 +65,7 @@ impl Verdict {
             Verdict::ConfirmedAfterExpiry => "CONFIRMED_AFTER_EXPIRY",
             Verdict::Unaccounted => "UNACCOUNTED",
             Verdict::Violated => "VIOLATED",
+            Verdict::Untested => "UNTESTED",
         }
     }
 

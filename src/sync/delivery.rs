@@ -13,13 +13,21 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, OnceCell};
 
-use super::Sync;
 use super::h2::{Packet, Prepared, Stream};
 use super::http1::{self, Answer, Held};
 use super::tls::Tls;
+use super::{Sync, TransportError};
 
 /// Connections opened at once while preparing.
 const OPENING_AT_ONCE: usize = 64;
+/// Rounds of reopening the connections a server closed before the release. A server that
+/// closes them faster than they are reopened is raced with the ones that stayed, and the
+/// closed ones are said as failures.
+const REOPEN_ROUNDS: u32 = 3;
+/// How long the connections settle after they were pre-sent, before they are checked: a
+/// server that resets a connection (a full accept queue, a per-client limit) does so within
+/// a round trip of accepting it.
+const SETTLE: Duration = Duration::from_millis(20);
 /// Streams per HTTP/2 connection under single-packet: within every common server's
 /// `SETTINGS_MAX_CONCURRENT_STREAMS` (Apache 100, nginx 128, Go 250) and `h2`'s own assumption
 /// before the server's SETTINGS, and 1,000 bytes of final frames — one segment even on a
@@ -72,6 +80,27 @@ pub struct Addressed {
     pub request: Prepared,
 }
 
+/// Why the burst could not be prepared: nothing was released.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// A request that cannot be built or sent as asked.
+    #[error("{0}")]
+    Request(String),
+    #[error("{}", transport_line(authority, source))]
+    Transport {
+        authority: String,
+        #[source]
+        source: TransportError,
+    },
+}
+
+fn transport_line(authority: &str, source: &TransportError) -> String {
+    match source {
+        TransportError::Connect(why) => format!("cannot connect to {authority}: {why}"),
+        other => format!("{authority}: {other}"),
+    }
+}
+
 /// A user's request, ready before the barrier.
 enum Ready {
     /// Its own HTTP/1.1 connection, pre-sent up to what the sync mode holds back.
@@ -86,9 +115,12 @@ pub struct Delivery {
     ready: Vec<AsyncMutex<Option<Ready>>>,
     /// The HTTP/2 connections of single-packet, each released in one write, and their users.
     packets: AsyncMutex<Vec<(Packet, Vec<u32>)>>,
-    /// Set by the first user past the barrier, once every held part was written: each user's
-    /// release error, if its write failed.
-    released: OnceCell<Vec<Option<String>>>,
+    /// Set by the first user past the barrier, once every held part was written: the
+    /// deadline every request's answer shares (the release's start plus `--timeout`), and each
+    /// user's release error, if its write failed.
+    released: OnceCell<(tokio::time::Instant, Vec<Option<String>>)>,
+    /// Connections reopened because the server closed them before the release.
+    reopened: std::sync::atomic::AtomicU64,
     /// When each held part was written, in µs from `origin`.
     releases_us: Mutex<Vec<u64>>,
     origin: Instant,
@@ -101,6 +133,7 @@ impl Delivery {
             ready: (0..users).map(|_| AsyncMutex::new(None)).collect(),
             packets: AsyncMutex::new(Vec::new()),
             released: OnceCell::new(),
+            reopened: std::sync::atomic::AtomicU64::new(0),
             releases_us: Mutex::default(),
             origin: Instant::now(),
         }
@@ -110,8 +143,8 @@ impl Delivery {
     /// `u`'s request. The first failure ends it, before any request is complete.
     pub async fn prepare(
         &self,
-        request: impl Fn(u32) -> Result<Addressed, String>,
-    ) -> Result<(), String> {
+        request: impl Fn(u32) -> Result<Addressed, PrepareError>,
+    ) -> Result<(), PrepareError> {
         let users: Vec<u32> = (0..self.ready.len() as u32).collect();
         if self.wire.sync == Sync::SinglePacket {
             // One connection per host (round-robin over servers), up to a packet's worth each.
@@ -125,15 +158,18 @@ impl Delivery {
             }
             let mut packets = self.packets.lock().await;
             for (_, mut group) in by_host {
+                // As many streams per connection as the server allows: each connection takes
+                // what it has room for, the rest go on the next.
                 while !group.is_empty() {
-                    let rest = group.split_off(group.len().min(STREAMS_PER_PACKET));
                     let (members, requests): (Vec<u32>, Vec<Addressed>) =
-                        std::mem::replace(&mut group, rest).into_iter().unzip();
-                    let mut packet = self.prepare_packet(requests).await?;
+                        std::mem::take(&mut group).into_iter().unzip();
+                    let (mut packet, leftover) = self.prepare_packet(requests).await?;
+                    let taken = packet.streams.len();
                     for (user, stream) in members.iter().zip(std::mem::take(&mut packet.streams)) {
                         *self.ready[*user as usize].lock().await = Some(Ready::H2(stream));
                     }
-                    packets.push((packet, members));
+                    group = members[taken..].iter().copied().zip(leftover).collect();
+                    packets.push((packet, members[..taken].to_vec()));
                 }
             }
             return Ok(());
@@ -150,11 +186,51 @@ impl Delivery {
                 *self.ready[*user as usize].lock().await = Some(Ready::Http1(held?));
             }
         }
+        self.reopen_closed().await;
+        let mut reopened = 0;
+        for slot in &self.ready {
+            if let Some(Ready::Http1(held)) = slot.lock().await.as_ref() {
+                reopened += u64::from(held.reopened());
+            }
+        }
+        self.reopened
+            .store(reopened, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
+    /// Reopens the connections the server closed (or reset, or answered early) before the
+    /// release — a server with a small accept backlog resets some of twenty connections
+    /// opened at once — so that the burst goes out whole. Bounded: [`REOPEN_ROUNDS`] rounds;
+    /// a connection still closed then fails at the release, and is said as a failure.
+    async fn reopen_closed(&self) {
+        for _ in 0..REOPEN_ROUNDS {
+            tokio::time::sleep(SETTLE).await;
+            let mut closed = 0;
+            for slot in &self.ready {
+                let mut ready = slot.lock().await;
+                let Some(Ready::Http1(held)) = ready.as_mut() else {
+                    continue;
+                };
+                if !held.closed_early() {
+                    continue;
+                }
+                closed += 1;
+                // A connection that cannot be reopened fails at the release, and says so.
+                let _ = held.reopen().await;
+            }
+            if closed == 0 {
+                return;
+            }
+        }
+    }
+
+    /// How many connections were reopened before the release.
+    pub fn reopened(&self) -> u64 {
+        self.reopened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A request on a connection of its own, sent up to what the sync mode holds back.
-    async fn prepare_http1(&self, addressed: Addressed) -> Result<Held, String> {
+    async fn prepare_http1(&self, addressed: Addressed) -> Result<Held, PrepareError> {
         let Addressed {
             host,
             port,
@@ -177,7 +253,7 @@ impl Delivery {
         let tls = self.wire.tls.as_ref().map(|t| &t.http1);
         Held::pre_send(&host, port, tls, bytes, hold, self.wire.timeout)
             .await
-            .map_err(|e| format!("cannot connect to {authority}: {e}"))
+            .map_err(|source| PrepareError::Transport { authority, source })
     }
 
     /// How many HTTP/2 connections single-packet opened (each released in one write).
@@ -185,8 +261,12 @@ impl Delivery {
         self.packets.lock().await.len()
     }
 
-    /// Requests as the streams of one HTTP/2 connection (one host), final frames held.
-    async fn prepare_packet(&self, requests: Vec<Addressed>) -> Result<Packet, String> {
+    /// Requests as the streams of one HTTP/2 connection (one host), final frames held; the
+    /// ones it had no room for come back.
+    async fn prepare_packet(
+        &self,
+        requests: Vec<Addressed>,
+    ) -> Result<(Packet, Vec<Addressed>), PrepareError> {
         let mut prepared = Vec::with_capacity(requests.len());
         let mut target: Option<(String, u16, String)> = None;
         for Addressed {
@@ -198,54 +278,70 @@ impl Delivery {
         } in requests
         {
             if target.as_ref().is_some_and(|t| t.2 != authority) {
-                return Err(
+                return Err(PrepareError::Request(
                     "--sync single-packet sends every request on one connection: every user's request must go to one host".to_owned(),
-                );
+                ));
             }
             target = Some((host, port, authority));
             prepared.push(request);
         }
         let Some((host, port, authority)) = target else {
-            return Err("no request to send".to_owned());
+            return Err(PrepareError::Request("no request to send".to_owned()));
         };
         let tls = self.wire.tls.as_ref().map(|t| &t.h2);
-        Packet::prepare(&host, port, tls, prepared, self.wire.timeout)
+        let (packet, leftover) = Packet::prepare(&host, port, tls, prepared, self.wire.timeout)
             .await
-            .map_err(|e| format!("{authority} (HTTP/2): {e}"))
+            .map_err(|source| PrepareError::Transport {
+                authority: format!("{authority} (HTTP/2)"),
+                source,
+            })?;
+        let leftover = leftover
+            .into_iter()
+            .map(|request| Addressed {
+                host: host.clone(),
+                port,
+                authority: authority.clone(),
+                path: String::new(),
+                request,
+            })
+            .collect();
+        Ok((packet, leftover))
     }
 
     /// The gate: writes every user's held part in one loop, from one task, so that the final
     /// bytes leave back to back — a write each, microseconds apart — instead of each waiting
     /// for its own task to be scheduled after the barrier. Returns each user's write error.
-    async fn release_all(&self) -> Vec<Option<String>> {
+    async fn release_all(&self) -> (tokio::time::Instant, Vec<Option<String>>) {
         let mut errors = vec![None; self.ready.len()];
         let mut releases = Vec::with_capacity(self.ready.len());
         let micros = |at: Instant| {
             u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
         };
-        // Each write has the request's deadline: a server that stopped reading cannot hold
-        // the release (and every user behind it) forever.
-        let deadline = self.wire.timeout;
+        // One deadline for every request, from the release: its writes and its answer share
+        // it. A server that stopped reading cannot hold the release (and every user behind
+        // it) for a --timeout per connection.
+        let deadline = tokio::time::Instant::now() + self.wire.timeout;
         let late = || {
             format!(
-                "the release was not written within {}",
-                humantime::format_duration(deadline)
+                "the release was not written within {} (--timeout)",
+                humantime::format_duration(self.wire.timeout)
             )
         };
         // Single-packet: one write per connection, back to back.
         let mut packets = self.packets.lock().await;
         for (packet, members) in packets.iter_mut() {
-            let released = tokio::time::timeout(deadline, packet.release())
-                .await
-                .unwrap_or_else(|_| Err(late()));
-            match released {
-                Ok(at) => releases.push(micros(at)),
-                Err(error) => {
-                    for user in members.iter() {
-                        if let Some(e) = errors.get_mut(*user as usize) {
-                            *e = Some(error.clone());
-                        }
-                    }
+            let released = tokio::time::timeout_at(deadline, packet.release()).await;
+            let error = match released {
+                Ok(Ok(at)) => {
+                    releases.push(micros(at));
+                    continue;
+                }
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => late(),
+            };
+            for user in members.iter() {
+                if let Some(e) = errors.get_mut(*user as usize) {
+                    *e = Some(error.clone());
                 }
             }
         }
@@ -253,7 +349,7 @@ impl Delivery {
         for (slot, error) in self.ready.iter().zip(errors.iter_mut()) {
             let mut ready = slot.lock().await;
             if let Some(Ready::Http1(held)) = ready.as_mut() {
-                match tokio::time::timeout(deadline, held.release()).await {
+                match tokio::time::timeout_at(deadline, held.release()).await {
                     Ok(Ok(at)) => releases.push(micros(at)),
                     Ok(Err(e)) => *error = Some(e.to_string()),
                     Err(_) => *error = Some(late()),
@@ -264,13 +360,13 @@ impl Delivery {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(releases);
-        errors
+        (deadline, errors)
     }
 
     /// User `user`'s request delivered: the first user here releases everyone (the others wait
     /// for it), then each reads its own answer, within the deadline.
     pub async fn deliver(&self, user: u32) -> Result<Answer, String> {
-        let released = self.released.get_or_init(|| self.release_all()).await;
+        let (deadline, released) = self.released.get_or_init(|| self.release_all()).await;
         let ready = match self.ready.get(user as usize) {
             Some(slot) => slot.lock().await.take(),
             None => None,
@@ -288,16 +384,10 @@ impl Delivery {
                 Ready::H2(stream) => stream.answer().await,
             }
         };
-        let deadline = self.wire.timeout;
-        let answer = match tokio::time::timeout(deadline, exchange).await {
+        let answer = match tokio::time::timeout_at(*deadline, exchange).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(error)) => return Err(format!("no answer: {error}")),
-            Err(_) => {
-                return Err(format!(
-                    "no answer within {} (--timeout)",
-                    humantime::format_duration(deadline)
-                ));
-            }
+            Err(_) => return Err(TransportError::Timeout(self.wire.timeout).to_string()),
         };
         crate::steps::mark("response");
         Ok(answer)

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 
 use tokio_rustls::TlsConnector;
 
+use super::TransportError;
 use super::http1::Answer;
 use super::tls::{self, Io};
 
@@ -218,26 +219,31 @@ pub struct Prepared {
     pub body: Vec<u8>,
 }
 
-fn h2_error(e: h2::Error) -> String {
-    e.to_string()
+/// The server's answer to a connection preface that was not HTTP/2.
+fn not_h2(e: h2::Error) -> TransportError {
+    match TransportError::from(e) {
+        TransportError::H2(why) | TransportError::Protocol(why) => TransportError::NotH2(why),
+        TransportError::Io(io) => TransportError::NotH2(io.to_string()),
+        other => other,
+    }
 }
 
 impl Packet {
-    /// Opens a connection to `host:port` with HTTP/2 prior knowledge, warms it, sends every
-    /// request's HEADERS and all of its body but the last byte, and queues the final frames
-    /// behind the armed gate. Fails when the server does not speak HTTP/2.
+    /// Opens a connection to `host:port` with HTTP/2 prior knowledge, warms it, sends as many
+    /// requests as the server's `SETTINGS_MAX_CONCURRENT_STREAMS` allows (at most
+    /// [`STREAMS_PER_PACKET`](super::delivery::STREAMS_PER_PACKET)) — HEADERS and all of the
+    /// body but the last byte — and queues their final frames behind the armed gate. Returns
+    /// the requests it had no room for: they go on another connection. Fails when the server
+    /// does not speak HTTP/2.
     pub async fn prepare(
         host: &str,
         port: u16,
         tls: Option<&TlsConnector>,
-        requests: Vec<Prepared>,
+        mut requests: Vec<Prepared>,
         deadline: Duration,
-    ) -> Result<Packet, String> {
+    ) -> Result<(Packet, Vec<Prepared>), TransportError> {
         let work = async {
-            let tcp = TcpStream::connect((host, port))
-                .await
-                .map_err(|e| e.to_string())?;
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            let tcp = tls::tcp(host, port).await?;
             let gate = Gate::default();
             // The gate on the socket, TLS (if any) above it, HTTP/2 above that: the release is
             // one write of whole TLS records.
@@ -253,20 +259,22 @@ impl Packet {
                 inner: sealed,
                 gate: gate.clone(),
             };
-            let (client, mut connection) = h2::client::handshake(io).await.map_err(|e| {
-                format!("the server does not speak HTTP/2 with prior knowledge ({e})")
+            let (client, mut connection) = h2::client::handshake(io).await.map_err(not_h2)?;
+            let mut ping = connection.ping_pong().ok_or_else(|| {
+                TransportError::H2("no PING handle on a fresh connection".to_owned())
             })?;
-            let mut ping = connection
-                .ping_pong()
-                .ok_or_else(|| "no PING handle on a fresh connection".to_owned())?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });
             // Warm: the SETTINGS exchanged and a round trip made before anything is held.
-            ping.ping(h2::Ping::opaque()).await.map_err(|e| {
-                format!("the server does not speak HTTP/2 with prior knowledge ({e})")
-            })?;
-            let mut client = client.ready().await.map_err(h2_error)?;
+            ping.ping(h2::Ping::opaque()).await.map_err(not_h2)?;
+            let mut client = client.ready().await?;
+            // The server's SETTINGS are in: as many streams as it allows at once. A stream
+            // beyond its limit would wait for another to end — never, before the release.
+            let room = client
+                .current_max_send_streams()
+                .clamp(1, super::delivery::STREAMS_PER_PACKET);
+            let leftover = requests.split_off(requests.len().min(room));
             let mut streams = Vec::with_capacity(requests.len());
             let mut finals = Vec::with_capacity(requests.len());
             for request in requests {
@@ -277,74 +285,77 @@ impl Packet {
                 let head = builder
                     .header(hyper::header::CONTENT_LENGTH, request.body.len())
                     .body(())
-                    .map_err(|e| e.to_string())?;
-                let (response, mut send) = client.send_request(head, false).map_err(h2_error)?;
+                    .map_err(|e| TransportError::Protocol(e.to_string()))?;
+                let (response, mut send) = client.send_request(head, false)?;
                 let split = request.body.len().saturating_sub(1);
                 if split > 0 {
-                    send.send_data(Bytes::copy_from_slice(&request.body[..split]), false)
-                        .map_err(h2_error)?;
+                    send.send_data(Bytes::copy_from_slice(&request.body[..split]), false)?;
                 }
                 finals.push((send, Bytes::copy_from_slice(&request.body[split..])));
                 streams.push(Stream { response });
-                client = client.ready().await.map_err(h2_error)?;
+                client = client.ready().await?;
             }
             // Everything sent so far has left: a PING is answered after the frames before it.
-            ping.ping(h2::Ping::opaque()).await.map_err(h2_error)?;
+            ping.ping(h2::Ping::opaque()).await?;
             gate.arm();
             let count = finals.len();
             for (mut send, last) in finals {
                 send.reserve_capacity(last.len());
-                send.send_data(last, true).map_err(h2_error)?;
+                send.send_data(last, true)?;
             }
             // The connection task writes the queued frames into the gate: wait until all of
             // them went through, sealed (TLS) and held.
             let started = Instant::now();
             while gate.plain() < count * FINAL_FRAME || gate.held() == 0 {
                 if started.elapsed() > Duration::from_secs(2) {
-                    return Err(format!(
+                    return Err(TransportError::H2(format!(
                         "only {} of {} final frames reached the gate (flow control?)",
                         gate.plain() / FINAL_FRAME,
                         count
-                    ));
+                    )));
                 }
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
-            Ok(Packet {
-                gate,
-                ping,
-                streams,
-            })
+            Ok((
+                Packet {
+                    gate,
+                    ping,
+                    streams,
+                },
+                leftover,
+            ))
         };
         tokio::time::timeout(deadline, work)
             .await
-            .map_err(|_| format!("no answer within {}", humantime::format_duration(deadline)))?
+            .map_err(|_| TransportError::Timeout(deadline))?
     }
 
     /// Opens the gate and makes the connection task write: the held frames go out in one
     /// write, ahead of the PING that woke it. Returns when they were written.
-    pub async fn release(&mut self) -> Result<Instant, String> {
+    pub async fn release(&mut self) -> Result<Instant, TransportError> {
         self.gate.open();
-        self.ping.ping(h2::Ping::opaque()).await.map_err(h2_error)?;
+        self.ping.ping(h2::Ping::opaque()).await?;
         self.gate
             .released()
-            .ok_or_else(|| "the held frames were not written".to_owned())
+            .ok_or_else(|| TransportError::H2("the held frames were not written".to_owned()))
     }
 }
 
 /// Whether the server at `host:port` speaks HTTP/2 with prior knowledge: a handshake and a
-/// PING answered within `deadline`.
+/// PING answered within `deadline`. [`TransportError::NotH2`] when it answers but not in
+/// HTTP/2 (or, over TLS, does not offer `h2`); any other error when it cannot be reached.
 pub async fn speaks_h2(
     host: &str,
     port: u16,
     tls: Option<&TlsConnector>,
     deadline: Duration,
-) -> Result<(), String> {
+) -> Result<(), TransportError> {
     let work = async {
         let io = tls::open(host, port, tls, b"h2").await?;
-        let (_client, mut connection) = h2::client::handshake(io).await.map_err(h2_error)?;
+        let (_client, mut connection) = h2::client::handshake(io).await.map_err(not_h2)?;
         let mut ping = connection
             .ping_pong()
-            .ok_or_else(|| "no PING handle".to_owned())?;
+            .ok_or_else(|| TransportError::H2("no PING handle".to_owned()))?;
         let driver = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -352,20 +363,21 @@ pub async fn speaks_h2(
             .ping(h2::Ping::opaque())
             .await
             .map(drop)
-            .map_err(h2_error);
+            .map_err(not_h2);
         driver.abort();
         pong
     };
     tokio::time::timeout(deadline, work)
         .await
-        .map_err(|_| format!("no answer within {}", humantime::format_duration(deadline)))?
+        .map_err(|_| TransportError::Timeout(deadline))?
 }
 
 impl Stream {
     /// The answer: its status, `Server-Timing` and the start of its body (up to
     /// [`MAX_ANSWER`](super::http1::MAX_ANSWER)), the rest read to its end and dropped.
-    pub async fn answer(self) -> Result<Answer, String> {
-        let response = self.response.await.map_err(h2_error)?;
+    pub async fn answer(self) -> Result<Answer, TransportError> {
+        // h2 hands over the final response only: interim 1xx HEADERS are not a response.
+        let response = self.response.await?;
         let status = response.status().as_u16();
         let server_timing = response
             .headers()
@@ -375,7 +387,7 @@ impl Stream {
         let mut body = response.into_body();
         let mut kept = Vec::new();
         while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(h2_error)?;
+            let chunk = chunk?;
             let room = super::http1::MAX_ANSWER.saturating_sub(kept.len());
             kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
             let _ = body.flow_control().release_capacity(chunk.len());

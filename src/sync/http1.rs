@@ -3,17 +3,20 @@
 //!
 //! The request is written by hand — request line, headers, `Content-Length`,
 //! `Connection: close`, body — because where its bytes go out is the point: a client library
-//! decides when to write, this gate must. The answer is read back until the server closes the
-//! connection (or its `Content-Length` is in): its status, its `Server-Timing` and the start
-//! of its body are kept.
+//! decides when to write, this gate must. The answer is read as HTTP/1.1 frames it (RFC 9112
+//! §6.3): interim 1xx answers skipped, then the body by `Content-Length`, by chunks, or to the
+//! connection's end — complete when its framing says so, whether or not the server closes.
+//! Its status, its `Server-Timing` and the start of its body are kept.
 
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use hyper::header::HeaderName;
 use hyper::http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
+use super::TransportError;
 use super::tls::{self, Io};
 
 /// The most of an answer read: its head and the start of its body.
@@ -55,10 +58,63 @@ pub fn encode(
     bytes
 }
 
+/// The most of a response head (status line and headers) read before giving up on it.
+pub const MAX_HEAD: usize = 64 * 1024;
+
 /// A connected request with its first part already written.
 pub struct Held {
     stream: Box<dyn Io>,
+    /// The TCP socket under it (TLS or not), for what only the kernel knows.
+    fd: std::os::fd::RawFd,
     rest: Vec<u8>,
+    /// Everything needed to open the connection again and pre-send the same bytes, should the
+    /// server close it before the release ([`Held::reopen`]).
+    again: Again,
+    /// Bytes the server sent before the release (an early answer): read once, kept here.
+    early: Vec<u8>,
+    /// Times the connection was opened again because the server dropped it.
+    reopened: u32,
+}
+
+/// Tries of a pre-send whose connection the server dropped.
+const PRE_SEND_TRIES: u32 = 3;
+
+/// Whether the server dropped the connection (reset or closed it) rather than refused it.
+fn dropped(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// Bytes written on `fd` that the peer's TCP has not acknowledged yet (`SIOCOUTQ`, which is `TIOCOUTQ`); `None`
+/// where the kernel cannot say.
+#[cfg(target_os = "linux")]
+fn unacknowledged(fd: std::os::fd::RawFd) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one `int` through the pointer, which points at `queued`; `fd` is
+    // this connection's open socket.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then(|| usize::try_from(queued).unwrap_or(0))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged(_fd: std::os::fd::RawFd) -> Option<usize> {
+    None
+}
+
+struct Again {
+    host: String,
+    port: u16,
+    tls: Option<TlsConnector>,
+    bytes: Vec<u8>,
+    hold: usize,
+    deadline: Duration,
+    /// A `HEAD` request: its answer has no body, whatever its headers say.
+    head: bool,
 }
 
 impl Held {
@@ -72,29 +128,75 @@ impl Held {
         bytes: Vec<u8>,
         hold: usize,
         deadline: Duration,
-    ) -> Result<Held, String> {
-        let work = async {
-            // The pre-sent part leaves now, not coalesced with the held byte later.
-            let mut stream = tls::open(host, port, tls, b"http/1.1").await?;
-            let split = bytes.len().saturating_sub(hold);
-            stream
-                .write_all(&bytes[..split])
-                .await
-                .map_err(|e| e.to_string())?;
-            stream.flush().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(Held {
-                stream,
-                rest: bytes[split..].to_vec(),
-            })
+    ) -> Result<Held, TransportError> {
+        let head = bytes.starts_with(b"HEAD ");
+        let again = Again {
+            host: host.to_owned(),
+            port,
+            tls: tls.cloned(),
+            bytes,
+            hold,
+            deadline,
+            head,
         };
-        match tokio::time::timeout(deadline, work).await {
-            Ok(Ok(held)) => Ok(held),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(format!(
-                "no answer within {}",
-                humantime::format_duration(deadline)
-            )),
+        // A connection the server resets as it accepts it (a full accept queue) fails the
+        // pre-send write: opened again, a bounded number of times.
+        let mut reopened = 0;
+        let (stream, fd, rest) = loop {
+            match again.open().await {
+                Err(TransportError::Io(e) | TransportError::Connect(e))
+                    if reopened < PRE_SEND_TRIES && dropped(&e) =>
+                {
+                    reopened += 1;
+                }
+                other => break other?,
+            }
+        };
+        Ok(Held {
+            stream,
+            fd,
+            rest,
+            again,
+            early: Vec::new(),
+            reopened,
+        })
+    }
+
+    /// How many times the connection was opened again before it held.
+    pub fn reopened(&self) -> u32 {
+        self.reopened
+    }
+
+    /// Whether the server closed (or reset, or answered) this connection before its request
+    /// was complete — a read that does not wait; a live connection that sent nothing is
+    /// pending — or never took it: bytes pre-sent that its TCP has not acknowledged. A
+    /// listener whose accept queue was full when the handshake ended drops the connection's
+    /// segments (it is not established on the server's side) and resets it later, when the
+    /// burst comes; on loopback, a taken connection acknowledges within microseconds.
+    pub fn closed_early(&mut self) -> bool {
+        if unacknowledged(self.fd).is_some_and(|queued| queued > 0) {
+            return true;
         }
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk).now_or_never() {
+            None => false,
+            Some(Ok(0) | Err(_)) => true,
+            Some(Ok(n)) => {
+                self.early.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// Opens the connection again and pre-sends the same bytes, held back as before.
+    pub async fn reopen(&mut self) -> Result<(), TransportError> {
+        let (stream, fd, rest) = self.again.open().await?;
+        self.stream = stream;
+        self.fd = fd;
+        self.rest = rest;
+        self.early.clear();
+        self.reopened += 1;
+        Ok(())
     }
 
     /// Writes what was held back (once); returns when it was written.
@@ -108,75 +210,297 @@ impl Held {
         Ok(released)
     }
 
-    /// Reads the answer: until the server closes, or its head and `Content-Length` are in.
-    pub async fn answer(mut self) -> Result<Answer, String> {
-        let mut buffer = Vec::with_capacity(4096);
-        let mut chunk = [0u8; 8192];
+    /// Reads the final answer: interim (1xx) answers skipped, the body read as its framing
+    /// says — none for `HEAD`, 204 and 304, `Content-Length` bytes, chunks up to the last, or
+    /// until the server closes when it says neither — whether or not the server then closes.
+    pub async fn answer(mut self) -> Result<Answer, TransportError> {
+        let mut reader = Reader {
+            buffer: std::mem::take(&mut self.early),
+            scanned: 0,
+        };
+        let stream = &mut self.stream;
         loop {
-            let read = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| e.to_string())?;
-            buffer.extend_from_slice(&chunk[..read]);
-            match parse(&buffer) {
-                Parsed::Complete(answer) => return Ok(answer),
-                Parsed::Head(answer) if read == 0 || buffer.len() >= MAX_ANSWER => {
-                    return Ok(answer);
-                }
-                Parsed::Partial if read == 0 => {
-                    return Err(if buffer.is_empty() {
-                        "the server closed the connection without an answer".to_owned()
-                    } else {
-                        "the server closed the connection in the middle of its answer".to_owned()
-                    });
-                }
-                Parsed::Invalid(why) => return Err(format!("not an HTTP answer: {why}")),
-                Parsed::Head(_) | Parsed::Partial => {}
+            let head = reader.head(stream).await?;
+            if (100..200).contains(&head.status) && head.status != 101 {
+                // An interim answer (100 Continue, 103 Early Hints): the final one follows.
+                continue;
             }
+            let body = if self.again.head || matches!(head.status, 204 | 304) {
+                Vec::new()
+            } else {
+                match head.framing {
+                    Framing::Chunked => reader.chunked(stream).await?,
+                    Framing::Length(length) => reader.length(stream, length).await?,
+                    Framing::UntilClose => reader.until_close(stream).await,
+                }
+            };
+            return Ok(Answer {
+                status: head.status,
+                server_timing: head.server_timing,
+                body,
+            });
         }
     }
 }
 
-enum Parsed {
-    /// The head and the whole body its `Content-Length` announced.
-    Complete(Answer),
-    /// The head; the body goes on (or its length is not announced).
-    Head(Answer),
-    Partial,
-    Invalid(String),
+impl Again {
+    async fn open(&self) -> Result<(Box<dyn Io>, std::os::fd::RawFd, Vec<u8>), TransportError> {
+        let work = async {
+            // The pre-sent part leaves now, not coalesced with the held byte later.
+            let tcp = tls::tcp(&self.host, self.port).await?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+            let mut stream: Box<dyn Io> = match &self.tls {
+                Some(connector) => {
+                    Box::new(tls::connect(connector, &self.host, tcp, b"http/1.1").await?)
+                }
+                None => Box::new(tcp),
+            };
+            let split = self.bytes.len().saturating_sub(self.hold);
+            stream
+                .write_all(&self.bytes[..split])
+                .await
+                .map_err(TransportError::Io)?;
+            stream.flush().await.map_err(TransportError::Io)?;
+            Ok::<_, TransportError>((stream, fd, self.bytes[split..].to_vec()))
+        };
+        tokio::time::timeout(self.deadline, work)
+            .await
+            .map_err(|_| TransportError::Timeout(self.deadline))?
+    }
 }
 
-fn parse(buffer: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+/// How a response's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Chunked,
+    Length(usize),
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    server_timing: Option<String>,
+    framing: Framing,
+}
+
+/// The bytes read from a connection and not yet consumed.
+struct Reader {
+    buffer: Vec<u8>,
+    /// How far the buffer was searched for the end of a head: each byte is searched once, and
+    /// the head parsed once, when its blank line is in.
+    scanned: usize,
+}
+
+impl Reader {
+    /// Reads more; `Ok(0)` when the server closed.
+    async fn fill(&mut self, stream: &mut Box<dyn Io>) -> Result<usize, TransportError> {
+        let mut chunk = [0u8; 8192];
+        let read = stream.read(&mut chunk).await.map_err(TransportError::Io)?;
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(read)
+    }
+
+    /// The next response head, consumed from the buffer.
+    async fn head(&mut self, stream: &mut Box<dyn Io>) -> Result<Head, TransportError> {
+        let end = loop {
+            let from = self.scanned.saturating_sub(3);
+            if let Some(at) = find(&self.buffer[from..], b"\r\n\r\n") {
+                break from + at + 4;
+            }
+            self.scanned = self.buffer.len();
+            if self.buffer.len() > MAX_HEAD {
+                return Err(TransportError::Protocol(format!(
+                    "the answer's head is over {} KiB",
+                    MAX_HEAD / 1024
+                )));
+            }
+            if self.fill(stream).await? == 0 {
+                return Err(TransportError::Closed {
+                    midway: !self.buffer.is_empty(),
+                });
+            }
+        };
+        let head = parse_head(&self.buffer[..end])?;
+        self.buffer.drain(..end);
+        self.scanned = 0;
+        Ok(head)
+    }
+
+    /// A body of `length` bytes; the first [`MAX_ANSWER`] kept.
+    async fn length(
+        &mut self,
+        stream: &mut Box<dyn Io>,
+        length: usize,
+    ) -> Result<Vec<u8>, TransportError> {
+        let mut kept = Vec::new();
+        let mut left = length;
+        loop {
+            let take = left.min(self.buffer.len());
+            keep(&mut kept, &self.buffer[..take]);
+            self.buffer.drain(..take);
+            left -= take;
+            if left == 0 {
+                return Ok(kept);
+            }
+            if self.fill(stream).await? == 0 {
+                return Err(TransportError::Closed { midway: true });
+            }
+        }
+    }
+
+    /// A body to the end of the connection; whatever came, if it ends in an error.
+    async fn until_close(&mut self, stream: &mut Box<dyn Io>) -> Vec<u8> {
+        let mut kept = Vec::new();
+        loop {
+            keep(&mut kept, &self.buffer);
+            self.buffer.clear();
+            match self.fill(stream).await {
+                Ok(0) | Err(_) => return kept,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// A chunked body, to its last chunk and the trailers' blank line.
+    async fn chunked(&mut self, stream: &mut Box<dyn Io>) -> Result<Vec<u8>, TransportError> {
+        let mut kept = Vec::new();
+        let mut state = Chunk::Size;
+        loop {
+            let before = (self.buffer.len(), state);
+            state = self.chunk_step(state, &mut kept)?;
+            if state == Chunk::Done {
+                return Ok(kept);
+            }
+            // No progress: the next step needs more bytes.
+            if (self.buffer.len(), state) == before {
+                if self.buffer.len() > MAX_HEAD {
+                    return Err(TransportError::Protocol(
+                        "a chunk-size or trailer line over 64 KiB".to_owned(),
+                    ));
+                }
+                if self.fill(stream).await? == 0 {
+                    return Err(TransportError::Closed { midway: true });
+                }
+            }
+        }
+    }
+
+    /// One step of the chunked decoding on the buffer, consuming what it used.
+    fn chunk_step(&mut self, state: Chunk, kept: &mut Vec<u8>) -> Result<Chunk, TransportError> {
+        let bad = |why: &str| TransportError::Protocol(format!("bad chunked body: {why}"));
+        Ok(match state {
+            Chunk::Size | Chunk::Trailer => {
+                let Some(end) = find(&self.buffer, b"\r\n") else {
+                    return Ok(state);
+                };
+                let line = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
+                self.buffer.drain(..end + 2);
+                if state == Chunk::Trailer {
+                    return Ok(if line.is_empty() {
+                        Chunk::Done
+                    } else {
+                        Chunk::Trailer
+                    });
+                }
+                let size = line.split(';').next().unwrap_or_default().trim();
+                match usize::from_str_radix(size, 16) {
+                    Ok(0) => Chunk::Trailer,
+                    Ok(n) => Chunk::Data(n),
+                    Err(_) => return Err(bad("a chunk size that is not hexadecimal")),
+                }
+            }
+            Chunk::Data(left) => {
+                let take = left.min(self.buffer.len());
+                keep(kept, &self.buffer[..take]);
+                self.buffer.drain(..take);
+                if take == left {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left - take)
+                }
+            }
+            Chunk::DataEnd => {
+                if self.buffer.len() < 2 {
+                    return Ok(state);
+                }
+                if &self.buffer[..2] != b"\r\n" {
+                    return Err(bad("a chunk not followed by CRLF"));
+                }
+                self.buffer.drain(..2);
+                Chunk::Size
+            }
+            Chunk::Done => Chunk::Done,
+        })
+    }
+}
+
+/// Where the chunked decoding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(usize),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+/// Appends up to [`MAX_ANSWER`] bytes in all.
+fn keep(kept: &mut Vec<u8>, bytes: &[u8]) {
+    let room = MAX_ANSWER.saturating_sub(kept.len());
+    kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A complete head (its blank line included).
+fn parse_head(bytes: &[u8]) -> Result<Head, TransportError> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut response = httparse::Response::new(&mut headers);
-    let head = match response.parse(buffer) {
-        Ok(httparse::Status::Complete(head)) => head,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(error) => return Parsed::Invalid(error.to_string()),
-    };
-    let Some(status) = response.code else {
-        return Parsed::Invalid("no status".to_owned());
-    };
+    match response.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(TransportError::Protocol("an incomplete head".to_owned()));
+        }
+        Err(error) => {
+            return Err(TransportError::Protocol(format!(
+                "not an HTTP answer: {error}"
+            )));
+        }
+    }
+    let status = response
+        .code
+        .ok_or_else(|| TransportError::Protocol("not an HTTP answer: no status".to_owned()))?;
     let find = |name: &str| {
         response
             .headers
             .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(str::to_owned)
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .map(str::trim)
+            .collect::<Vec<_>>()
     };
-    let length = find("content-length").and_then(|v| v.trim().parse::<usize>().ok());
-    let body = &buffer[head..];
-    let answer = |body: &[u8]| Answer {
+    let chunked = find("transfer-encoding")
+        .iter()
+        .any(|v| v.to_ascii_lowercase().contains("chunked"));
+    let framing = if chunked {
+        Framing::Chunked
+    } else {
+        match find("content-length").first() {
+            Some(v) => Framing::Length(v.parse().map_err(|_| {
+                TransportError::Protocol(format!("a Content-Length that is not a number: {v}"))
+            })?),
+            None => Framing::UntilClose,
+        }
+    };
+    Ok(Head {
         status,
-        server_timing: find("server-timing"),
-        body: body.to_vec(),
-    };
-    match length {
-        Some(length) if body.len() >= length => Parsed::Complete(answer(&body[..length])),
-        _ => Parsed::Head(answer(body)),
-    }
+        server_timing: find("server-timing").first().map(|v| (*v).to_owned()),
+        framing,
+    })
 }
 
 #[cfg(test)]
@@ -201,20 +525,35 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_is_complete_once_its_announced_body_is_in() {
-        let head = b"HTTP/1.1 409 Conflict\r\ncontent-length: 4\r\nServer-Timing: arrival;desc=\"9\"\r\n\r\n";
-        let mut whole = head.to_vec();
-        whole.extend_from_slice(b"gone");
-        match parse(&whole) {
-            Parsed::Complete(answer) => {
-                assert_eq!(answer.status, 409);
-                assert_eq!(answer.server_timing.as_deref(), Some("arrival;desc=\"9\""));
-                assert_eq!(answer.body, b"gone");
+    fn a_head_says_its_framing_and_a_bad_one_is_named() {
+        let head = parse_head(b"HTTP/1.1 409 Conflict\r\ncontent-length: 4\r\nServer-Timing: arrival;desc=\"9\"\r\n\r\n").unwrap();
+        assert_eq!(head.status, 409);
+        assert_eq!(head.framing, Framing::Length(4));
+        assert_eq!(head.server_timing.as_deref(), Some("arrival;desc=\"9\""));
+        let chunked =
+            parse_head(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        assert_eq!(chunked.framing, Framing::Chunked);
+        let open = parse_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+        assert_eq!(open.framing, Framing::UntilClose);
+        assert!(parse_head(b"SSH-2.0\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_chunked_body_is_decoded_to_its_last_chunk_and_trailers() {
+        let mut reader = Reader {
+            buffer: b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT".to_vec(),
+            scanned: 0,
+        };
+        let mut kept = Vec::new();
+        let mut state = Chunk::Size;
+        for _ in 0..20 {
+            state = reader.chunk_step(state, &mut kept).unwrap();
+            if state == Chunk::Done {
+                break;
             }
-            _ => panic!("complete"),
         }
-        assert!(matches!(parse(head), Parsed::Head(_)));
-        assert!(matches!(parse(b"HTTP/1.1 20"), Parsed::Partial));
-        assert!(matches!(parse(b"SSH-2.0\r\n\r\n"), Parsed::Invalid(_)));
+        assert_eq!(state, Chunk::Done);
+        assert_eq!(kept, b"Wikipedia");
+        assert_eq!(reader.buffer, b"NEXT", "nothing past the body is consumed");
     }
 }

@@ -28,7 +28,51 @@ pub mod h2;
 pub mod http1;
 pub mod tls;
 
+use std::time::Duration;
+
 use serde::Serialize;
+
+/// Why a request could not be delivered or its answer read: named as what it is, so that a
+/// certificate the client does not trust is not called "does not speak HTTP/2".
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// TCP: refused, unreachable, no such host.
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    /// The TLS handshake failed: a certificate not trusted (`--cacert`), a name that does not
+    /// match, no protocol in common.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The server does not speak HTTP/2 (no `h2` in ALPN, or no answer to its preface).
+    #[error("the server does not speak HTTP/2 ({0})")]
+    NotH2(String),
+    #[error("no answer within {} (--timeout)", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("{}", if *.midway { "the server closed the connection in the middle of its answer" } else { "the server closed the connection without an answer" })]
+    Closed { midway: bool },
+    /// The server refused the stream (HTTP/2 `REFUSED_STREAM`): over its
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`, or shedding load; it did not process the request.
+    #[error("the server refused the stream (REFUSED_STREAM): it did not process the request")]
+    RefusedStream,
+    #[error("{0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("HTTP/2: {0}")]
+    H2(String),
+}
+
+impl From<::h2::Error> for TransportError {
+    fn from(error: ::h2::Error) -> Self {
+        if error.reason() == Some(::h2::Reason::REFUSED_STREAM) {
+            return TransportError::RefusedStream;
+        }
+        if let Some(io) = error.get_io() {
+            return TransportError::Io(std::io::Error::new(io.kind(), io.to_string()));
+        }
+        TransportError::H2(error.to_string())
+    }
+}
 
 /// `--sync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
@@ -74,26 +118,61 @@ impl Sync {
     }
 }
 
+/// Why single-packet could not be settled.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// `--sync single-packet` asked for by name, and the server does not speak HTTP/2: bad
+    /// input, said before anything is sent.
+    #[error(
+        "--sync single-packet: the server at {authority} does not speak HTTP/2 ({why}); --sync last-byte synchronises over HTTP/1.1"
+    )]
+    NoH2 { authority: String, why: String },
+    /// The server could not be reached at all (connect, TLS, time-out): no fallback would
+    /// reach it either.
+    #[error("cannot reach {authority}: {source} (nothing was sent)")]
+    Unreachable {
+        authority: String,
+        #[source]
+        source: TransportError,
+    },
+}
+
+impl SettleError {
+    /// Bad input (exit 2) when the server lacks what was asked for by name; a runtime error
+    /// (exit 1) when it could not be reached.
+    pub fn surface(self) -> anyhow::Error {
+        match self {
+            SettleError::NoH2 { .. } => {
+                anyhow::Error::new(crate::error::InputError::Invalid(self.to_string()))
+            }
+            SettleError::Unreachable { .. } => anyhow::Error::new(self),
+        }
+    }
+}
+
 /// Single-packet needs a server that speaks HTTP/2: asked for by name (`asked`), a server at
 /// `origin` that does not is bad input, said before anything is sent; under `auto`, the burst
-/// falls back to last-byte over HTTP/1.1, with a note saying so.
+/// falls back to last-byte over HTTP/1.1, with a note saying so. A server that cannot be
+/// reached, or whose certificate is not trusted, is said as such — not taken for one without
+/// HTTP/2 — within the one `deadline` (the probe is not a second `--timeout`).
 pub async fn settle_single_packet(
     origin: &delivery::Origin,
     tls: Option<&tokio_rustls::TlsConnector>,
     deadline: std::time::Duration,
     asked: Sync,
-) -> Result<(Sync, Option<String>), String> {
+) -> Result<(Sync, Option<String>), SettleError> {
     let (host, port) = (origin.host.as_str(), origin.port);
-    let Err(why) = h2::speaks_h2(host, port, tls, deadline).await else {
-        return Ok((Sync::SinglePacket, None));
+    let authority = format!("{host}:{port}");
+    let why = match h2::speaks_h2(host, port, tls, deadline).await {
+        Ok(()) => return Ok((Sync::SinglePacket, None)),
+        Err(TransportError::NotH2(why)) => why,
+        Err(source) => return Err(SettleError::Unreachable { authority, source }),
     };
     if asked == Sync::SinglePacket {
-        return Err(format!(
-            "--sync single-packet: the server at {host}:{port} does not speak HTTP/2 ({why}); --sync last-byte synchronises over HTTP/1.1"
-        ));
+        return Err(SettleError::NoH2 { authority, why });
     }
     let note = format!(
-        "note: the server at {host}:{port} does not speak HTTP/2 ({why}); --sync auto falls back to last-byte over HTTP/1.1"
+        "note: the server at {authority} does not speak HTTP/2 ({why}); --sync auto falls back to last-byte over HTTP/1.1"
     );
     Ok((Sync::LastByte, Some(note)))
 }

@@ -10,6 +10,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 
+use super::TransportError;
 use crate::error::InputError;
 
 /// A connection the request goes over: a TCP stream, or TLS over one (or over a gate).
@@ -67,53 +68,77 @@ pub fn client_config(
 }
 
 /// The name the server's certificate must carry: the URL's host (a name or an IP address).
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-        .map_err(|e| format!("'{host}' cannot be checked against a certificate: {e}"))
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TransportError> {
+    ServerName::try_from(host.trim_matches(['[', ']']).to_owned()).map_err(|e| {
+        TransportError::Tls(format!(
+            "'{host}' cannot be checked against a certificate: {e}"
+        ))
+    })
 }
 
-/// A connection to `host:port` with `TCP_NODELAY` (what is written leaves at once, not
-/// coalesced with what follows), over TLS with `tls` (ALPN `alpn`, checked).
+/// A TCP connection to `host:port` with `TCP_NODELAY` (what is written leaves at once, not
+/// coalesced with what follows).
+pub async fn tcp(host: &str, port: u16) -> Result<tokio::net::TcpStream, TransportError> {
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(TransportError::Connect)?;
+    tcp.set_nodelay(true).map_err(TransportError::Io)?;
+    Ok(tcp)
+}
+
+/// A connection to `host:port` ([`tcp`]), over TLS with `tls` (ALPN `alpn`, checked).
 pub async fn open(
     host: &str,
     port: u16,
     tls: Option<&TlsConnector>,
     alpn: &[u8],
-) -> Result<Box<dyn Io>, String> {
-    let tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+) -> Result<Box<dyn Io>, TransportError> {
+    let tcp = tcp(host, port).await?;
     Ok(match tls {
         Some(connector) => Box::new(connect(connector, host, tcp, alpn).await?),
         None => Box::new(tcp),
     })
 }
 
-/// TLS over `io` to `host`, checking that the server chose `alpn`.
+/// TLS over `io` to `host`, checking that the server chose `alpn`. A server that chooses no
+/// protocol at all speaks HTTP/1.1 (RFC 7301 §3.2: ALPN is optional for the server): fine for
+/// `http/1.1`, "no HTTP/2" for `h2`.
 pub async fn connect<T: Io + 'static>(
     connector: &TlsConnector,
     host: &str,
     io: T,
     alpn: &[u8],
-) -> Result<tokio_rustls::client::TlsStream<T>, String> {
+) -> Result<tokio_rustls::client::TlsStream<T>, TransportError> {
     let name = server_name(host)?;
-    let tls = connector
-        .connect(name, io)
-        .await
-        .map_err(|e| format!("TLS: {e}"))?;
+    let tls = connector.connect(name, io).await.map_err(|e| {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls) => TransportError::Tls(rustls.to_string()),
+            None if e.kind() == std::io::ErrorKind::InvalidData => {
+                TransportError::Tls(e.to_string())
+            }
+            None => TransportError::Io(e),
+        }
+    })?;
     let chosen = tls.get_ref().1.alpn_protocol();
-    if chosen != Some(alpn) {
-        return Err(format!(
-            "the server did not choose {} in ALPN ({})",
-            String::from_utf8_lossy(alpn),
-            chosen.map_or("it chose none".to_owned(), |p| format!(
-                "it chose {}",
-                String::from_utf8_lossy(p)
-            ))
-        ));
+    match chosen {
+        Some(p) if p == alpn => Ok(tls),
+        None if alpn == b"http/1.1" => Ok(tls),
+        None => Err(TransportError::NotH2(
+            "it negotiated no protocol in ALPN: HTTP/1.1".to_owned(),
+        )),
+        Some(p) if alpn == b"h2" => Err(TransportError::NotH2(format!(
+            "it chose {} in ALPN",
+            String::from_utf8_lossy(p)
+        ))),
+        Some(p) => Err(TransportError::Tls(format!(
+            "the server chose {} in ALPN, not {}",
+            String::from_utf8_lossy(p),
+            String::from_utf8_lossy(alpn)
+        ))),
     }
-    Ok(tls)
 }
 
 /// TLS clients for an `https://` endpoint: one offering `http/1.1`, one `h2`, and the

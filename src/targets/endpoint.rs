@@ -141,7 +141,10 @@ impl Target for EndpointTarget {
     /// first that fails ends the warm-up, before any request is complete.
     async fn warm_up(&self, _lanes: u32) -> Result<(), BookingError> {
         self.delivery
-            .prepare(|user| self.request(user))
+            .prepare(|user| {
+                self.request(user)
+                    .map_err(crate::sync::delivery::PrepareError::Request)
+            })
             .await
             .map_err(|e| BookingError::Http(format!("{e} (--url)")))
     }
@@ -163,6 +166,7 @@ impl Target for EndpointTarget {
             strategy: Default::default(),
             http: Some(HttpStats {
                 releases_us: self.delivery.releases_us(),
+                reopened: self.delivery.reopened(),
                 ..self.stats().clone()
             }),
         }

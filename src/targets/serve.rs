@@ -379,7 +379,10 @@ impl ServeTarget {
         }
         if let Some(delivery) = &self.delivery {
             return delivery
-                .prepare(|user| self.addressed(user))
+                .prepare(|user| {
+                    self.addressed(user)
+                        .map_err(crate::sync::delivery::PrepareError::Request)
+                })
                 .await
                 .map_err(|e| BookingError::Http(format!("{e} (--target)")));
         }
