@@ -224,7 +224,8 @@ async fn burst_wire(settings: &StressSettings) -> anyhow::Result<Option<Arc<Wire
             let (settled, note) =
                 settle_single_packet(&Origin::of(&url), tls, CONNECT_TIMEOUT, settings.sync)
                     .await
-                    .map_err(crate::sync::SettleError::surface)?;
+                    .map_err(crate::sync::SettleError::surface)
+                    .with_context(|| format!("--target {}", crate::config::mask_url(target)))?;
             if let Some(note) = note {
                 eprintln!("{note}");
             }
