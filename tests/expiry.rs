@@ -58,10 +58,13 @@ async fn state(repo: &Repo, request: &BookingRequest) -> Vec<(i32, i64)> {
         .collect()
 }
 
-/// A two-night stay: the user takes night 1 (TTL 600 ms) while night 2 stays held by someone
-/// else for 1.5 s. Waiting that second on night 1's lock would book on an expired lock;
-/// instead the user gives night 1 back before it expires and takes the pair again once night 2
-/// is free.
+/// A two-night stay: the user takes night 1 (TTL 3 s) while night 2 stays held by someone
+/// else for 4 s. Waiting that long on night 1's lock would book on an expired lock; instead the
+/// user gives night 1 back before it expires and takes the pair again once night 2 is free.
+///
+/// The TTL is long so that the give-back is certain, not likely: it happens a tenth of the TTL
+/// (300 ms) before night 1's lock expires, and a release on a loaded CI machine once took more
+/// than the 60 ms a 600 ms TTL left it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_the_next() {
     let (_db, repo) = TestDb::seeded().await;
@@ -69,7 +72,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
     let stay = request(2, "2024-12-25", 2);
     let night_2 = lock.room_night_key(stay.room, "2024-12-26".parse().unwrap());
     let blocker = lock
-        .try_acquire(&night_2, Duration::from_millis(1500))
+        .try_acquire(&night_2, Duration::from_millis(4000))
         .await
         .unwrap()
         .expect("night 2 is free");
@@ -79,7 +82,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
         &repo,
         Some(lock.with_fresh_stats()),
         None,
-        lock_policy(600, Some(5_000)),
+        lock_policy(3_000, Some(20_000)),
         0,
     );
     let outcome = locked.book(&stay).await.expect("books");
@@ -99,7 +102,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
     // With fixed retries there is no deadline to start over within: the user is refused
     // rather than booking on the expired night-1 lock.
     let blocker = lock
-        .try_acquire(&night_2, Duration::from_millis(1500))
+        .try_acquire(&night_2, Duration::from_millis(4000))
         .await
         .unwrap()
         .expect("night 2 is free again");
@@ -108,7 +111,7 @@ async fn locked_never_books_on_a_night_whose_lock_expired_while_it_waited_for_th
         &repo,
         Some(lock.with_fresh_stats()),
         None,
-        lock_policy(600, None),
+        lock_policy(3_000, None),
         0,
     );
     let again = request(2, "2024-12-25", 2);

@@ -107,8 +107,10 @@ fn locked_timeline_shows_the_lock_waits_and_one_created_lane() {
         "locked",
         "--users",
         "5",
+        // Long enough that no user can start after the winner's hold ended, however late
+        // a loaded machine schedules its task: each of the four waits for the lock.
         "--hold-ms",
-        "100",
+        "600",
         "--timeline",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
