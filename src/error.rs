@@ -7,7 +7,6 @@
 use chrono::NaiveDate;
 
 use crate::domain::{RoomId, StayError};
-use crate::lock::LockError;
 
 /// Input that parsed but does not fit the hotel, or a setting that cannot be used. Found before
 /// anything is written.
@@ -138,4 +137,18 @@ impl BookingError {
             _ => false,
         }
     }
+}
+
+/// Why the lock service failed (Redis, a Redlock quorum, the failover lab). It lives here, with
+/// every other error type, so that `error` needs nothing of `lock`.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redlock: fewer instances than a majority answered, so no lock can be held.
+    #[error("redlock: no quorum, {answered} of {of} Redis instances answered")]
+    NoQuorum { answered: usize, of: usize },
+    /// A fault of the failover lab that could not be injected (see `lock::failover`).
+    #[error("{0}")]
+    Chaos(String),
 }

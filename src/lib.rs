@@ -47,6 +47,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod exit;
 pub mod http;
 pub mod interleave;
 pub mod lock;

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use booking_cli::app::{self, Exit};
+use booking_cli::app;
 use booking_cli::cli::Cli;
 use booking_cli::config::Connection;
+use booking_cli::exit::{self, Exit};
 
 fn main() -> ExitCode {
     // A missing .env is normal; one that cannot be read is worth a word.
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
     match runtime.block_on(app::run(cli)) {
         Ok(exit) => exit.into(),
         Err(error) => {
-            eprintln!("error: {}", app::error_line(&error, &secrets));
+            eprintln!("error: {}", exit::error_line(&error, &secrets));
             Exit::for_error(&error).into()
         }
     }

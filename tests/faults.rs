@@ -53,7 +53,10 @@ async fn redis_killed_mid_run_fails_closed_for_locked_and_fenced() {
         let run = tokio::spawn({
             let repo = repo.clone();
             let c = c.clone();
-            async move { stress::run(&repo, strategy, &c, &ProgressBar::hidden()).await }
+            async move {
+                booking_cli::targets::strategy::run(&repo, strategy, &c, &ProgressBar::hidden())
+                    .await
+            }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
         redis.kill();
@@ -98,7 +101,7 @@ async fn an_unreachable_redis_makes_no_booking() {
         let strategy = strategy::build(mode, context(&repo, Some(lock), &c)).unwrap();
         let report = tokio::time::timeout(
             Duration::from_secs(20),
-            stress::run(&repo, strategy, &c, &ProgressBar::hidden()),
+            booking_cli::targets::strategy::run(&repo, strategy, &c, &ProgressBar::hidden()),
         )
         .await
         .expect("the run ends")

@@ -163,9 +163,14 @@ async fn sharded_sells_inventory_5_over_8_shards_exactly() {
     config.users = 20;
     config.shards = 8;
     let sharded = build(Mode::Sharded, &repo);
-    let report = booking_cli::run::run(&repo, sharded, &config, &indicatif::ProgressBar::hidden())
-        .await
-        .expect("stress run");
+    let report = booking_cli::targets::strategy::run(
+        &repo,
+        sharded,
+        &config,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .expect("stress run");
     assert_eq!(
         (
             report.tally.count("created"),

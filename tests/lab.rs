@@ -10,7 +10,7 @@ use booking_cli::domain::Stay;
 use booking_cli::lock::redlock::RedLock;
 use booking_cli::lock::{LockPolicy, RedisLock};
 use booking_cli::repo::Repo;
-use booking_cli::run::{self as stress, StressConfig, StressReport, Verdict};
+use booking_cli::run::{StressConfig, StressReport, Verdict};
 use booking_cli::strategy::{self, Expectation, Mode};
 use common::{
     Cli, TestDb, deadline_policy, json, private_lock, reference_policy, retry_policy, text,
@@ -56,7 +56,7 @@ async fn run(repo: &Repo, config: &StressConfig, lock: Option<RedisLock>) -> Str
         },
     )
     .expect("strategy builds");
-    stress::run(repo, strategy, config, &ProgressBar::hidden())
+    booking_cli::targets::strategy::run(repo, strategy, config, &ProgressBar::hidden())
         .await
         .expect("stress run")
 }

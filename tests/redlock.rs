@@ -41,7 +41,7 @@ async fn run_on(
     .expect("strategy builds");
     tokio::time::timeout(
         Duration::from_secs(60),
-        stress::run(repo, strategy, config, &ProgressBar::hidden()),
+        booking_cli::targets::strategy::run(repo, strategy, config, &ProgressBar::hidden()),
     )
     .await
     .expect("the run ends")

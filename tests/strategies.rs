@@ -8,7 +8,7 @@ use booking_cli::domain::{BookingRequest, Outcome, RoomId, Stay, UserId};
 use booking_cli::error::{BookingError, InputError};
 use booking_cli::lock::LockPolicy;
 use booking_cli::repo::{NightState, Repo};
-use booking_cli::run::{self as stress, StressConfig, StressReport};
+use booking_cli::run::{StressConfig, StressReport};
 use booking_cli::strategy::{Expectation, Mode};
 use chrono::NaiveDate;
 use common::{TestDb, build, policy, private_lock, race, reference_policy, snapshot};
@@ -38,7 +38,7 @@ async fn stress_run(
         config.lock_policy,
         config.hold.as_millis() as u64,
     );
-    stress::run(repo, strategy, config, &ProgressBar::hidden())
+    booking_cli::targets::strategy::run(repo, strategy, config, &ProgressBar::hidden())
         .await
         .expect("stress run")
 }
@@ -243,7 +243,8 @@ async fn a_stress_run_on_an_unknown_room_writes_nothing() {
     let mut config = reference_config(Mode::Naive, 1, reference_policy());
     config.room = room(99);
     let strategy = build(Mode::Naive, &repo, None, reference_policy(), 0);
-    let result = stress::run(&repo, strategy, &config, &ProgressBar::hidden()).await;
+    let result =
+        booking_cli::targets::strategy::run(&repo, strategy, &config, &ProgressBar::hidden()).await;
     assert!(matches!(
         result,
         Err(BookingError::Input(InputError::UnknownRoom { .. }))

@@ -4,9 +4,9 @@ use std::io::Write;
 
 use anyhow::Context as _;
 
-use crate::app::Exit;
 use crate::cli::BenchLockArgs;
 use crate::config::Connection;
+use crate::exit::Exit;
 use crate::report;
 
 use super::{connect_redis, finish_output};

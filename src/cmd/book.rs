@@ -4,11 +4,11 @@ use std::io::Write;
 
 use anyhow::Context as _;
 
-use crate::app::{Exit, surface_booking};
 use crate::cli::BookArgs;
 use crate::config::BookConfig;
 use crate::config::Connection;
 use crate::domain::Outcome;
+use crate::exit::{Exit, surface_booking};
 use crate::report;
 use crate::stop::Stop;
 use crate::strategy;

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use clap::CommandFactory;
 
-use crate::app::Exit;
 use crate::cli::Cli;
+use crate::exit::Exit;
 
 use super::finish_output;
 

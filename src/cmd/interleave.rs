@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{Exit, surface_booking};
 use crate::cli::InterleaveArgs;
 use crate::config::Connection;
 use crate::db;
 use crate::error::InputError;
+use crate::exit::{Exit, surface_booking};
 use crate::interleave::{self, Entry, Run, Setup, Summary, Transcript, schedule};
 use crate::lock::LockPolicy;
 use crate::report::{self, interleave as out};

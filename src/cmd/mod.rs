@@ -1,4 +1,4 @@
-//! One module per command, as `main` dispatches them through [`crate::app::run`]: each builds
+//! One module per command, as `main` dispatches them through the dispatcher (`app.rs`): each builds
 //! what it needs from the validated settings and calls the core (the strategies, the
 //! repository, the stress runner). What several commands share — connecting to the servers with
 //! errors that name them, Ctrl-C, writing to stdout — is here.
@@ -16,10 +16,10 @@ pub mod worker;
 
 use anyhow::Context as _;
 
-use crate::app::{Exit, surface_db};
 use crate::config::Connection;
 use crate::db::{self, DbError};
 use crate::error::InputError;
+use crate::exit::{Exit, surface_db};
 use crate::lock::redlock::RedLock;
 use crate::lock::{ConnectError, RedisLock};
 use crate::repo::Repo;

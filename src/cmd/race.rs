@@ -11,9 +11,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use indicatif::ProgressBar;
 
-use crate::app::Exit;
 use crate::check_db::{CheckDb, CheckDbError};
 use crate::cli::RaceArgs;
+use crate::exit::Exit;
 
 use crate::error::InputError;
 use crate::race::RaceSettings;
@@ -35,7 +35,7 @@ pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
     let secrets = settings.secrets.clone();
     let scrub = |error: anyhow::Error| -> anyhow::Error {
         // Messages of the service's database or connection errors may carry a secret.
-        let line = crate::app::error_line(&error, &secrets);
+        let line = crate::exit::error_line(&error, &secrets);
         if error.chain().any(|cause| cause.is::<InputError>()) {
             anyhow::Error::new(InputError::Invalid(line))
         } else {

@@ -4,10 +4,10 @@
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::app::{Exit, surface_db};
 use crate::cli::{DropArgs, ResetArgs};
 use crate::config::Connection;
 use crate::db;
+use crate::exit::{Exit, surface_db};
 
 use super::finish_output;
 

@@ -3,9 +3,9 @@
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::app::Exit;
 use crate::cli::ServeArgs;
 use crate::config::{Connection, ServeConfig};
+use crate::exit::Exit;
 use crate::http::{self, AppState, Setup};
 use crate::lock::redlock::RedLock;
 use crate::stop::Stop;

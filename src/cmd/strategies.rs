@@ -4,8 +4,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::app::Exit;
 use crate::cli::StrategiesArgs;
+use crate::exit::Exit;
 use crate::report;
 use crate::strategy::{Mode, Needs, Shows};
 

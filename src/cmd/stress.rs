@@ -7,11 +7,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use anyhow::Context as _;
 
-use crate::app::{Exit, surface_booking};
 use crate::cli::{StressArgs, StressMode};
 use crate::config::Connection;
 use crate::config::StressSettings;
 use crate::error::InputError;
+use crate::exit::{Exit, surface_booking};
 use crate::lock::RedisLock;
 use crate::processes;
 use crate::repo::Repo;

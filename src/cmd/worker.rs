@@ -6,8 +6,8 @@ use indicatif::ProgressBar;
 
 use anyhow::Context as _;
 
-use crate::app::Exit;
 use crate::config::Connection;
+use crate::exit::Exit;
 use crate::processes;
 use crate::run::{self, Burst, StressConfig};
 use crate::strategy;

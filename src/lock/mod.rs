@@ -109,17 +109,7 @@ mod wake;
 pub use wake::Woken;
 use wake::{Releases, Waiter};
 
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// Redlock: fewer instances than a majority answered, so no lock can be held.
-    #[error("redlock: no quorum, {answered} of {of} Redis instances answered")]
-    NoQuorum { answered: usize, of: usize },
-    /// A fault of the failover lab that could not be injected (see [`failover`]).
-    #[error("{0}")]
-    Chaos(String),
-}
+pub use crate::error::LockError;
 
 /// How a lock is taken: how long it lives and how patiently a busy one is retried.
 ///

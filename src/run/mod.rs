@@ -43,29 +43,6 @@ use crate::error::BookingError;
 use crate::lock::RedisLock;
 use crate::repo::Repo;
 use crate::stop::Stop;
-use crate::strategy::Strategy;
-use crate::targets::StrategyTarget;
-
-/// Runs the race described by `config` with `strategy` in this process, on `repo`'s pool:
-/// prepare, open the pool's connections, race, judge from the database. `progress` advances
-/// once per finished user (pass a hidden bar for none).
-pub async fn run(
-    repo: &Repo,
-    strategy: Arc<dyn Strategy>,
-    config: &StressConfig,
-    progress: &ProgressBar,
-) -> Result<StressReport, BookingError> {
-    let target = StrategyTarget::on_pool(strategy, config, repo);
-    run_with_chaos(
-        repo,
-        Arc::new(target),
-        Vec::new(),
-        config,
-        &Stop::new(),
-        progress,
-    )
-    .await
-}
 
 /// Runs `config` against `target` (a strategy in this process, or `serve` over HTTP) on
 /// booking-cli's schema, injecting `config.chaos` while the users run (`redis`: the servers

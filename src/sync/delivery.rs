@@ -28,11 +28,6 @@ const REOPEN_ROUNDS: u32 = 3;
 /// server that resets a connection (a full accept queue, a per-client limit) does so within
 /// a round trip of accepting it.
 const SETTLE: Duration = Duration::from_millis(20);
-/// Streams per HTTP/2 connection under single-packet: within every common server's
-/// `SETTINGS_MAX_CONCURRENT_STREAMS` (Apache 100, nginx 128, Go 250) and `h2`'s own assumption
-/// before the server's SETTINGS, and 1,000 bytes of final frames — one segment even on a
-/// 1,500-byte network.
-pub const STREAMS_PER_PACKET: usize = 100;
 
 /// How a burst goes out.
 #[derive(Debug, Clone)]

@@ -30,6 +30,12 @@ use super::TransportError;
 use super::http1::Answer;
 use super::tls::{self, Io};
 
+/// Streams per HTTP/2 connection under single-packet: within every common server's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` (Apache 100, nginx 128, Go 250) and `h2`'s own assumption
+/// before the server's SETTINGS, and 1,000 bytes of final frames — one segment even on a
+/// 1,500-byte network.
+pub const STREAMS_PER_PACKET: usize = 100;
+
 /// The size of one held final frame: a 9-byte frame header and its one byte of data.
 const FINAL_FRAME: usize = 10;
 
@@ -231,7 +237,7 @@ fn not_h2(e: h2::Error) -> TransportError {
 impl Packet {
     /// Opens a connection to `host:port` with HTTP/2 prior knowledge, warms it, sends as many
     /// requests as the server's `SETTINGS_MAX_CONCURRENT_STREAMS` allows (at most
-    /// [`STREAMS_PER_PACKET`](super::delivery::STREAMS_PER_PACKET)) — HEADERS and all of the
+    /// [`STREAMS_PER_PACKET`]) — HEADERS and all of the
     /// body but the last byte — and queues their final frames behind the armed gate. Returns
     /// the requests it had no room for: they go on another connection. Fails when the server
     /// does not speak HTTP/2.
@@ -273,7 +279,7 @@ impl Packet {
             // beyond its limit would wait for another to end — never, before the release.
             let room = client
                 .current_max_send_streams()
-                .clamp(1, super::delivery::STREAMS_PER_PACKET);
+                .clamp(1, STREAMS_PER_PACKET);
             let leftover = requests.split_off(requests.len().min(room));
             let mut streams = Vec::with_capacity(requests.len());
             let mut finals = Vec::with_capacity(requests.len());

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 
 use crate::error::BookingError;
 use crate::repo::Repo;
-use crate::run::{Attempt, StressConfig, Target, TargetStats, Turn};
+use indicatif::ProgressBar;
+
+use crate::run::{Attempt, StressConfig, StressReport, Target, TargetStats, Turn};
 use crate::strategy::Strategy;
 
 pub struct StrategyTarget {
@@ -63,4 +65,25 @@ impl Target for StrategyTarget {
             http: None,
         }
     }
+}
+
+/// Runs the race described by `config` with `strategy` in this process, on `repo`'s pool:
+/// prepare, open the pool's connections, race, judge from the database. `progress` advances
+/// once per finished user (pass a hidden bar for none).
+pub async fn run(
+    repo: &Repo,
+    strategy: Arc<dyn Strategy>,
+    config: &StressConfig,
+    progress: &ProgressBar,
+) -> Result<StressReport, BookingError> {
+    let target = StrategyTarget::on_pool(strategy, config, repo);
+    crate::run::run_with_chaos(
+        repo,
+        Arc::new(target),
+        Vec::new(),
+        config,
+        &crate::stop::Stop::new(),
+        progress,
+    )
+    .await
 }
