@@ -50,9 +50,9 @@ pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exi
         .context("booking failed")?;
     let mut out = std::io::stdout().lock();
     let printed = if config.json {
-        report::write_json(&mut out, &report::BookJson::new(&config, &outcome))
+        report::write_json(&mut out, &report::json::BookJson::new(&config, &outcome))
     } else {
-        report::write_book(&mut out, &config, &outcome)
+        report::text::book::write_book(&mut out, &config, &outcome)
     };
     finish_output(printed.and_then(|()| out.flush()))?;
     Ok(match outcome {

@@ -14,7 +14,7 @@ use crate::error::InputError;
 use crate::exit::{Exit, surface_booking};
 use crate::interleave::{self, Entry, Run, Setup, Summary, Transcript, schedule};
 use crate::lock::LockPolicy;
-use crate::report::{self, interleave as out};
+use crate::report::{self, text::interleave as out};
 use crate::run::StressConfig;
 use crate::strategy::{self, Mode, RetryPolicy};
 

@@ -73,17 +73,17 @@ pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
     let printed = if args.json {
         report::write_json(
             &mut out,
-            &report::race::RaceJson::new(&settings, &runs, interrupted),
+            &report::json::RaceJson::new(&settings, &runs, interrupted),
         )
     } else if args.markdown {
-        report::race::write_markdown(&mut out, &settings, &runs, interrupted)
+        report::markdown::write_race(&mut out, &settings, &runs, interrupted)
     } else {
-        report::race::write(&mut out, &settings, &runs, interrupted)
+        report::text::race::write(&mut out, &settings, &runs, interrupted)
     };
     finish_output(printed.and_then(|()| out.flush()))?;
     if let Some(file) = junit {
         let mut file = std::io::BufWriter::new(file);
-        report::race::write_junit(&mut file, &settings, &runs, interrupted)
+        report::junit::write_race(&mut file, &settings, &runs, interrupted)
             .and_then(|()| file.flush())
             .context("failed to write --junit")?;
     }

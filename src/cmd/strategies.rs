@@ -43,7 +43,7 @@ pub fn run(args: &StrategiesArgs) -> anyhow::Result<Exit> {
             .collect();
         report::write_json(&mut out, &all)
     } else {
-        report::write_strategies(&mut out, Mode::ALL)
+        report::text::book::write_strategies(&mut out, Mode::ALL)
     };
     finish_output(written.and_then(|()| out.flush()))?;
     Ok(Exit::Success)

@@ -252,33 +252,37 @@ fn finish(
 ) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
     let printed = if args.markdown {
-        report::ci::write_markdown(&mut out, reports)
+        report::markdown::write_stress(&mut out, reports)
     } else if settings.repeat > 1 {
         // The runs of one strategy are consecutive: one group each.
         let groups: Vec<&[StressReport]> = reports.chunks(settings.repeat as usize).collect();
         match (settings.json, groups.as_slice()) {
             (true, [one]) if args.mode != StressMode::All => {
-                report::write_json(&mut out, &report::RepeatJson::new(one))
+                report::write_json(&mut out, &report::json::RepeatJson::new(one))
             }
             (true, all) => report::write_json(
                 &mut out,
                 &all.iter()
-                    .map(|g| report::RepeatJson::new(g))
+                    .map(|g| report::json::RepeatJson::new(g))
                     .collect::<Vec<_>>(),
             ),
-            (false, all) => report::write_repeated(&mut out, all),
+            (false, all) => report::text::compare::write_repeated(&mut out, all),
         }
     } else {
         match (settings.json, reports) {
             (true, [one]) if args.mode != StressMode::All => {
-                report::write_json(&mut out, &report::StressJson::new(one))
+                report::write_json(&mut out, &report::json::StressJson::new(one))
             }
             (true, all) => report::write_json(
                 &mut out,
-                &all.iter().map(report::StressJson::new).collect::<Vec<_>>(),
+                &all.iter()
+                    .map(report::json::StressJson::new)
+                    .collect::<Vec<_>>(),
             ),
-            (false, [one]) if args.mode != StressMode::All => report::write_stress(&mut out, one),
-            (false, all) => report::write_comparison(&mut out, all),
+            (false, [one]) if args.mode != StressMode::All => {
+                report::text::stress::write_stress(&mut out, one)
+            }
+            (false, all) => report::text::compare::write_comparison(&mut out, all),
         }
     };
     let printed = printed.and_then(|()| {
@@ -309,7 +313,7 @@ fn finish(
     }
     if let Some(path) = &args.junit {
         write_file(path, |file| {
-            report::ci::write_junit(file, reports, settings.repeat)
+            report::junit::write_stress(file, reports, settings.repeat)
         })
         .with_context(|| format!("failed to write --junit {}", path.display()))?;
     }
@@ -327,7 +331,7 @@ fn finish(
     }
     Ok(if stop.is_stopped() {
         Exit::Interrupted
-    } else if report::runs_met(reports, settings.repeat)
+    } else if crate::run::runs_met(reports, settings.repeat)
         .iter()
         .all(|met| *met)
     {

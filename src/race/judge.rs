@@ -244,11 +244,7 @@ pub async fn judge(
 
 /// Verdict → in how many runs it was given.
 pub fn verdict_counts(runs: &[RaceRun]) -> BTreeMap<String, u32> {
-    let mut counts = BTreeMap::new();
-    for run in runs {
-        *counts.entry(run.verdict()).or_default() += 1;
-    }
-    counts
+    verdict::counts(runs.iter().map(RaceRun::verdict))
 }
 
 /// Whether the runs, together, met the expectation (one violated run proves the race; every

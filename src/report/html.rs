@@ -7,7 +7,8 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{expectation_word, night_state, totals};
+use super::text::stress::{OUTCOME_ROWS, night_state};
+use super::{expectation_word, totals};
 use crate::run::StressReport;
 use crate::timeline::{self, Track};
 
@@ -171,7 +172,7 @@ pub fn write_interleave_html(
         );
         if let Some(transcript) = &s.transcript {
             let mut text = Vec::new();
-            super::interleave::write_transcript(&mut text, transcript)?;
+            super::text::interleave::write_transcript(&mut text, transcript)?;
             let _ = write!(
                 page,
                 "<div class=\"scroll\"><pre>{}</pre></div>",
@@ -259,7 +260,7 @@ fn strategy_section(page: &mut String, r: &StressReport) {
     page.push_str(
         "<h3>Outcomes</h3><div class=\"scroll\"><table><tr><th>outcome</th><th>users</th></tr>",
     );
-    for row in super::OUTCOME_ROWS {
+    for row in OUTCOME_ROWS {
         let count = row.count(t);
         if count > 0 || row.kinds.contains(&"created") {
             let _ = write!(page, "<tr><td>{}</td><td>{count}</td></tr>", row.label);

@@ -257,3 +257,24 @@ fn count_under_sold(refused: &[BookingRequest], nights: &[NightState]) -> u32 {
         .count();
     u32::try_from(count).unwrap_or(u32::MAX)
 }
+
+/// Whether each report met its expectation, with the runs of `--repeat` (consecutive groups of
+/// `repeat`) judged together ([`verdict::each_met`]): a run that did not reproduce the race is
+/// no failure when another run of its strategy did, while every run must be safe.
+pub fn runs_met(reports: &[StressReport], repeat: u32) -> Vec<bool> {
+    reports
+        .chunks(repeat.max(1) as usize)
+        .flat_map(|group| {
+            let expect = group
+                .first()
+                .map_or(crate::strategy::Expectation::Any, |r| r.config.expect);
+            let each: Vec<bool> = group.iter().map(StressReport::expectation_met).collect();
+            verdict::each_met(expect, &each)
+        })
+        .collect()
+}
+
+/// How often each verdict occurred over the runs of one strategy (`SAFE` for none).
+pub fn verdict_counts(runs: &[StressReport]) -> BTreeMap<String, u32> {
+    verdict::counts(runs.iter().map(StressReport::verdict))
+}

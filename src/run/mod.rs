@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use indicatif::ProgressBar;
 
-pub use judge::{ProcessRow, StressReport, judge, prepare};
+pub use judge::{ProcessRow, StressReport, judge, prepare, runs_met};
 pub use plan::StressConfig;
 pub use runner::{Attempt, Burst, Target, Turn, race, sustain};
 pub use tally::{HttpStats, RaceResult, Tally, TargetStats};

@@ -15,6 +15,8 @@
 //! counter or by its rows. A counter that disagrees with the rows is a *lost update*, its own
 //! verdict. A run "reproduces the race" ([`Expectation::Overbooking`]) when either shows.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::repo::NightState;
@@ -151,6 +153,30 @@ pub fn met_over_runs(expect: Expectation, runs: impl IntoIterator<Item = bool>) 
     }
 }
 
+/// Whether each of a group's runs counts as met in a per-run report (a JUnit case, a table
+/// row), given whether each met the expectation on its own: under `Overbooking` every run is
+/// met when one is — one counterexample proves the race for the whole group — while safety is
+/// each run's own.
+pub fn each_met(expect: Expectation, runs: &[bool]) -> Vec<bool> {
+    let together = met_over_runs(expect, runs.iter().copied());
+    runs.iter()
+        .map(|met| match expect {
+            Expectation::Overbooking => together,
+            Expectation::Safe | Expectation::Any => *met,
+        })
+        .collect()
+}
+
+/// Verdict (as printed: `SAFE`, `HELD`, `OVERBOOKED+LOST_UPDATE`, …) → in how many runs it was
+/// given.
+pub fn counts(verdicts: impl IntoIterator<Item = String>) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for verdict in verdicts {
+        *counts.entry(verdict).or_default() += 1;
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +206,23 @@ mod tests {
         assert!(!met_over_runs(Expectation::Overbooking, [false, false]));
         assert!(!met_over_runs(Expectation::Safe, [true, false, true]));
         assert!(met_over_runs(Expectation::Safe, [true, true]));
+    }
+
+    #[test]
+    fn in_a_per_run_report_one_counterexample_meets_every_run_of_its_group() {
+        assert_eq!(
+            each_met(Expectation::Overbooking, &[false, true]),
+            [true, true]
+        );
+        assert_eq!(each_met(Expectation::Safe, &[true, false]), [true, false]);
+        assert_eq!(
+            counts([
+                "SAFE".to_owned(),
+                "SAFE".to_owned(),
+                "OVERBOOKED".to_owned()
+            ])["SAFE"],
+            2
+        );
     }
 
     #[test]
