@@ -25,6 +25,12 @@
 //!   so a critical section never *starts* on an expired lock, whatever `--lock-wait-ms` is next
 //!   to `--lock-ttl-ms`. One that outlives its locks midway is the expiry problem fencing
 //!   tokens (`fenced`) exist for.
+//!
+//! The protocol (take, give back, extend, fence) is this file; the rest of the folder:
+//! [`policy`] (TTL, retries, margins), [`stats`] (what the lock did), [`connection`] (one
+//! instance or a cluster), [`cluster`] (Redis Cluster), [`redlock`] (a majority of
+//! instances), [`wake`] (waiters woken by a release), [`failover`] (the lab's failover),
+//! [`admin`] (faults, health, leftovers, `db drop`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,118 +93,25 @@ pub const REPLICA_WAIT: Duration = Duration::from_millis(200);
 /// cannot reach Redis must fail closed, quickly — never hang a booking.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The clock-drift allowance for a TTL: 1 % of it plus 2 ms, as the Redlock description
-/// suggests. A lock is relied on only until `TTL − drift` after its `SET` was sent: Redis
-/// measures the TTL on its own clock, from when it received the command.
-pub fn drift(ttl: Duration) -> Duration {
-    ttl / 100 + Duration::from_millis(2)
-}
-
-/// How long before the validity of the nights already held a wait for a later night gives up:
-/// a tenth of the TTL, so that giving them back (a round trip, on a machine that may be busy)
-/// still finds them ours.
-pub fn give_back_margin(ttl: Duration) -> Duration {
-    ttl / 10
-}
-
+mod admin;
 pub mod cluster;
+mod connection;
 pub mod failover;
+mod policy;
 pub mod redlock;
+mod stats;
 mod wake;
+
+use connection::Conn;
+pub use connection::ConnectError;
+pub use policy::{LockPolicy, drift, give_back_margin};
+pub use stats::LockStats;
+use stats::{Counters, record, snapshot};
 
 pub use wake::Woken;
 use wake::{Releases, Waiter};
 
 pub use crate::error::LockError;
-
-/// How a lock is taken: how long it lives and how patiently a busy one is retried.
-///
-/// Two waiting policies:
-/// - **fixed retries** (the reference design): `retries` more attempts, `retry_delay` apart.
-///   Every waiter sleeps the same time, so they poll in lock-step, and the budget runs out
-///   while the lock is still changing hands — at inventory > 1 users are refused although
-///   rooms are left.
-/// - **a deadline** (`wait`): keep trying until `wait` has passed, pausing with exponential
-///   backoff and full jitter (base `retry_delay`, ceiling 8 × `retry_delay`), so that waiters
-///   spread out instead of colliding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct LockPolicy {
-    /// Lifetime of a taken lock (`PX`).
-    #[serde(
-        rename = "lock_ttl_ms",
-        serialize_with = "as_millis",
-        deserialize_with = "from_millis"
-    )]
-    pub ttl: Duration,
-    /// Attempts after the first one; `retries = 10` means at most 11 `SET NX`. Ignored when
-    /// `wait` is set.
-    #[serde(rename = "lock_retries")]
-    pub retries: u32,
-    /// Pause between two attempts (fixed), or the base of the backoff (deadline).
-    #[serde(
-        rename = "lock_retry_delay_ms",
-        serialize_with = "as_millis",
-        deserialize_with = "from_millis"
-    )]
-    pub retry_delay: Duration,
-    /// A deadline for taking the lock, instead of a number of retries.
-    #[serde(
-        rename = "lock_wait_ms",
-        serialize_with = "opt_millis",
-        deserialize_with = "opt_from_millis"
-    )]
-    pub wait: Option<Duration>,
-    /// Renew held locks every ttl/3 while the work runs (`--lock-renew`).
-    #[serde(rename = "lock_renew")]
-    pub renew: bool,
-    /// Replicas that must acknowledge a lock before it is held (`--lock-replicas`; 0: none).
-    #[serde(rename = "lock_replicas", default)]
-    pub replicas: u32,
-}
-
-impl LockPolicy {
-    /// The pause before the next attempt, after `attempt` failed ones and `waited` so far; `None`
-    /// when the policy says to give up.
-    pub fn next_pause(&self, attempt: u32, waited: Duration) -> Option<Duration> {
-        match self.wait {
-            None if attempt <= self.retries => Some(self.retry_delay),
-            None => None,
-            Some(wait) => {
-                // Never sleep past the deadline; one last attempt happens at it.
-                let left = wait.saturating_sub(waited);
-                (!left.is_zero()).then(|| self.backoff().pause(attempt).min(left))
-            }
-        }
-    }
-
-    /// The backoff of the deadline policy.
-    pub fn backoff(&self) -> Backoff {
-        let base = self.retry_delay.max(Duration::from_millis(1));
-        Backoff {
-            base,
-            cap: base.saturating_mul(8),
-        }
-    }
-}
-
-fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u128(d.as_millis())
-}
-
-fn from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
-}
-
-fn opt_from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    <Option<u64> as serde::Deserialize>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
-}
-
-fn opt_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_some(&d.as_millis()),
-        None => s.serialize_none(),
-    }
-}
 
 /// A lock this process holds. It is released only by [`RedisLock::release`]; see the module
 /// docs for why there is no `Drop`.
@@ -297,110 +210,6 @@ pub enum Released {
     Stolen,
 }
 
-/// Counters over every lock operation of one [`RedisLock`], shared by all its clones, so a run
-/// can report what the lock did without threading statistics through every call.
-#[derive(Debug, Default)]
-struct Counters {
-    acquired: AtomicU64,
-    busy_attempts: AtomicU64,
-    /// Waits that a release notification ended (rather than the pause).
-    woken: AtomicU64,
-    released: AtomicU64,
-    lost: AtomicU64,
-    /// Locks given back because the replicas did not acknowledge them in time.
-    unreplicated: AtomicU64,
-    /// Time spent in `acquire`, successful or not. A std mutex: held for one record, never
-    /// across an await.
-    wait: Mutex<Latencies>,
-    /// Time from taking a lock to releasing it.
-    hold: Mutex<Latencies>,
-}
-
-fn record(histogram: &Mutex<Latencies>, duration: Duration) {
-    // A poisoned mutex only means another thread panicked mid-record; the data is still usable.
-    histogram
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .record(duration);
-}
-
-impl Counters {
-    /// Counts a wait that a release ended; passes `woken` on.
-    fn note_wake(&self, woken: Woken) -> Woken {
-        if woken == Woken::Released {
-            self.woken.fetch_add(1, Ordering::Relaxed);
-        }
-        woken
-    }
-}
-
-fn summary(histogram: &Mutex<Latencies>) -> Percentiles {
-    histogram
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .summary()
-}
-
-/// A snapshot of the counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct LockStats {
-    /// Locks taken.
-    pub locks_acquired: u64,
-    /// `SET NX` attempts that found the key held by someone else.
-    pub lock_busy_attempts: u64,
-    /// Waits for a busy key that a release notification ended before the pause did: waiters
-    /// handed the lock, not polling for it.
-    #[serde(default)]
-    pub lock_waits_woken_by_release: u64,
-    /// Releases that found our own token and deleted it.
-    pub locks_released: u64,
-    /// Releases that found the key expired or held by another token, or that failed (Redis
-    /// gone): the lock may not have protected the whole critical section.
-    pub locks_expired_before_release: u64,
-    /// Times the release-notification subscription dropped: waiters polled until it was back.
-    #[serde(default)]
-    pub lock_notifications_dropped: u64,
-    /// Times it was subscribed again after a drop.
-    #[serde(default)]
-    pub lock_notifications_resubscribed: u64,
-    /// Locks taken and given back at once because fewer than `--lock-replicas` replicas
-    /// acknowledged them in time.
-    #[serde(default)]
-    pub locks_unreplicated: u64,
-    /// On a cluster: the redirections and unavailability answers its nodes sent during the run
-    /// (followed and retried by the client; see [`cluster`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<cluster::Redirections>,
-    /// Time spent waiting for locks (per acquire, including those that gave up).
-    pub lock_wait: Percentiles,
-    /// Time locks were held (per released lock).
-    pub lock_hold: Percentiles,
-}
-
-impl LockStats {
-    /// Adds another process's counters. Percentiles cannot be added: the merged wait and hold
-    /// figures are the worse of the two (an upper bound), and the counts are summed.
-    pub fn merge(&mut self, other: &LockStats) {
-        self.locks_acquired += other.locks_acquired;
-        self.lock_busy_attempts += other.lock_busy_attempts;
-        self.lock_waits_woken_by_release += other.lock_waits_woken_by_release;
-        self.locks_released += other.locks_released;
-        self.locks_expired_before_release += other.locks_expired_before_release;
-        self.lock_notifications_dropped += other.lock_notifications_dropped;
-        self.lock_notifications_resubscribed += other.lock_notifications_resubscribed;
-        self.locks_unreplicated += other.locks_unreplicated;
-        self.cluster = match (self.cluster, other.cluster) {
-            (Some(mut mine), Some(theirs)) => {
-                mine.merge(&theirs);
-                Some(mine)
-            }
-            (mine, theirs) => mine.or(theirs),
-        };
-        self.lock_wait = self.lock_wait.worst(&other.lock_wait);
-        self.lock_hold = self.lock_hold.worst(&other.lock_hold);
-    }
-}
-
 /// A handle on the lock service. Cheap to clone: clones share one multiplexed connection (every
 /// user's commands are pipelined on it; Redis answers them in order) and one set of counters.
 #[derive(Clone)]
@@ -424,59 +233,6 @@ pub struct RedisLock {
 }
 
 impl RedisLock {
-    /// Connects to Redis and checks that it answers. `key_prefix` goes before every key, so that
-    /// tests (or several demonstrations) can share one Redis without sharing locks.
-    pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, ConnectError> {
-        let client = redis::Client::open(url).map_err(bad_url)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(LockError::from)?;
-        let lock = Self::over(client, Conn::Direct(conn), key_prefix);
-        lock.ping().await?;
-        Ok(lock)
-    }
-
-    /// Whether this handle locks on a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_) | Conn::LazyCluster(_))
-    }
-
-    /// A handle that connects on first use and reconnects whenever the connection breaks:
-    /// `serve`, which must pick Redis up whenever it comes (back). Fails only on a bad URL.
-    pub fn connect_lazy(url: &str, key_prefix: &str) -> Result<Self, ConnectError> {
-        let client = redis::Client::open(url).map_err(bad_url)?;
-        // Reconnecting is quick and bounded: a booking waits for it at most a few hundred
-        // milliseconds beyond the connect time-out, and then fails (503 from `serve`).
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(bad_url)?;
-        Ok(Self::over(client, Conn::Managed(conn), key_prefix))
-    }
-
-    fn over(client: redis::Client, conn: Conn, key_prefix: &str) -> Self {
-        Self {
-            conn,
-            key_prefix: Arc::from(key_prefix),
-            release: Arc::new(Script::new(RELEASE_SCRIPT)),
-            extend: Arc::new(Script::new(EXTEND_SCRIPT)),
-            acquire_fenced: Arc::new(Script::new(ACQUIRE_FENCED_SCRIPT)),
-            raise_fence: Arc::new(Script::new(RAISE_FENCE_SCRIPT)),
-            counters: Arc::default(),
-            releases: Arc::new(Releases::new(client, key_prefix)),
-            stop: Stop::new(),
-            cluster_seeds: Arc::from(Vec::new()),
-        }
-    }
-
     /// The same connection, with counters of its own: one per run, so that runs report
     /// separately.
     pub fn with_fresh_stats(&self) -> Self {
@@ -898,212 +654,6 @@ impl RedisLock {
             0 => Released::Expired,
             _ => Released::Stolen,
         })
-    }
-
-    /// Chaos: `CLIENT PAUSE` — Redis answers no client for `duration` (on a cluster, no node
-    /// does).
-    pub async fn pause_server(&self, duration: Duration) -> Result<(), LockError> {
-        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        if self.is_cluster() {
-            return self.pause_every_node(ms).await;
-        }
-        redis::cmd("CLIENT")
-            .arg("PAUSE")
-            .arg(ms)
-            .arg("ALL")
-            .query_async::<()>(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// One `PING`, within the command time-out: is Redis answering?
-    pub async fn ping(&self) -> Result<(), LockError> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// What this lock handle (and its clones) did so far, and what happened to the process's
-    /// release notifications.
-    pub fn stats(&self) -> LockStats {
-        let (dropped, resubscribed) = self.releases.health();
-        LockStats {
-            lock_notifications_dropped: dropped,
-            lock_notifications_resubscribed: resubscribed,
-            ..snapshot(&self.counters)
-        }
-    }
-
-    /// Keys under this handle's prefix that match `lock:*`: after a clean run, none.
-    pub async fn leftover_keys(&self) -> Result<Vec<String>, LockError> {
-        self.scan(&format!("{}lock:*", glob_escape(&self.key_prefix)))
-            .await
-    }
-
-    /// Deletes every key under this handle's prefix — locks, fence counters, holds — and
-    /// nothing else (`db drop`); returns how many there were.
-    pub async fn delete_all(&self) -> Result<u64, LockError> {
-        let mut keys = self
-            .scan(&format!("{}*", glob_escape(&self.key_prefix)))
-            .await?;
-        // Only what is under the prefix as it is written, whatever the glob matched: the
-        // prefix ends in a separator ([`crate::config::key_prefix`]), so it is whole segments.
-        keys.retain(|key| !self.key_prefix.is_empty() && key.starts_with(&*self.key_prefix));
-        let mut deleted = 0;
-        if self.is_cluster() {
-            // A multi-key command must stay in one slot: one key at a time.
-            for key in &keys {
-                deleted += redis::cmd("UNLINK")
-                    .arg(key)
-                    .query_async::<u64>(&mut self.conn.clone())
-                    .await?;
-            }
-            return Ok(deleted);
-        }
-        for batch in keys.chunks(1_000) {
-            deleted += redis::cmd("UNLINK")
-                .arg(batch)
-                .query_async::<u64>(&mut self.conn.clone())
-                .await?;
-        }
-        Ok(deleted)
-    }
-
-    /// Every key matching the glob `pattern`, by `SCAN` (never `KEYS`: it blocks the server).
-    /// On a cluster, where a `SCAN` cursor belongs to one node and the client routes it to an
-    /// arbitrary one, by `KEYS`, which the client sends to every primary and whose answers it
-    /// joins: acceptable for the clusters this is meant for (the lab's own, a staging one),
-    /// not for a large production keyspace.
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, LockError> {
-        if self.is_cluster() {
-            return Ok(redis::cmd("KEYS")
-                .arg(pattern)
-                .query_async(&mut self.conn.clone())
-                .await?);
-        }
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(&mut self.conn.clone())
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
-    }
-}
-
-/// `text` matched literally in a Redis glob: `*`, `?`, `[`, `]` and `\` escaped.
-fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-/// The connection of a [`RedisLock`].
-///
-/// `Managed` reconnects by itself — a command that finds the connection broken (a Redis
-/// restart, `CLIENT KILL`, the server's idle `timeout`) fails, and the next ones go over a new
-/// one — which a long-lived `serve` needs. It costs every command a lookup and an await of the
-/// manager's current connection; a run, which lasts seconds and is judged whole (a dropped
-/// connection is an error it reports), keeps `Direct`.
-#[derive(Clone)]
-enum Conn {
-    Direct(MultiplexedConnection),
-    Managed(ConnectionManager),
-    /// A Redis Cluster: commands routed by key slot, redirections and lost nodes handled by the
-    /// client (see [`RedisLock::connect_cluster`]).
-    Cluster(ClusterConnection),
-    /// The same, connected on first use (`serve`): see [`RedisLock::connect_cluster_lazy`].
-    LazyCluster(Arc<cluster::LazyCluster>),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            Conn::Direct(c) => c.req_packed_command(cmd),
-            Conn::Managed(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-            Conn::LazyCluster(lazy) => Box::pin(async move {
-                let mut conn = lazy.get().await?;
-                conn.req_packed_command(cmd).await
-            }),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::LazyCluster(lazy) => Box::pin(async move {
-                let mut conn = lazy.get().await?;
-                conn.req_packed_commands(pipeline, offset, count).await
-            }),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Direct(c) => c.get_db(),
-            Conn::Managed(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-            Conn::LazyCluster(_) => 0,
-        }
-    }
-}
-
-/// A `REDIS_URL` that does not parse: bad input.
-fn bad_url(e: redis::RedisError) -> ConnectError {
-    ConnectError::Input(InputError::BadUrl {
-        variable: "REDIS_URL",
-        what: "Redis",
-        reason: e.to_string(),
-    })
-}
-
-/// Why [`RedisLock::connect`] failed: a URL the user must fix, or a server that did not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error(transparent)]
-    Lock(#[from] LockError),
-}
-
-/// A snapshot of the counters `c`.
-fn snapshot(c: &Counters) -> LockStats {
-    LockStats {
-        locks_acquired: c.acquired.load(Ordering::Relaxed),
-        lock_busy_attempts: c.busy_attempts.load(Ordering::Relaxed),
-        lock_waits_woken_by_release: c.woken.load(Ordering::Relaxed),
-        locks_released: c.released.load(Ordering::Relaxed),
-        locks_expired_before_release: c.lost.load(Ordering::Relaxed),
-        lock_notifications_dropped: 0,
-        lock_notifications_resubscribed: 0,
-        locks_unreplicated: c.unreplicated.load(Ordering::Relaxed),
-        cluster: None,
-        lock_wait: summary(&c.wait),
-        lock_hold: summary(&c.hold),
     }
 }
 
