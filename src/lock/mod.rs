@@ -27,10 +27,10 @@
 //!   tokens (`fenced`) exist for.
 //!
 //! The protocol (take, give back, extend, fence) is this file; the rest of the folder:
-//! [`policy`] (TTL, retries, margins), [`stats`] (what the lock did), [`connection`] (one
+//! `policy.rs` (TTL, retries, margins), `stats.rs` (what the lock did), `connection.rs` (one
 //! instance or a cluster), [`cluster`] (Redis Cluster), [`redlock`] (a majority of
-//! instances), [`wake`] (waiters woken by a release), [`failover`] (the lab's failover),
-//! [`admin`] (faults, health, leftovers, `db drop`).
+//! instances), `wake.rs` (waiters woken by a release), [`failover`] (the lab's failover),
+//! `admin.rs` (faults, health, leftovers, `db drop`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

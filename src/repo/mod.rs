@@ -1,8 +1,8 @@
 //! The repository: every SQL statement of booking-cli lives in this folder, one function per
-//! operation, every value bound as a parameter — one file per concern: [`schema`] (reset,
-//! migrate, seed), [`slots`] (a slot prepared and read back), [`tx`] (a booking's steps),
-//! [`stay`] (a stay in one statement), [`holds`] (`reserve`), [`shards`] (`sharded`),
-//! [`batch`] (`batched`), [`ops`] (the lab's server-side tools). Shared here: the types they
+//! operation, every value bound as a parameter — one file per concern: `schema.rs` (reset,
+//! migrate, seed), `slots.rs` (a slot prepared and read back), `tx.rs` (a booking's steps),
+//! `stay.rs` (a stay in one statement), `holds.rs` (`reserve`), `shards.rs` (`sharded`),
+//! `batch.rs` (`batched`), `ops.rs` (the lab's server-side tools). Shared here: the types they
 //! return, [`Repo`] itself and the client-side deadline.
 //!
 //! Two kinds of operation: pool-level ones on [`Repo`] (schema, seeding, preparing and reading a
