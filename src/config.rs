@@ -17,6 +17,7 @@ use crate::lock::LockPolicy;
 use crate::run::StressConfig;
 use crate::strategy::{Expectation, Mode, Payments, RetryPolicy, Shows};
 use crate::sync::Sync;
+use crate::sync::delivery::Origin;
 use crate::sync::tls::Tls;
 
 /// Where the servers are.
@@ -169,7 +170,7 @@ pub struct StressSettings {
     pub runs: Vec<StressConfig>,
     pub json: bool,
     /// `--target`: the `serve` base URLs to race over HTTP (empty: in this process).
-    pub targets: Vec<String>,
+    pub targets: Vec<TargetUrl>,
     /// `--repeat`: how many times each strategy's race runs (`runs` holds every one).
     pub repeat: u32,
     /// `--sync` as asked (a burst over `--target`: `auto` unless said).
@@ -211,10 +212,12 @@ impl StressSettings {
                 sync.name()
             )));
         }
-        for target in &args.target {
-            check_target(target)?;
-        }
-        let https = args.target.iter().any(|t| t.starts_with("https://"));
+        let targets = args
+            .target
+            .iter()
+            .map(|t| parse_target(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let https = targets.iter().any(|t| t.https);
         let tls = match (&args.cacert, https) {
             (_, true) => Some(Tls::new(args.cacert.as_deref())?),
             (Some(_), false) => {
@@ -282,7 +285,7 @@ impl StressSettings {
         Ok(Self {
             runs,
             json: args.json,
-            targets: args.target.clone(),
+            targets,
             repeat: args.repeat,
             sync,
             tls,
@@ -370,9 +373,18 @@ fn retry_policy(args: &RetryArgs) -> RetryPolicy {
     }
 }
 
+/// A `--target`, parsed once: the base URL of a `serve` as given (without a trailing `/`, for
+/// the keep-alive client and for messages, masked) and where its requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUrl {
+    pub base: String,
+    pub https: bool,
+    pub origin: Origin,
+}
+
 /// A `--target`: the base URL of a `serve` (scheme, host, port), nothing else — its paths are
 /// booking-cli's own. Checked before anything is sent or written.
-pub fn check_target(target: &str) -> Result<(), InputError> {
+pub fn parse_target(target: &str) -> Result<TargetUrl, InputError> {
     let url = url::Url::parse(target)
         .map_err(|e| InputError::Invalid(format!("--target is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -387,7 +399,11 @@ pub fn check_target(target: &str) -> Result<(), InputError> {
             mask_url(target)
         )));
     }
-    Ok(())
+    Ok(TargetUrl {
+        base: target.trim_end_matches('/').to_owned(),
+        https: url.scheme() == "https",
+        origin: Origin::of(&url),
+    })
 }
 
 /// The URL with its credentials replaced by `***` — the password of its user part, and the

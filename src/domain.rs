@@ -243,12 +243,13 @@ pub enum Outcome {
     /// Not booked because the run was interrupted (Ctrl-C) before this user started, or while
     /// it waited for a lock or a retry. Nothing was written.
     Interrupted,
-    /// A success status (`race --success`, 2xx by default) from an endpoint whose bookings are
-    /// its own: an acknowledged success, which the invariant must find in its database.
-    Accepted { status: u16 },
-    /// Any other status an endpoint answered with (`race`), or a refusal of `serve`'s whose
-    /// problem type is not one of its own: counted as what its status says.
-    Rejected { status: u16 },
+    /// The target acknowledged a success in terms of its own — a `race` endpoint's success
+    /// response, a 2xx of `serve` other than 201 — whose booking is in its own database, where
+    /// the invariant must find it. What exactly it answered is the target's to count.
+    Acknowledged,
+    /// The target refused in terms of its own — any other answer of a `race` endpoint, a
+    /// refusal of `serve` whose problem type is not one of booking-cli's — counted as refused.
+    Declined,
 }
 
 impl Outcome {
@@ -265,7 +266,10 @@ impl Outcome {
             Outcome::OnHold { .. } => 503,
             Outcome::PaymentFailed => 402,
             Outcome::Interrupted => 499,
-            Outcome::Accepted { status } | Outcome::Rejected { status } => *status,
+            // The target's own answer is in its stats; the class is what the reference API
+            // would answer.
+            Outcome::Acknowledged => 200,
+            Outcome::Declined => 400,
         }
     }
 
@@ -282,8 +286,8 @@ impl Outcome {
             Outcome::PaymentFailed => "payment_failed",
             Outcome::HoldExpired => "hold_expired",
             Outcome::Interrupted => "interrupted",
-            Outcome::Accepted { .. } => "accepted",
-            Outcome::Rejected { .. } => "rejected",
+            Outcome::Acknowledged => "accepted",
+            Outcome::Declined => "rejected",
         }
     }
 

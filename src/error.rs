@@ -61,9 +61,10 @@ pub enum BookingError {
         #[source]
         source: sqlx::Error,
     },
-    /// `stress --target`: no response, or one that is not an answer about the booking.
+    /// A remote target (`stress --target`, `race`) gave no answer, or one that is not about
+    /// the booking (a 5xx): it may or may not have written. The target says what, in words.
     #[error("{0}")]
-    Http(String),
+    Target(String),
     /// `--lock-renew`: a held lock could not be renewed, so the booking was abandoned.
     #[error("{0}; booking abandoned")]
     LockLost(String),

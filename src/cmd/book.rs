@@ -65,8 +65,8 @@ pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exi
         | Outcome::OnHold { .. }
         | Outcome::PaymentFailed
         | Outcome::HoldExpired
-        | Outcome::Rejected { .. } => Exit::Unexpected,
-        Outcome::Accepted { .. } => Exit::Success,
+        | Outcome::Declined => Exit::Unexpected,
+        Outcome::Acknowledged => Exit::Success,
         Outcome::Interrupted => Exit::Interrupted,
     })
 }

@@ -131,12 +131,10 @@ fn stop_on_signals() -> Stop {
 
 /// Single-packet where the server speaks HTTP/2 ([`crate::sync::settle_single_packet`]).
 async fn single_packet_or_fallback(settings: &RaceSettings) -> anyhow::Result<Sync> {
-    let url = url::Url::parse(&settings.request.url.expand(0, 1))
-        .map_err(|e| InputError::Invalid(format!("--url is not a URL: {e}")))?;
-    let origin = crate::sync::delivery::Origin::of(&url);
+    let origin = &settings.request.url.origin;
     let tls = settings.tls.as_ref().map(|t| &t.h2);
     let (sync, note) =
-        crate::sync::settle_single_packet(&origin, tls, settings.timeout, settings.sync_asked)
+        crate::sync::settle_single_packet(origin, tls, settings.timeout, settings.sync_asked)
             .await
             .map_err(crate::sync::SettleError::surface)?;
     if let Some(note) = note {

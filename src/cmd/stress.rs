@@ -19,7 +19,7 @@ use crate::report;
 use crate::run::{self, StressConfig, StressReport};
 use crate::stop::Stop;
 use crate::strategy;
-use crate::sync::delivery::{Origin, Wire};
+use crate::sync::delivery::Wire;
 use crate::sync::{Sync, settle_single_packet};
 use crate::targets::serve::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::targets::{ServeTarget, StrategyTarget};
@@ -218,14 +218,14 @@ async fn burst_wire(settings: &StressSettings) -> anyhow::Result<Option<Arc<Wire
     let mut sync = settings.sync;
     if sync != Sync::LastByte {
         for target in &settings.targets {
-            let url = url::Url::parse(target)
-                .map_err(|e| InputError::Invalid(format!("--target is not a URL: {e}")))?;
             let tls = settings.tls.as_ref().map(|t| &t.h2);
             let (settled, note) =
-                settle_single_packet(&Origin::of(&url), tls, CONNECT_TIMEOUT, settings.sync)
+                settle_single_packet(&target.origin, tls, CONNECT_TIMEOUT, settings.sync)
                     .await
                     .map_err(crate::sync::SettleError::surface)
-                    .with_context(|| format!("--target {}", crate::config::mask_url(target)))?;
+                    .with_context(|| {
+                        format!("--target {}", crate::config::mask_url(&target.base))
+                    })?;
             if let Some(note) = note {
                 eprintln!("{note}");
             }

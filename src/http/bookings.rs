@@ -387,7 +387,7 @@ async fn outcome_response(
             "the server is shutting down; nothing was booked",
         )),
         // Outcomes of someone else's endpoint (`race`); no strategy of this server gives them.
-        Outcome::Accepted { .. } | Outcome::Rejected { .. } => Err(Problem::internal()),
+        Outcome::Acknowledged | Outcome::Declined => Err(Problem::internal()),
     }
 }
 

@@ -20,8 +20,8 @@ pub fn describe(outcome: &Outcome) -> String {
         Outcome::PaymentFailed => "402 payment failed (hold cancelled)".to_owned(),
         Outcome::HoldExpired => "409 hold expired".to_owned(),
         Outcome::Interrupted => "interrupted".to_owned(),
-        Outcome::Accepted { status } => format!("{status} accepted"),
-        Outcome::Rejected { status } => format!("{status} rejected"),
+        Outcome::Acknowledged => "accepted".to_owned(),
+        Outcome::Declined => "rejected".to_owned(),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod judge;
 pub mod template;
+pub mod url;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +24,7 @@ use crate::strategy::Expectation;
 use crate::sync::Sync;
 use crate::sync::tls::Tls;
 use template::Template;
+use url::EndpointUrl;
 
 /// `--users` when neither a flag nor the file says.
 pub const DEFAULT_USERS: u32 = 20;
@@ -63,7 +65,8 @@ struct RaceFile {
 #[derive(Debug, Clone)]
 pub struct RequestTemplate {
     pub method: Method,
-    pub url: Template,
+    /// Parsed once: the origin fixed, the path and query a template.
+    pub url: EndpointUrl,
     pub headers: Vec<(HeaderName, Template)>,
     pub body: Option<Template>,
 }
@@ -148,8 +151,8 @@ impl RaceSettings {
         let url = args.url.clone().or(file.url).ok_or_else(|| {
             InputError::Invalid("race needs --url (or url in --config)".to_owned())
         })?;
-        let url = Template::parse(&url, "--url", env, &mut secrets)?;
-        let https = check_url(&url.expand(0, 1))?;
+        let url = EndpointUrl::parse(&url, env, &mut secrets)?;
+        let https = url.https;
         let cacert = args.cacert.clone().or(file.cacert);
         let tls = if https {
             Some(Tls::new(cacert.as_deref())?)
@@ -260,7 +263,7 @@ impl RaceSettings {
             ));
         }
         if let Some(db) = &check_db
-            && let Ok(parsed) = url::Url::parse(db)
+            && let Ok(parsed) = ::url::Url::parse(db)
             && let Some(password) = parsed.password()
         {
             secrets.push(password.to_owned());
@@ -271,7 +274,7 @@ impl RaceSettings {
         let sync_asked = sync;
         let sync = sync
             .resolve(body.is_some(), http2)
-            .map_err(InputError::Invalid)?;
+            .map_err(|e| InputError::Invalid(e.to_string()))?;
         let expect = match args.expect.or(file.expect).unwrap_or(RaceExpect::Held) {
             RaceExpect::Held => Expectation::Safe,
             RaceExpect::Violated => Expectation::Overbooking,
@@ -342,31 +345,6 @@ fn duration(
         return Err(InputError::Invalid(format!("{name} must be above zero")));
     }
     Ok(value)
-}
-
-/// An `http://` or `https://` URL (which it says) with a host, and no credentials (they belong
-/// in a header, from the environment: a URL is printed, and sits on command lines).
-fn check_url(url: &str) -> Result<bool, InputError> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| InputError::Invalid(format!("--url is not a URL: {e}")))?;
-    let https = match parsed.scheme() {
-        "http" => false,
-        "https" => true,
-        other => {
-            return Err(InputError::Invalid(format!(
-                "--url must be http:// or https://, not {other}://"
-            )));
-        }
-    };
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(InputError::Invalid("--url has no host".to_owned()));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(InputError::Invalid(
-            "--url must not carry credentials: send them in a header from the environment, e.g. -H 'Authorization: Bearer {{env:TOKEN}}'".to_owned(),
-        ));
-    }
-    Ok(https)
 }
 
 /// `Name: value`, the value a template.

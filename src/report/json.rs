@@ -299,8 +299,8 @@ impl BookJson {
             | Outcome::PaymentFailed
             | Outcome::HoldExpired
             | Outcome::Interrupted
-            | Outcome::Accepted { .. }
-            | Outcome::Rejected { .. } => (None, None, None),
+            | Outcome::Acknowledged
+            | Outcome::Declined => (None, None, None),
         };
         let name = outcome.kind();
         Self {

@@ -209,8 +209,8 @@ mod tests {
             Outcome::OnHold { night },
             Outcome::PaymentFailed,
             Outcome::HoldExpired,
-            Outcome::Rejected { status: 422 },
-            Outcome::Accepted { status: 200 },
+            Outcome::Declined,
+            Outcome::Acknowledged,
             Outcome::Interrupted,
         ] {
             tally.add(&Ok(outcome));

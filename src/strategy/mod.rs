@@ -235,8 +235,8 @@ async fn commit(tx: BookingTx, outcome: Outcome) -> Result<Outcome, BookingError
         | Outcome::PaymentFailed
         | Outcome::HoldExpired
         | Outcome::Interrupted
-        | Outcome::Accepted { .. }
-        | Outcome::Rejected { .. } => {}
+        | Outcome::Acknowledged
+        | Outcome::Declined => {}
     }
     Ok(outcome)
 }

@@ -360,18 +360,20 @@ impl Delivery {
 
     /// User `user`'s request delivered: the first user here releases everyone (the others wait
     /// for it), then each reads its own answer, within the deadline.
-    pub async fn deliver(&self, user: u32) -> Result<Answer, String> {
+    pub async fn deliver(&self, user: u32) -> Result<Answer, TransportError> {
         let (deadline, released) = self.released.get_or_init(|| self.release_all()).await;
         let ready = match self.ready.get(user as usize) {
             Some(slot) => slot.lock().await.take(),
             None => None,
         };
         let Some(ready) = ready else {
-            return Err(format!("user {user} has no prepared request"));
+            return Err(TransportError::Protocol(format!(
+                "user {user} has no prepared request"
+            )));
         };
         crate::steps::mark("request");
         if let Some(error) = released.get(user as usize).and_then(Option::as_ref) {
-            return Err(format!("no answer: {error}"));
+            return Err(TransportError::Release(error.clone()));
         }
         let exchange = async {
             match ready {
@@ -381,8 +383,8 @@ impl Delivery {
         };
         let answer = match tokio::time::timeout_at(*deadline, exchange).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(error)) => return Err(format!("no answer: {error}")),
-            Err(_) => return Err(TransportError::Timeout(self.wire.timeout).to_string()),
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err(TransportError::Timeout(self.wire.timeout)),
         };
         crate::steps::mark("response");
         Ok(answer)

@@ -60,7 +60,26 @@ pub enum TransportError {
     Io(std::io::Error),
     #[error("HTTP/2: {0}")]
     H2(String),
+    /// The release — the held bytes — could not be written.
+    #[error("{0}")]
+    Release(String),
 }
+
+impl TransportError {
+    /// The line a request's failure is counted under: `no answer within 3s (--timeout)`, or
+    /// `no answer: <why>`.
+    pub fn no_answer(&self) -> String {
+        match self {
+            TransportError::Timeout(_) => self.to_string(),
+            other => format!("no answer: {other}"),
+        }
+    }
+}
+
+/// A `--sync` the request cannot have (no body to hold back, no HTTP/2): bad input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsupported(pub String);
 
 impl From<::h2::Error> for TransportError {
     fn from(error: ::h2::Error) -> Self {
@@ -102,18 +121,18 @@ impl Sync {
     /// The mode a burst of requests with (or without) a body is sent in, over HTTP/2 (`--http2`)
     /// or HTTP/1.1: `auto` becomes single-packet over HTTP/2, last-byte over HTTP/1.1 when there
     /// is a byte to hold back, else none.
-    pub fn resolve(self, has_body: bool, http2: bool) -> Result<Sync, String> {
+    pub fn resolve(self, has_body: bool, http2: bool) -> Result<Sync, Unsupported> {
         match (self, has_body, http2) {
             (Sync::Auto | Sync::SinglePacket, true, true) => Ok(Sync::SinglePacket),
             (Sync::Auto | Sync::LastByte, true, _) => Ok(Sync::LastByte),
             (Sync::Auto, false, _) | (Sync::None, _, _) => Ok(Sync::None),
-            (Sync::LastByte | Sync::SinglePacket, false, _) => Err(format!(
+            (Sync::LastByte | Sync::SinglePacket, false, _) => Err(Unsupported(format!(
                 "--sync {} needs a request body to hold its last byte back (-d); --sync none sends body-less requests whole",
                 self.name()
-            )),
-            (Sync::SinglePacket, true, false) => Err(
+            ))),
+            (Sync::SinglePacket, true, false) => Err(Unsupported(
                 "--sync single-packet needs HTTP/2: add --http2 (prior knowledge over http://), or use --sync last-byte".to_owned(),
-            ),
+            )),
         }
     }
 }

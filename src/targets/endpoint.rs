@@ -7,9 +7,9 @@
 //! there, before any request is complete. At the barrier only the held bytes are left to
 //! write. Every request, connecting included, has its deadline (`--timeout`).
 //!
-//! A status in `--success` is an acknowledged success ([`Outcome::Accepted`]), which the
+//! A status in `--success` is an acknowledged success ([`Outcome::Acknowledged`]), which the
 //! invariant must find written; a 5xx or no answer at all is a failure that may or may not
-//! have written (indeterminate); any other status is a refusal ([`Outcome::Rejected`]).
+//! have written (indeterminate); any other status is a refusal ([`Outcome::Declined`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -52,19 +52,12 @@ impl EndpointTarget {
     /// User `user`'s request, expanded: where it goes and what it is.
     fn request(&self, user: u32) -> Result<Addressed, String> {
         let template = &self.settings.request;
-        let url_text = template.url.expand(user, self.run);
-        let url = url::Url::parse(&url_text)
-            .map_err(|e| format!("--url is not a URL for user {user}: {e}"))?;
         let Origin {
             host,
             port,
             authority,
-        } = Origin::of(&url);
-        let mut path = url.path().to_owned();
-        if let Some(query) = url.query() {
-            path.push('?');
-            path.push_str(query);
-        }
+        } = template.url.origin.clone();
+        let path = template.url.path.expand(user, self.run);
         let mut headers = Vec::with_capacity(template.headers.len() + 1);
         for (name, value) in &template.headers {
             let value = value.expand(user, self.run);
@@ -86,7 +79,7 @@ impl EndpointTarget {
         }
         let prepared = Prepared {
             method: template.method.clone(),
-            uri: format!("{}://{authority}{path}", url.scheme()),
+            uri: format!("{}://{authority}{path}", template.url.scheme()),
             headers,
             body: body.into_bytes(),
         };
@@ -109,7 +102,7 @@ impl EndpointTarget {
             Ok(answer) => answer,
             Err(error) => {
                 self.stats().count(None);
-                return Err(BookingError::Http(error));
+                return Err(BookingError::Target(error.no_answer()));
             }
         };
         let status = answer.status;
@@ -121,7 +114,7 @@ impl EndpointTarget {
                 .extend(answer.server_timing.as_deref().and_then(wire::arrival_of));
         }
         if self.settings.success.contains(status) {
-            return Ok(Outcome::Accepted { status });
+            return Ok(Outcome::Acknowledged);
         }
         if status >= 500 {
             // A failure of the server's: it may have written before it failed.
@@ -129,9 +122,9 @@ impl EndpointTarget {
                 .ok()
                 .and_then(|s| s.canonical_reason())
                 .unwrap_or("");
-            return Err(BookingError::Http(format!("{status} {reason}")));
+            return Err(BookingError::Target(format!("{status} {reason}")));
         }
-        Ok(Outcome::Rejected { status })
+        Ok(Outcome::Declined)
     }
 }
 
@@ -146,7 +139,7 @@ impl Target for EndpointTarget {
                     .map_err(crate::sync::delivery::PrepareError::Request)
             })
             .await
-            .map_err(|e| BookingError::Http(format!("{e} (--url)")))
+            .map_err(|e| BookingError::Target(format!("{e} (--url)")))
     }
 
     /// One lane per user: each has its connection.

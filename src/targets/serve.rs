@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::config::TargetUrl;
 use crate::domain::{Outcome, RoomId, Stay};
 use crate::error::{BookingError, InputError};
 use crate::http::wire;
@@ -45,7 +46,7 @@ struct PreparedSlot {
 pub struct ServeTarget {
     client: reqwest::Client,
     /// Base URLs, without a trailing slash.
-    targets: Vec<String>,
+    targets: Vec<TargetUrl>,
     next: AtomicUsize,
     plan: Arc<StressConfig>,
     slot: PreparedSlot,
@@ -86,7 +87,7 @@ impl ServeTarget {
     /// The servers at `targets` (base URLs, `http://127.0.0.1:8080`), for `plan` — checked,
     /// before anything is written, to read the slot as `repo` (`DATABASE_URL`) shows it.
     pub async fn connect(
-        targets: &[String],
+        targets: &[TargetUrl],
         plan: &StressConfig,
         repo: &Repo,
         tls: Option<&Tls>,
@@ -102,7 +103,7 @@ impl ServeTarget {
             .iter()
             .map(|n| (n.night, n.total_inventory, n.booked_count))
             .collect();
-        for base in &target.targets {
+        for base in target.targets.iter().map(|t| &t.base) {
             target
                 .check_same_database(base, &expected)
                 .await
@@ -115,15 +116,15 @@ impl ServeTarget {
     /// built from the URLs, and reqwest's own name them too.
     fn masked(&self, error: BookingError) -> BookingError {
         let mask = |text: String| {
-            self.targets.iter().fold(text, |text, raw| {
+            self.targets.iter().fold(text, |text, target| {
                 text.replace(
-                    raw.as_str(),
-                    crate::config::mask_url(raw).trim_end_matches('/'),
+                    target.base.as_str(),
+                    crate::config::mask_url(&target.base).trim_end_matches('/'),
                 )
             })
         };
         match error {
-            BookingError::Http(text) => BookingError::Http(mask(text)),
+            BookingError::Target(text) => BookingError::Target(mask(text)),
             BookingError::Input(InputError::Invalid(text)) => {
                 BookingError::Input(InputError::Invalid(mask(text)))
             }
@@ -131,12 +132,11 @@ impl ServeTarget {
         }
     }
 
-    fn new(targets: &[String], plan: &StressConfig, tls: Option<&Tls>) -> Result<Self, InputError> {
-        let mut bases = Vec::with_capacity(targets.len());
-        for target in targets {
-            crate::config::check_target(target)?;
-            bases.push(target.trim_end_matches('/').to_owned());
-        }
+    fn new(
+        targets: &[TargetUrl],
+        plan: &StressConfig,
+        tls: Option<&Tls>,
+    ) -> Result<Self, InputError> {
         crate::sync::tls::install_default_provider();
         let mut client = reqwest::Client::builder();
         if let Some(tls) = tls {
@@ -151,7 +151,7 @@ impl ServeTarget {
             .map_err(|e| InputError::Invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             client,
-            targets: bases,
+            targets: targets.to_vec(),
             next: AtomicUsize::new(0),
             slot: PreparedSlot {
                 room: plan.room,
@@ -191,7 +191,7 @@ impl ServeTarget {
             .get(&url)
             .send()
             .await
-            .map_err(|e| BookingError::Http(format!("GET {url}: {}", chain(&e))))?;
+            .map_err(|e| BookingError::Target(format!("GET {url}: {}", chain(&e))))?;
         let status = response.status();
         if !status.is_success() {
             return Err(InputError::Invalid(format!(
@@ -203,7 +203,7 @@ impl ServeTarget {
         let seen: Availability = response
             .json()
             .await
-            .map_err(|e| BookingError::Http(format!("GET {url}: {e}")))?;
+            .map_err(|e| BookingError::Target(format!("GET {url}: {e}")))?;
         let theirs: Vec<(chrono::NaiveDate, i32, i32)> = seen
             .nights
             .iter()
@@ -228,7 +228,7 @@ impl ServeTarget {
     /// One `POST /api/bookings`, its status counted and mapped back to an outcome.
     async fn book(&self, request: &crate::domain::BookingRequest) -> Result<Outcome, BookingError> {
         let target = &self.targets[self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len()];
-        let url = format!("{target}{}", wire::BOOKINGS);
+        let url = format!("{}{}", target.base, wire::BOOKINGS);
         let body = booking_body(request);
         // The phases the client sees: the request until the response's head, then its body.
         crate::steps::mark("request");
@@ -243,7 +243,10 @@ impl ServeTarget {
             Ok(response) => response,
             Err(error) => {
                 self.count(None);
-                return Err(BookingError::Http(format!("POST {url}: {}", chain(&error))));
+                return Err(BookingError::Target(format!(
+                    "POST {url}: {}",
+                    chain(&error)
+                )));
             }
         };
         let status = response.status().as_u16();
@@ -256,13 +259,13 @@ impl ServeTarget {
     /// User `user`'s request under `--sync`: to its server (round-robin, as without), its body
     /// what [`ServeTarget::book`] sends.
     fn addressed(&self, user: u32) -> Result<Addressed, String> {
-        let base = &self.targets[user as usize % self.targets.len()];
-        let url = url::Url::parse(base).map_err(|e| format!("--target is not a URL: {e}"))?;
+        let target = &self.targets[user as usize % self.targets.len()];
         let Origin {
             host,
             port,
             authority,
-        } = Origin::of(&url);
+        } = target.origin.clone();
+        let scheme = if target.https { "https" } else { "http" };
         let request = self.plan.request(user);
         let body = serde_json::to_vec(&booking_body(&request)).map_err(|e| e.to_string())?;
         let headers = vec![
@@ -275,7 +278,7 @@ impl ServeTarget {
         Ok(Addressed {
             request: Prepared {
                 method: hyper::Method::POST,
-                uri: format!("{}://{authority}{}", url.scheme(), wire::BOOKINGS),
+                uri: format!("{scheme}://{authority}{}", wire::BOOKINGS),
                 headers,
                 body,
             },
@@ -292,14 +295,17 @@ impl ServeTarget {
         let request = self.plan.request(user);
         let url = format!(
             "{}{}",
-            self.targets[user as usize % self.targets.len()],
+            self.targets[user as usize % self.targets.len()].base,
             wire::BOOKINGS
         );
         let answer = match delivery.deliver(user).await {
             Ok(answer) => answer,
             Err(error) => {
                 self.count(None);
-                return Err(BookingError::Http(format!("POST {url}: {error}")));
+                return Err(BookingError::Target(format!(
+                    "POST {url}: {}",
+                    error.no_answer()
+                )));
             }
         };
         {
@@ -336,7 +342,7 @@ fn outcome_of(
 ) -> Result<Outcome, BookingError> {
     if status == 201 {
         let created: Created = serde_json::from_str(text).map_err(|e| {
-            BookingError::Http(format!("POST {url}: 201 with an unreadable body: {e}"))
+            BookingError::Target(format!("POST {url}: 201 with an unreadable body: {e}"))
         })?;
         return Ok(Outcome::Created {
             booking_id: created.id,
@@ -350,8 +356,8 @@ fn outcome_of(
         return Ok(outcome);
     }
     match status {
-        code @ 200..=299 => Ok(Outcome::Accepted { status: code }),
-        500.. => Err(BookingError::Http(format!(
+        200..=299 => Ok(Outcome::Acknowledged),
+        500.. => Err(BookingError::Target(format!(
             "POST {url}: {status}: {}",
             if problem.detail.is_empty() {
                 text.chars().take(200).collect()
@@ -359,7 +365,7 @@ fn outcome_of(
                 problem.detail
             }
         ))),
-        code => Ok(Outcome::Rejected { status: code }),
+        _ => Ok(Outcome::Declined),
     }
 }
 
@@ -375,7 +381,7 @@ impl ServeTarget {
             .map(|night| (night, self.slot.inventory, 0))
             .collect();
         for target in &self.targets {
-            self.check_same_database(target, &prepared).await?;
+            self.check_same_database(&target.base, &prepared).await?;
         }
         if let Some(delivery) = &self.delivery {
             return delivery
@@ -384,11 +390,11 @@ impl ServeTarget {
                         .map_err(crate::sync::delivery::PrepareError::Request)
                 })
                 .await
-                .map_err(|e| BookingError::Http(format!("{e} (--target)")));
+                .map_err(|e| BookingError::Target(format!("{e} (--target)")));
         }
         let mut pings = tokio::task::JoinSet::new();
         for i in 0..connections.max(1) as usize {
-            let target = self.targets[i % self.targets.len()].clone();
+            let target = self.targets[i % self.targets.len()].base.clone();
             let client = self.client.clone();
             pings.spawn(async move {
                 let url = format!("{target}{}", wire::PING);
@@ -398,11 +404,11 @@ impl ServeTarget {
                     .await
                     .and_then(reqwest::Response::error_for_status)
                     .map(|_| ())
-                    .map_err(|e| BookingError::Http(format!("GET {url}: {}", chain(&e))))
+                    .map_err(|e| BookingError::Target(format!("GET {url}: {}", chain(&e))))
             });
         }
         while let Some(joined) = pings.join_next().await {
-            joined.map_err(|e| BookingError::Http(e.to_string()))??;
+            joined.map_err(|e| BookingError::Target(e.to_string()))??;
         }
         Ok(())
     }

@@ -87,8 +87,8 @@ pub fn write_book(out: &mut impl Write, config: &BookConfig, outcome: &Outcome) 
             "409 Conflict (retries exhausted): PostgreSQL aborted the transaction on all {attempts} attempts ({})",
             config.mode
         ),
-        Outcome::Accepted { status } | Outcome::Rejected { status } => {
-            writeln!(out, "{status} ({})", config.mode)
+        Outcome::Acknowledged | Outcome::Declined => {
+            writeln!(out, "{} ({})", outcome.kind(), config.mode)
         }
     }
 }
