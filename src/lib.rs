@@ -8,33 +8,52 @@
 //!
 //! ## Layout
 //!
-//! - [`cli`]: the command line, as clap types (parsing only).
-//! - [`config`]: validated settings built from the command line; URL masking.
-//! - [`domain`]: rooms, users, stays and outcomes — parsed, never raw strings.
-//! - [`db`]: connecting (with time-outs) and `db reset`.
-//! - [`repo`]: the repository — the only place SQL lives.
-//! - [`lock`]: the Redis lock (`SET NX PX` + Lua compare-and-delete).
-//! - [`strategy`]: one file per way of booking, behind the [`strategy::Strategy`] trait.
+//! Where a new piece goes, from the file list alone: a strategy is a file in [`strategy`], a
+//! command's flags a file in [`cli`] and its front door a file in [`cmd`], a target the runner
+//! drives a file in [`targets`], a delivery mode or transport a file in [`sync`], an output
+//! format a file in [`report`], a judge of `race` in [`race`] (`judge.rs`).
+//!
+//! Front doors:
+//! - [`cli`]: the command line, as clap types — one file per command's flags, shared groups in
+//!   `groups.rs`; parsing only.
+//! - [`app`]: dispatches a command to [`cmd`]; [`exit`]: the exit statuses and how an error
+//!   maps to one (a leaf every command reads).
+//! - [`cmd`]: one file per command (`db reset`/`db drop`, `book`, `stress` and its workers,
+//!   `race`, `serve`, `interleave`, `strategies`, `bench`, `completions`/`man`).
+//! - [`http`]: `serve`, the booking API — router, accept loop, handlers, problem+json, wire
+//!   contract.
+//! - [`config`]: validated settings built once from the flags (`--target` parsed into a
+//!   `TargetUrl`); URL masking. [`race`]: `race`'s settings (`--url` parsed once into an
+//!   `EndpointUrl`, request templates) and its judge by the user's SQL.
+//!
+//! The engine and what it drives:
 //! - [`run`]: the runner — a [`run::Target`] driven by users released together — its plan,
-//!   its tally (one map of outcomes) and the invariant its verdicts come from.
+//!   its tally (one map of outcomes), the invariant and its verdicts (and whether runs met
+//!   their expectation, decided once), booking-cli's schema read back.
 //! - [`targets`]: what the runner drives: booking-cli's strategies, its own `serve`, anyone's
 //!   HTTP endpoint (`race`).
-//! - [`race`]: `race`'s settings and request templates (a burst at anyone's endpoint).
-//! - [`sync`]: synchronised delivery — a burst released so that it arrives together.
-//! - [`check_db`]: the user's own database, read through the checks they give, read-only.
-//! - [`interleave`]: two or three users run step by step through every ordering of their steps.
-//! - [`timeline`]: every user's phases, measured at the step boundaries (`--timeline`, `--trace`).
-//! - [`processes`]: `--processes N`: worker processes released together.
-//! - [`steps`]: the step boundaries a strategy marks, where `interleave` pauses it.
-//! - [`stop`]: the Ctrl-C stop signal.
-//! - [`report`]: tables and JSON, generic over `impl Write`.
-//! - [`app`]: dispatches a command, chooses the exit status.
-//! - [`cmd`]: one module per command (`db reset`, `book`, `stress` and its workers, `bench`).
-//! - [`chaos`]: `--chaos FAULT@MS`, faults injected into a running stress.
-//! - [`bench`]: `bench lock`, the lock alone at full speed.
-//! - [`backoff`]: exponential backoff with full jitter.
-//! - [`metrics`]: latency histograms.
-//! - [`error`]: the library's error types.
+//! - [`sync`]: the transport of a remote target — synchronised delivery (last-byte,
+//!   single-packet), HTTP/1.1 and HTTP/2 framing, TLS, typed errors.
+//! - [`strategy`]: one file per way of booking, behind the [`strategy::Strategy`] trait.
+//! - [`interleave`]: users run step by step through every ordering of their steps (the run,
+//!   the scheduler, the gate, the summary, the schedules).
+//! - [`processes`]: `--processes N`: worker processes released together. [`chaos`]:
+//!   `--chaos FAULT@MS`. [`bench`]: `bench lock`.
+//!
+//! Stores and services:
+//! - [`db`]: connecting (with time-outs), `db reset`/`db drop`.
+//! - [`repo`]: the repository — the only place booking-cli's SQL lives, one file per concern.
+//! - [`lock`]: the Redis lock — the protocol, its policy, stats, connection, administration,
+//!   Redlock, a Redis Cluster, the failover lab.
+//! - [`check_db`]: the user's own database, read through the checks they give, read-only;
+//!   [`sql_text`]: where a user's SQL statements begin and end.
+//!
+//! Outputs: [`report`], one file (or folder) per format — `text/` (one file per command),
+//! `json`, `junit` (one writer), `markdown`, `html`, `timeline`; it decides nothing.
+//!
+//! Leaves: [`domain`] (rooms, users, stays, outcomes — parsed, never raw strings), [`error`]
+//! (every error type), [`timeline`] (phases at step boundaries), [`steps`] (the boundaries a
+//! strategy marks), [`stop`] (the stop signal), [`backoff`], [`metrics`], [`logging`].
 
 pub mod app;
 pub mod backoff;

@@ -5,7 +5,7 @@
 //! - the burst itself is [`crate::targets::endpoint`], driven by the runner ([`crate::run`]);
 //! - its invariant is the user's SQL, read through [`crate::check_db`], judged by
 //!   [`crate::run::verdict`];
-//! - its output is [`crate::report::race`].
+//! - its outputs are [`crate::report`]'s: `text/race.rs`, `json.rs`, `junit.rs`, `markdown.rs`.
 
 pub mod judge;
 pub mod template;
