@@ -172,6 +172,16 @@ impl CheckDb {
         if statements.is_empty() {
             return Ok(());
         }
+        let tx = self.set_up(statements).await?;
+        self.within("--setup (commit)", tx.commit()).await
+    }
+
+    /// A read-write transaction with the `--setup` statements run in it (after checking that
+    /// none of them ends or opens a transaction), left open for the caller to end.
+    async fn set_up(
+        &self,
+        statements: &[String],
+    ) -> Result<Transaction<'static, Postgres>, CheckDbError> {
         check_setup(statements)?;
         let mut tx = self
             .within("--setup", self.pool.begin_with("BEGIN READ WRITE"))
@@ -182,7 +192,7 @@ impl CheckDb {
             })
             .await?;
         }
-        self.within("--setup (commit)", tx.commit()).await
+        Ok(tx)
     }
 
     /// The rows `check` returns, read in a `READ ONLY` transaction. `what` names it in errors.
@@ -209,16 +219,7 @@ impl CheckDb {
         setup: &[String],
         queries: &[(String, String)],
     ) -> Result<Vec<Found>, CheckDbError> {
-        check_setup(setup)?;
-        let mut tx = self
-            .within("connecting", self.pool.begin_with("BEGIN READ WRITE"))
-            .await?;
-        for (i, sql) in setup.iter().enumerate() {
-            self.within(&format!("--setup {}", i + 1), async {
-                sqlx::raw_sql(sql).execute(&mut *tx).await.map(drop)
-            })
-            .await?;
-        }
+        let mut tx = self.set_up(setup).await?;
         // PostgreSQL lets a transaction turn read-only after it wrote, never back.
         self.within("SET TRANSACTION READ ONLY", async {
             sqlx::raw_sql("SET TRANSACTION READ ONLY")

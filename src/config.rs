@@ -9,13 +9,13 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::backoff::Backoff;
-use crate::cli::{BookArgs, ConnectionArgs, LockArgs, RetryArgs, StressArgs};
+use crate::cli::{BookArgs, ConnectionArgs, LockArgs, RetryArgs, StressArgs, WorkArgs};
 use crate::db;
 use crate::domain::{BookingRequest, Stay};
 use crate::error::InputError;
 use crate::lock::LockPolicy;
 use crate::run::StressConfig;
-use crate::strategy::{Expectation, Mode, Payments, RetryPolicy, Shows};
+use crate::strategy::{Expectation, Mode, Payments, RetryPolicy, Shows, Tuning};
 use crate::sync::Sync;
 use crate::sync::delivery::Origin;
 use crate::sync::tls::Tls;
@@ -66,20 +66,12 @@ impl Connection {
 
     /// Every Redis URL, masked, comma-separated.
     pub fn redis_urls_display(&self) -> String {
-        self.redis_urls
-            .iter()
-            .map(|u| mask_url(u))
-            .collect::<Vec<_>>()
-            .join(",")
+        masked_list(&self.redis_urls)
     }
 
     /// The cluster's seed nodes, masked, comma-separated.
     pub fn redis_cluster_display(&self) -> String {
-        self.redis_cluster
-            .iter()
-            .map(|u| mask_url(u))
-            .collect::<Vec<_>>()
-            .join(",")
+        masked_list(&self.redis_cluster)
     }
 
     /// The lock service, masked, for messages: `REDIS_URL …`, or the cluster's seeds.
@@ -104,6 +96,14 @@ impl Connection {
             .filter(|p| !p.is_empty())
             .collect()
     }
+}
+
+/// URLs masked ([`mask_url`]) and comma-separated.
+fn masked_list(urls: &[String]) -> String {
+    urls.iter()
+        .map(|u| mask_url(u))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The characters a key prefix may end in: the separators Redis key names use between segments.
@@ -137,11 +137,8 @@ pub fn key_prefix(prefix: &str) -> Result<String, InputError> {
 pub struct BookConfig {
     pub request: BookingRequest,
     pub mode: Mode,
-    pub hold: Duration,
-    pub lock_policy: LockPolicy,
-    pub retry: RetryPolicy,
-    /// `reserve`'s simulated payments (`--fail-rate`, `--fail-seed`).
-    pub payments: Payments,
+    /// How a booking works and waits: hold, lock policy, retries, payments.
+    pub tuning: Tuning,
     pub json: bool,
 }
 
@@ -155,10 +152,7 @@ impl BookConfig {
                 stay,
             },
             mode: args.mode,
-            hold: Duration::from_millis(args.work.hold_ms),
-            lock_policy: lock_policy(&args.work.lock),
-            retry: retry_policy(&args.work.retry),
-            payments: payments(&args.work),
+            tuning: tuning(&args.work),
             json: args.json,
         })
     }
@@ -244,6 +238,7 @@ impl StressSettings {
                 args.processes, args.users
             )));
         }
+        let tuning = tuning(&args.work);
         let runs = args
             .mode
             .modes()
@@ -257,10 +252,10 @@ impl StressSettings {
                 mixed_ranges: args.mixed_ranges,
                 inventory,
                 shards: args.shards,
-                hold: Duration::from_millis(args.work.hold_ms),
-                lock_policy: lock_policy(&args.work.lock),
-                retry: retry_policy(&args.work.retry),
-                payments: payments(&args.work),
+                hold: tuning.hold,
+                lock_policy: tuning.lock_policy,
+                retry: tuning.retry,
+                payments: tuning.payments,
                 expect: args
                     .expect
                     .unwrap_or(match (args.duration, mode.spec().shows) {
@@ -309,11 +304,8 @@ fn stay(
 pub struct ServeConfig {
     pub listen: std::net::SocketAddr,
     pub settings: crate::http::ServeSettings,
-    pub hold: Duration,
-    pub lock_policy: LockPolicy,
-    pub retry: RetryPolicy,
-    /// `reserve`'s simulated payments (`--fail-rate`, `--fail-seed`).
-    pub payments: Payments,
+    /// How a booking works and waits: hold, lock policy, retries, payments.
+    pub tuning: Tuning,
 }
 
 impl ServeConfig {
@@ -335,11 +327,18 @@ impl ServeConfig {
                 body_timeout: args.body_timeout,
                 max_connections: args.max_connections as usize,
             },
-            hold: Duration::from_millis(args.work.hold_ms),
-            lock_policy: lock_policy(&args.work.lock),
-            retry: retry_policy(&args.work.retry),
-            payments: payments(&args.work),
+            tuning: tuning(&args.work),
         }
+    }
+}
+
+/// The slow work and the waiting of a booking, from the flags every booking front door shares.
+fn tuning(work: &WorkArgs) -> Tuning {
+    Tuning {
+        hold: Duration::from_millis(work.hold_ms),
+        lock_policy: lock_policy(&work.lock),
+        retry: retry_policy(&work.retry),
+        payments: payments(work),
     }
 }
 

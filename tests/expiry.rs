@@ -44,7 +44,7 @@ fn build(
     hold_ms: u64,
 ) -> Arc<dyn Strategy> {
     let mut context = common::context(repo, lock, redlock, policy, hold_ms);
-    context.retry = retry_policy(0);
+    context.tuning.retry = retry_policy(0);
     common::build_with(mode, context)
 }
 

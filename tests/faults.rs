@@ -29,10 +29,7 @@ fn context(
         repo: repo.clone(),
         lock,
         redlock: None,
-        lock_policy: c.lock_policy,
-        retry: c.retry,
-        payments: c.payments,
-        hold: c.hold,
+        tuning: c.tuning(),
         stop: booking_cli::stop::Stop::new(),
     }
 }

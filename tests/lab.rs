@@ -48,10 +48,7 @@ async fn run(repo: &Repo, config: &StressConfig, lock: Option<RedisLock>) -> Str
             repo: repo.clone(),
             lock,
             redlock,
-            lock_policy: config.lock_policy,
-            retry: config.retry,
-            payments: config.payments,
-            hold: config.hold,
+            tuning: config.tuning(),
             stop: booking_cli::stop::Stop::new(),
         },
     )

@@ -31,10 +31,7 @@ async fn run_on(
             repo: repo.clone(),
             lock: None,
             redlock: Some(redlock.clone()),
-            lock_policy: config.lock_policy,
-            retry: config.retry,
-            payments: config.payments,
-            hold: config.hold,
+            tuning: config.tuning(),
             stop: Stop::new(),
         },
     )

@@ -71,7 +71,7 @@ fn reserve(
         None => policy(5_000, 10, 50),
     };
     let mut ctx = context(repo, None, None, lock_policy, work_ms);
-    ctx.payments = Payments {
+    ctx.tuning.payments = Payments {
         fail_rate,
         seed: 7,
         hold_ttl: Duration::from_millis(ttl_ms),

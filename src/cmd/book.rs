@@ -29,17 +29,14 @@ pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exi
             repo: repo.clone(),
             lock,
             redlock: connect_redlock(connection, config.mode.needs_redlock()).await?,
-            lock_policy: config.lock_policy,
-            retry: config.retry,
-            payments: config.payments,
-            hold: config.hold,
+            tuning: config.tuning,
             stop: Stop::new(),
         },
     )?;
-    if !config.mode.spec().slow_work && !config.hold.is_zero() {
+    if !config.mode.spec().slow_work && !config.tuning.hold.is_zero() {
         eprintln!(
             "note: --hold-ms {} is not applied: {} books in one statement, with no place for slow work (--mode reserve runs it outside any lock)",
-            config.hold.as_millis(),
+            config.tuning.hold.as_millis(),
             config.mode
         );
     }
@@ -55,18 +52,11 @@ pub async fn run(connection: &Connection, args: &BookArgs) -> anyhow::Result<Exi
         report::text::book::write_book(&mut out, &config, &outcome)
     };
     finish_output(printed.and_then(|()| out.flush()))?;
+    // Booked is 0; every refusal — sold out, a busy lock, a payment — is 3 (the 409 of the
+    // reference API); an interrupted booking wrote nothing.
     Ok(match outcome {
-        Outcome::Created { .. } => Exit::Success,
-        Outcome::SoldOut { .. }
-        | Outcome::LockNotAcquired { .. }
-        | Outcome::RetriesExhausted { .. }
-        | Outcome::FencedOut { .. }
-        | Outcome::LockExpired { .. }
-        | Outcome::OnHold { .. }
-        | Outcome::PaymentFailed
-        | Outcome::HoldExpired
-        | Outcome::Declined => Exit::Unexpected,
-        Outcome::Acknowledged => Exit::Success,
         Outcome::Interrupted => Exit::Interrupted,
+        booked if booked.is_success() => Exit::Success,
+        _ => Exit::Unexpected,
     })
 }

@@ -99,19 +99,21 @@ pub async fn run(connection: &Connection, args: &InterleaveArgs) -> anyhow::Resu
                 repo: repo.clone(),
                 lock: lock.clone(),
                 redlock: redlock.clone(),
-                lock_policy: waiting_policy(connection.db_timeout),
-                // A retry runs after the schedule, alone: a short pause is enough.
-                retry: RetryPolicy {
-                    retries: 20,
-                    backoff: crate::backoff::Backoff {
-                        base: Duration::from_millis(1),
-                        cap: Duration::from_millis(16),
+                tuning: strategy::Tuning {
+                    lock_policy: waiting_policy(connection.db_timeout),
+                    // A retry runs after the schedule, alone: a short pause is enough.
+                    retry: RetryPolicy {
+                        retries: 20,
+                        backoff: crate::backoff::Backoff {
+                            base: Duration::from_millis(1),
+                            cap: Duration::from_millis(16),
+                        },
                     },
+                    // Every payment succeeds: the order of the steps makes the race.
+                    payments: strategy::Payments::default(),
+                    // The order of the steps makes the race, not a hold.
+                    hold: Duration::ZERO,
                 },
-                // Every payment succeeds: the order of the steps makes the race.
-                payments: strategy::Payments::default(),
-                // The order of the steps makes the race, not a hold.
-                hold: Duration::ZERO,
                 stop: stop.clone(),
             },
         )?;

@@ -69,21 +69,23 @@ pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
     let runs = result?;
     let interrupted = stop.is_stopped();
 
+    let race = judge::Race {
+        settings: &settings,
+        runs: &runs,
+        interrupted,
+    };
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
-        report::write_json(
-            &mut out,
-            &report::json::RaceJson::new(&settings, &runs, interrupted),
-        )
+        report::write_json(&mut out, &report::json::RaceJson::new(&race))
     } else if args.markdown {
-        report::markdown::write_race(&mut out, &settings, &runs, interrupted)
+        report::markdown::write_race(&mut out, &race)
     } else {
-        report::text::race::write(&mut out, &settings, &runs, interrupted)
+        report::text::race::write(&mut out, &race)
     };
     finish_output(printed.and_then(|()| out.flush()))?;
     if let Some(file) = junit {
         let mut file = std::io::BufWriter::new(file);
-        report::junit::write_race(&mut file, &settings, &runs, interrupted)
+        report::junit::write_race(&mut file, &race)
             .and_then(|()| file.flush())
             .context("failed to write --junit")?;
     }

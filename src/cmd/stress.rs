@@ -143,10 +143,7 @@ pub async fn run(
                     repo: repo.clone(),
                     lock: lock.as_ref().map(RedisLock::with_fresh_stats),
                     redlock: redlock.clone(),
-                    lock_policy: run.lock_policy,
-                    retry: run.retry,
-                    payments: run.payments,
-                    hold: run.hold,
+                    tuning: run.tuning(),
                     stop: stop.clone(),
                 },
             )?;

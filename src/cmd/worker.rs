@@ -32,10 +32,7 @@ pub async fn run(
             repo: repo.clone(),
             lock,
             redlock: connect_redlock(connection, run.mode.needs_redlock()).await?,
-            lock_policy: run.lock_policy,
-            retry: run.retry,
-            payments: run.payments,
-            hold: run.hold,
+            tuning: run.tuning(),
             stop: stop.clone(),
         },
     )?;

@@ -43,11 +43,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::lock::RedisLock;
 use crate::lock::redlock::RedLock;
-use crate::lock::{LockPolicy, RedisLock};
 use crate::repo::Repo;
 use crate::stop::Stop;
-use crate::strategy::{self, Mode, RetryPolicy, Strategy};
+use crate::strategy::{self, Mode, Strategy, Tuning};
 
 /// Microseconds since this process first asked: the server's monotonic clock of
 /// `Server-Timing: arrival` ([`wire::ARRIVAL_METRIC`]).
@@ -107,11 +107,8 @@ pub struct Setup {
     /// The Redis lock, if Redis answered at start.
     pub lock: Option<RedisLock>,
     pub redlock: Option<RedLock>,
-    pub hold: Duration,
-    pub lock_policy: LockPolicy,
-    pub retry: RetryPolicy,
-    /// `reserve`'s simulated payments (`--fail-rate`, `--fail-seed`).
-    pub payments: crate::strategy::Payments,
+    /// How a booking works and waits: hold, lock policy, retries, payments.
+    pub tuning: Tuning,
     /// Fired at shutdown: lock waiters give up.
     pub stop: Stop,
 }
@@ -130,10 +127,7 @@ impl AppState {
                     // Counters of its own per strategy, so /metrics tells the modes apart.
                     lock: setup.lock.as_ref().map(RedisLock::with_fresh_stats),
                     redlock: setup.redlock.clone(),
-                    lock_policy: setup.lock_policy,
-                    retry: setup.retry,
-                    payments: setup.payments,
-                    hold: setup.hold,
+                    tuning: setup.tuning,
                     stop: setup.stop.clone(),
                 },
             );

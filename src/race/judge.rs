@@ -15,6 +15,15 @@ use crate::run::verdict::{self, Kind, Verdict};
 use crate::run::{HttpStats, RaceResult, Tally};
 use crate::sync::Spread;
 
+/// What a `race` came to, as every output shows it: its settings, the runs judged, and whether
+/// Ctrl-C or SIGTERM ended it early (the run in progress then not judged).
+#[derive(Debug, Clone, Copy)]
+pub struct Race<'a> {
+    pub settings: &'a RaceSettings,
+    pub runs: &'a [RaceRun],
+    pub interrupted: bool,
+}
+
 /// A finished run of `race`.
 #[derive(Debug, Clone)]
 pub struct RaceRun {

@@ -97,37 +97,25 @@ impl Repo {
         }
         let night = NaiveDate::default();
         for connection in &mut held {
-            for sql in [BOOK_NIGHT, BOOK_STAY] {
-                within(
-                    self.limit,
-                    sqlx::query(sql)
-                        .bind(0_i32)
-                        .bind(night)
-                        .bind(night)
-                        .bind(1_i64)
-                        .bind(uuid::Uuid::nil())
-                        .bind("held")
-                        .bind(Some(1.0_f64))
-                        .execute(&mut **connection),
-                )
-                .await?;
-            }
-            for sql in [
-                shards::TAKE_FREE_SHARD,
-                shards::TAKE_FREE_SHARD_OF_NIGHT,
-                shards::WAIT_FOR_SHARD,
+            // The stay statements take a status and a hold's lifetime after the five
+            // parameters they share with the shard statements.
+            for (sql, holds) in [
+                (BOOK_NIGHT, true),
+                (BOOK_STAY, true),
+                (shards::TAKE_FREE_SHARD, false),
+                (shards::TAKE_FREE_SHARD_OF_NIGHT, false),
+                (shards::WAIT_FOR_SHARD, false),
             ] {
-                within(
-                    self.limit,
-                    sqlx::query(sql)
-                        .bind(0_i32)
-                        .bind(night)
-                        .bind(night)
-                        .bind(1_i64)
-                        .bind(uuid::Uuid::nil())
-                        .execute(&mut **connection),
-                )
-                .await?;
+                let mut query = sqlx::query(sql)
+                    .bind(0_i32)
+                    .bind(night)
+                    .bind(night)
+                    .bind(1_i64)
+                    .bind(uuid::Uuid::nil());
+                if holds {
+                    query = query.bind("held").bind(Some(1.0_f64));
+                }
+                within(self.limit, query.execute(&mut **connection)).await?;
             }
             within(
                 self.limit,

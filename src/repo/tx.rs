@@ -28,6 +28,16 @@ pub struct BookingTx {
 }
 
 impl BookingTx {
+    /// Runs `query` in this transaction, under the deadline.
+    async fn run(
+        &mut self,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<(), sqlx::Error> {
+        within(self.limit, query.execute(&mut *self.tx))
+            .await
+            .map(drop)
+    }
+
     /// The availability check: reads every night of the stay. A night without an inventory row
     /// is an input error, never "available": [`InputError::UnknownRoom`] when the room does not
     /// exist, else [`InputError::NoInventory`].
@@ -112,12 +122,8 @@ impl BookingTx {
 
     /// Makes this transaction SERIALIZABLE; must be its first statement.
     pub async fn set_serializable(&mut self) -> Result<(), sqlx::Error> {
-        within(
-            self.limit,
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut *self.tx),
-        )
-        .await
-        .map(|_| ())
+        self.run(sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"))
+            .await
     }
 
     /// `SELECT … FOR UPDATE` on every night's inventory row, in date order: from here to the
@@ -127,8 +133,7 @@ impl BookingTx {
         room: RoomId,
         stay: &Stay,
     ) -> Result<(), sqlx::Error> {
-        within(
-            self.limit,
+        self.run(
             sqlx::query(
                 "SELECT 1 FROM inventory
              WHERE room_id = $1 AND date >= $2 AND date < $3
@@ -136,11 +141,9 @@ impl BookingTx {
             )
             .bind(room.get())
             .bind(stay.from())
-            .bind(stay.to())
-            .execute(&mut *self.tx),
+            .bind(stay.to()),
         )
         .await
-        .map(|_| ())
     }
 
     /// Takes the transaction-scoped advisory lock of one room-night (released at commit or
@@ -152,14 +155,11 @@ impl BookingTx {
         room: RoomId,
         night: NaiveDate,
     ) -> Result<(), sqlx::Error> {
-        within(
-            self.limit,
+        self.run(
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!("booking_cli:room:{room}:{night}"))
-                .execute(&mut *self.tx),
+                .bind(format!("booking_cli:room:{room}:{night}")),
         )
         .await
-        .map(|_| ())
     }
 
     /// Writes `booked_count = value` on one night: a blind write of a value computed from an
@@ -170,16 +170,13 @@ impl BookingTx {
         night: NaiveDate,
         value: i32,
     ) -> Result<(), sqlx::Error> {
-        within(
-            self.limit,
+        self.run(
             sqlx::query("UPDATE inventory SET booked_count = $3 WHERE room_id = $1 AND date = $2")
                 .bind(room.get())
                 .bind(night)
-                .bind(value)
-                .execute(&mut *self.tx),
+                .bind(value),
         )
         .await
-        .map(|_| ())
     }
 
     /// The check and the write as one statement: increments one night only if it still has a

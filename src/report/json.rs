@@ -6,7 +6,7 @@ use super::*;
 use super::text::race::expect_word;
 use crate::check_db::Violation;
 use crate::race::RaceSettings;
-use crate::race::judge::{self, RaceRun};
+use crate::race::judge::{self, Race, RaceRun};
 use crate::run::judge::verdict_counts;
 
 /// One latency band of `latency_histogram`: `count` samples at most `upper_ms`, above the band
@@ -409,7 +409,12 @@ impl<'a> RaceJson<'a> {
 
     /// The document of `runs`; `interrupted`: the runs ended early (`INTERRUPTED` when none
     /// finished), and the expectation is never met.
-    pub fn new(settings: &RaceSettings, runs: &'a [RaceRun], interrupted: bool) -> Self {
+    pub fn new(race: &Race<'a>) -> Self {
+        let Race {
+            settings,
+            runs,
+            interrupted,
+        } = *race;
         let shown = runs
             .iter()
             .find(|r| !r.verdicts.is_empty())

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::race::RaceSettings;
-use crate::race::judge::RaceRun;
+use crate::race::judge::{Race, RaceRun};
 use crate::run::StressReport;
 
 use super::text::race::{expect_word, interrupted_line};
@@ -163,12 +163,8 @@ pub fn write_stress(out: &mut impl Write, reports: &[StressReport], repeat: u32)
 /// `race --junit`: one case per run, failing when the run did not meet the expectation (with
 /// `--expect violated`, no case fails while one run violated), and one case in error when the
 /// race was interrupted, so that a CI reading the file sees it is not the whole run.
-pub fn write_race(
-    out: &mut impl Write,
-    settings: &RaceSettings,
-    runs: &[RaceRun],
-    interrupted: bool,
-) -> io::Result<()> {
+pub fn write_race(out: &mut impl Write, race: &Race<'_>) -> io::Result<()> {
+    let (settings, runs, interrupted) = (race.settings, race.runs, race.interrupted);
     let each: Vec<bool> = runs.iter().map(|r| r.expectation_met(settings)).collect();
     let met = crate::run::verdict::each_met(settings.expect, &each);
     let mut cases: Vec<Case> = runs

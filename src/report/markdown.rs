@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::race::RaceSettings;
-use crate::race::judge::{self, RaceRun};
+use crate::race::judge::{self, Race};
 use crate::run::StressReport;
 
 use super::text::race::{expect_word, headline, interrupted_line};
@@ -63,12 +62,8 @@ pub fn write_stress(out: &mut impl Write, reports: &[StressReport]) -> io::Resul
 }
 
 /// The runs as one GitHub-flavoured Markdown table.
-pub fn write_race(
-    out: &mut impl Write,
-    settings: &RaceSettings,
-    runs: &[RaceRun],
-    interrupted: bool,
-) -> io::Result<()> {
+pub fn write_race(out: &mut impl Write, race: &Race<'_>) -> io::Result<()> {
+    let (settings, runs, interrupted) = (race.settings, race.runs, race.interrupted);
     let mut doc = format!(
         "**booking-cli {}** — verdicts read from the service's database\n\n",
         headline(settings).trim_start_matches("race: ")

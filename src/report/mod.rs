@@ -45,6 +45,18 @@ fn table(header: Vec<&str>) -> Table {
     table
 }
 
+/// `p50 1.2  p95 3.4  p99 5.6  max 7.8`: the percentiles of a latency line, in ms.
+fn percentiles(latency: &Latencies) -> String {
+    let l = latency.summary();
+    format!(
+        "p50 {}  p95 {}  p99 {}  max {}",
+        ms(l.p50_ms),
+        ms(l.p95_ms),
+        ms(l.p99_ms),
+        ms(l.max_ms)
+    )
+}
+
 fn ms(value: f64) -> String {
     if value >= 100.0 {
         format!("{value:.0}")

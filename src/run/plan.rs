@@ -56,6 +56,17 @@ fn default_shards() -> u32 {
 }
 
 impl StressConfig {
+    /// How each booking of this run works and waits (`--hold-ms`, the lock's and the retries'
+    /// flags, the payments').
+    pub fn tuning(&self) -> crate::strategy::Tuning {
+        crate::strategy::Tuning {
+            hold: self.hold,
+            lock_policy: self.lock_policy,
+            retry: self.retry,
+            payments: self.payments,
+        }
+    }
+
     /// Whether `--chaos` injects `fault` in this run.
     pub fn injects(&self, fault: crate::chaos::Fault) -> bool {
         self.chaos.iter().any(|c| c.fault == fault)

@@ -43,19 +43,20 @@ impl Tally {
     /// `serve`) or a success status of someone else's endpoint (`race`). Each must be found in
     /// the database, or the verdict says it is not.
     pub fn successes(&self) -> u32 {
-        self.outcomes
-            .iter()
-            .filter(|(kind, _)| Outcome::kind_is_success(kind))
-            .map(|(_, n)| n)
-            .sum()
+        self.sum_of(Outcome::kind_is_success)
     }
 
     /// Users refused, whatever the reason (sold out, lock busy, retries, fenced, on hold,
     /// payment failed, hold expired, a refusal status of the target's own).
     pub fn refused(&self) -> u32 {
+        self.sum_of(Outcome::kind_is_refusal)
+    }
+
+    /// Users whose outcome's kind `is` says yes to.
+    fn sum_of(&self, is: fn(&str) -> bool) -> u32 {
         self.outcomes
             .iter()
-            .filter(|(kind, _)| Outcome::kind_is_refusal(kind))
+            .filter(|(kind, _)| is(kind))
             .map(|(_, n)| n)
             .sum()
     }

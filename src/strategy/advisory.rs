@@ -37,7 +37,7 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
-    Ok(Arc::new(Advisory::new(ctx.repo, ctx.hold)))
+    Ok(Arc::new(Advisory::new(ctx.repo, ctx.tuning.hold)))
 }
 
 pub struct Advisory {

@@ -38,7 +38,7 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
-    Ok(Arc::new(Atomic::new(ctx.repo, ctx.hold)))
+    Ok(Arc::new(Atomic::new(ctx.repo, ctx.tuning.hold)))
 }
 
 pub struct Atomic {

@@ -65,8 +65,8 @@ fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
     Ok(Arc::new(Fenced::new(
         ctx.repo,
         lock,
-        ctx.lock_policy,
-        ctx.hold,
+        ctx.tuning.lock_policy,
+        ctx.tuning.hold,
     )))
 }
 

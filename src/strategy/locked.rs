@@ -59,8 +59,8 @@ fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
     Ok(Arc::new(Locked::new(
         ctx.repo,
         lock,
-        ctx.lock_policy,
-        ctx.hold,
+        ctx.tuning.lock_policy,
+        ctx.tuning.hold,
     )))
 }
 

@@ -32,7 +32,7 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
-    Ok(Arc::new(LostUpdate::new(ctx.repo, ctx.hold)))
+    Ok(Arc::new(LostUpdate::new(ctx.repo, ctx.tuning.hold)))
 }
 
 pub struct LostUpdate {

@@ -364,15 +364,23 @@ pub struct Context {
     pub lock: Option<RedisLock>,
     /// Present when the mode [needs Redlock](Mode::needs_redlock).
     pub redlock: Option<RedLock>,
+    pub tuning: Tuning,
+    /// Ctrl-C: retry loops give up at their next pause.
+    pub stop: Stop,
+}
+
+/// How a booking works and waits, whichever front door runs it: built once from the flags
+/// (`--hold-ms`, the lock's, the retries', the payments'), and read by `book`, `stress` and its
+/// workers, `serve` and every strategy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
+    /// The simulated slow work between the check and the write (`--hold-ms`).
+    pub hold: Duration,
     pub lock_policy: LockPolicy,
     /// How `serializable` retries aborted transactions.
     pub retry: RetryPolicy,
     /// How `reserve`'s simulated payments fail.
     pub payments: Payments,
-    /// The simulated slow work between the check and the write (`--hold-ms`).
-    pub hold: Duration,
-    /// Ctrl-C: retry loops give up at their next pause.
-    pub stop: Stop,
 }
 
 /// Why a strategy could not be built.

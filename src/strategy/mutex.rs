@@ -44,7 +44,7 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
-    Ok(Arc::new(InProcessMutex::new(ctx.repo, ctx.hold)))
+    Ok(Arc::new(InProcessMutex::new(ctx.repo, ctx.tuning.hold)))
 }
 
 pub struct InProcessMutex {

@@ -33,7 +33,7 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
-    Ok(Arc::new(Naive::new(ctx.repo, ctx.hold)))
+    Ok(Arc::new(Naive::new(ctx.repo, ctx.tuning.hold)))
 }
 
 pub struct Naive {

@@ -56,11 +56,11 @@ pub(super) const SPEC: Spec = Spec {
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
     Ok(Arc::new(Reserve {
         repo: ctx.repo,
-        work: ctx.hold,
-        policy: ctx.lock_policy,
-        hold_ttl: ctx.payments.hold_ttl,
-        payments: Mutex::new(StdRng::seed_from_u64(ctx.payments.seed)),
-        fail_rate: ctx.payments.fail_rate,
+        work: ctx.tuning.hold,
+        policy: ctx.tuning.lock_policy,
+        hold_ttl: ctx.tuning.payments.hold_ttl,
+        payments: Mutex::new(StdRng::seed_from_u64(ctx.tuning.payments.seed)),
+        fail_rate: ctx.tuning.payments.fail_rate,
         stop: ctx.stop,
     }))
 }

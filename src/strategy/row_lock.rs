@@ -37,7 +37,7 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
-    Ok(Arc::new(RowLock::new(ctx.repo, ctx.hold)))
+    Ok(Arc::new(RowLock::new(ctx.repo, ctx.tuning.hold)))
 }
 
 pub struct RowLock {

@@ -42,7 +42,10 @@ pub(super) const SPEC: Spec = Spec {
 
 fn build(ctx: Context) -> Result<Arc<dyn Strategy>, BuildError> {
     Ok(Arc::new(Serializable::new(
-        ctx.repo, ctx.hold, ctx.retry, ctx.stop,
+        ctx.repo,
+        ctx.tuning.hold,
+        ctx.tuning.retry,
+        ctx.stop,
     )))
 }
 

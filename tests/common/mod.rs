@@ -215,10 +215,12 @@ pub fn context(
         repo: repo.clone(),
         lock,
         redlock,
-        lock_policy,
-        retry: retry_policy(20),
-        payments: strategy::Payments::default(),
-        hold: Duration::from_millis(hold_ms),
+        tuning: strategy::Tuning {
+            lock_policy,
+            retry: retry_policy(20),
+            payments: strategy::Payments::default(),
+            hold: Duration::from_millis(hold_ms),
+        },
         stop: booking_cli::stop::Stop::new(),
     }
 }

@@ -7,11 +7,11 @@ use serde_json::Value;
 
 use crate::check_db::Violation;
 use crate::race::RaceSettings;
-use crate::race::judge::{self, RaceRun};
+use crate::race::judge::{self, Race, RaceRun};
 use crate::strategy::Expectation;
 use crate::sync::Spread;
 
-use crate::report::{expectation_word, ms, table};
+use crate::report::{expectation_word, percentiles, table};
 
 /// What the race did, in one line (the URL as a template: no `{{env:…}}` value shown).
 pub fn headline(settings: &RaceSettings) -> String {
@@ -94,12 +94,8 @@ pub(super) fn reason(status: u16) -> &'static str {
 
 /// The table of one run, or of `--repeat` runs; `interrupted`: Ctrl-C or SIGTERM ended the
 /// runs early, and the one in progress was not judged.
-pub fn write(
-    out: &mut impl Write,
-    settings: &RaceSettings,
-    runs: &[RaceRun],
-    interrupted: bool,
-) -> io::Result<()> {
+pub fn write(out: &mut impl Write, race: &Race<'_>) -> io::Result<()> {
+    let (settings, runs, interrupted) = (race.settings, race.runs, race.interrupted);
     writeln!(out, "{}", headline(settings))?;
     match runs {
         [] => {}
@@ -151,15 +147,7 @@ pub(super) fn write_one(
     for (message, count) in &run.tally.errors {
         writeln!(out, "  {count} × {message}")?;
     }
-    let l = run.latency.summary();
-    writeln!(
-        out,
-        "Latency (ms): p50 {}  p95 {}  p99 {}  max {}",
-        ms(l.p50_ms),
-        ms(l.p95_ms),
-        ms(l.p99_ms),
-        ms(l.max_ms)
-    )?;
+    writeln!(out, "Latency (ms): {}", percentiles(&run.latency))?;
     writeln!(out, "{}", delivery_line(settings, run))?;
     if run.reopened > 0 {
         writeln!(out, "{}", reopened_line(run.reopened))?;

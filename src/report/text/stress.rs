@@ -274,14 +274,10 @@ pub(super) fn write_after_outcomes(out: &mut impl Write, report: &StressReport) 
     }
     writeln!(out, "{state}")?;
 
-    let l = report.latency.summary();
     writeln!(
         out,
-        "Latency per user (ms): p50 {}  p95 {}  p99 {}  max {}  —  {:.1} bookings/s",
-        ms(l.p50_ms),
-        ms(l.p95_ms),
-        ms(l.p99_ms),
-        ms(l.max_ms),
+        "Latency per user (ms): {}  —  {:.1} bookings/s",
+        percentiles(&report.latency),
         report.bookings_per_sec()
     )?;
     write_histogram(out, &report.latency, 6)?;
