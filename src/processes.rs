@@ -111,7 +111,7 @@ impl WorkerReport {
                 .collect(),
             stats: TargetStats {
                 strategy: self.strategy,
-                http: None,
+                remote: None,
             },
             elapsed: Duration::from_micros(self.elapsed_us),
             // Workers record no phases: --timeline and --trace draw one process's race.

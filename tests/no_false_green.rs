@@ -356,8 +356,14 @@ async fn connections_reset_before_the_release_are_reopened_and_every_request_ans
         ],
     )
     .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let body = json(&out);
-    assert_eq!(out.status.code(), Some(0), "{body}{}", text(&out.stderr));
     assert_eq!(body["status_codes"]["200"], 20, "{body}");
     assert_eq!(body["transport_errors"], 0, "{body}");
     // Six reset on purpose; the backlog of 5 may drop more (their bytes never acknowledged).

@@ -12,7 +12,8 @@ use crate::check_db::{CheckDb, CheckDbError, Row, Violation};
 use crate::error::InputError;
 use crate::metrics::Latencies;
 use crate::run::verdict::{self, Kind, Verdict};
-use crate::run::{HttpStats, RaceResult, Tally};
+use crate::run::{RaceResult, Tally};
+use crate::sync::HttpStats;
 use crate::sync::Spread;
 
 /// What a `race` came to, as every output shows it: its settings, the runs judged, and whether
@@ -232,7 +233,11 @@ pub async fn judge(
     if verdicts.is_empty() && successes < settings.min_successes {
         verdicts.push(Verdict::Untested);
     }
-    let http = race.stats.http.unwrap_or_default();
+    let http = race
+        .stats
+        .remote::<HttpStats>()
+        .cloned()
+        .unwrap_or_default();
     Ok(RaceRun {
         run,
         successes,

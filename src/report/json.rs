@@ -2,6 +2,7 @@
 //! contract (docs/cli.md, docs/race.md).
 
 use super::*;
+use crate::sync::HttpStats;
 
 use super::text::race::expect_word;
 use crate::check_db::Violation;
@@ -193,7 +194,10 @@ impl<'a> StressJson<'a> {
         let c = &report.config;
         let headline = report.headline_night();
         let verdicts = report.verdicts();
-        let synced = report.stats.http.as_ref().filter(|h| h.sync.is_some());
+        let synced = report
+            .stats
+            .remote::<HttpStats>()
+            .filter(|h| h.sync.is_some());
         Self {
             mode: c.mode,
             users: c.users,
@@ -255,13 +259,16 @@ impl<'a> StressJson<'a> {
             processes: c.processes,
             per_process: &report.processes,
             lost_workers: &report.lost_workers,
-            status_codes: report.stats.http.as_ref().map(|http| {
+            status_codes: report.stats.remote::<HttpStats>().map(|http| {
                 http.status_codes
                     .iter()
                     .map(|(status, count)| (status.to_string(), *count))
                     .collect()
             }),
-            transport_errors: report.stats.http.as_ref().map(|http| http.transport_errors),
+            transport_errors: report
+                .stats
+                .remote::<HttpStats>()
+                .map(|http| http.transport_errors),
             sync: synced.and_then(|http| http.sync),
             release_spread: synced.map(|http| crate::sync::Spread::of(http.releases_us.clone())),
             arrival_spread: synced.map(|http| crate::sync::Spread::of(http.arrivals_us.clone())),

@@ -34,7 +34,7 @@ use indicatif::ProgressBar;
 pub use judge::{ProcessRow, StressReport, judge, prepare, runs_met};
 pub use plan::StressConfig;
 pub use runner::{Attempt, Burst, Target, Turn, race, sustain};
-pub use tally::{HttpStats, RaceResult, Tally, TargetStats};
+pub use tally::{Counts, RaceResult, Tally, TargetStats};
 pub use verdict::Verdict;
 
 use crate::chaos;

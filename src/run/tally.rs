@@ -96,67 +96,47 @@ impl Tally {
     }
 }
 
-/// What came back over HTTP: responses by status code, and requests that got none.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HttpStats {
-    /// Responses by status code.
-    pub status_codes: BTreeMap<u16, u64>,
-    /// Requests that got no response at all (refused, reset, timed out).
-    pub transport_errors: u64,
-    /// How the burst was released (`stress --target --sync`); `None`: each request sent whole
-    /// over a keep-alive connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync: Option<crate::sync::Sync>,
-    /// Connections the server closed or reset before the release, reopened and pre-sent
-    /// again so that the burst went out whole (`race`).
-    #[serde(default)]
-    pub reopened: u64,
-    /// When each request's last byte was written, in µs on the client's clock (`race`).
-    #[serde(skip)]
-    pub releases_us: Vec<u64>,
-    /// When each request arrived whole, in µs on the server's clock, as its
-    /// `Server-Timing: arrival` said (servers that send it: `serve`).
-    #[serde(skip)]
-    pub arrivals_us: Vec<u64>,
-}
-
-impl HttpStats {
-    pub fn merge(&mut self, other: &HttpStats) {
-        for (status, count) in &other.status_codes {
-            *self.status_codes.entry(*status).or_default() += count;
-        }
-        self.transport_errors += other.transport_errors;
-        self.reopened += other.reopened;
-        self.releases_us.extend(&other.releases_us);
-        self.arrivals_us.extend(&other.arrivals_us);
-    }
-
-    pub fn count(&mut self, status: Option<u16>) {
-        match status {
-            Some(status) => *self.status_codes.entry(status).or_default() += 1,
-            None => self.transport_errors += 1,
-        }
-    }
-}
-
 /// What a target counted over all its users: the strategy's own counters (locks, retries) for
-/// booking-cli's strategies, the status codes for a target reached over HTTP.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// booking-cli's strategies, and whatever a remote target counts in terms of its own (its
+/// transport's answers and delivery: `sync::HttpStats`) — carried through the runner unopened,
+/// for the reports, which know the target.
+#[derive(Debug, Clone, Default)]
 pub struct TargetStats {
     pub strategy: StrategyStats,
-    pub http: Option<HttpStats>,
+    pub remote: Option<Box<dyn Counts>>,
+}
+
+/// A target's own counters, which the runner merges (one per process with `--processes`) but
+/// does not read: each target defines what it counts.
+pub trait Counts: std::fmt::Debug + Send + Sync + 'static {
+    /// Adds `other`'s counts (of the same kind; another kind is ignored).
+    fn merge_from(&mut self, other: &dyn Counts);
+    fn clone_box(&self) -> Box<dyn Counts>;
+    /// For the reader that knows the target: `downcast_ref` to its type.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl Clone for Box<dyn Counts> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
 }
 
 impl TargetStats {
     pub fn merge(&mut self, other: &TargetStats) {
         self.strategy.merge(&other.strategy);
-        self.http = match (self.http.take(), &other.http) {
-            (Some(mut mine), Some(theirs)) => {
-                mine.merge(theirs);
-                Some(mine)
-            }
-            (mine, theirs) => mine.or_else(|| theirs.clone()),
-        };
+        match (&mut self.remote, &other.remote) {
+            (Some(mine), Some(theirs)) => mine.merge_from(theirs.as_ref()),
+            (None, Some(theirs)) => self.remote = Some(theirs.clone_box()),
+            (_, None) => {}
+        }
+    }
+
+    /// The remote target's counts, as the type the reader expects; `None` for another target.
+    pub fn remote<T: Counts>(&self) -> Option<&T> {
+        self.remote
+            .as_deref()
+            .and_then(|counts| counts.as_any().downcast_ref::<T>())
     }
 }
 

@@ -23,7 +23,7 @@ const OPENING_AT_ONCE: usize = 64;
 /// Rounds of reopening the connections a server closed before the release. A server that
 /// closes them faster than they are reopened is raced with the ones that stayed, and the
 /// closed ones are said as failures.
-const REOPEN_ROUNDS: u32 = 3;
+const REOPEN_ROUNDS: u32 = 5;
 /// How long the connections settle after they were pre-sent, before they are checked: a
 /// server that resets a connection (a full accept queue, a per-client limit) does so within
 /// a round trip of accepting it.

@@ -76,8 +76,11 @@ pub struct Held {
     reopened: u32,
 }
 
-/// Tries of a pre-send whose connection the server dropped.
-const PRE_SEND_TRIES: u32 = 3;
+/// Tries of a pre-send whose connection the server dropped, each after a pause a little longer
+/// than the one before ([`PRE_SEND_PAUSE`] × the try): a server whose accept queue was full
+/// has had time to drain it.
+const PRE_SEND_TRIES: u32 = 5;
+const PRE_SEND_PAUSE: Duration = Duration::from_millis(10);
 
 /// Whether the server dropped the connection (reset or closed it) rather than refused it.
 fn dropped(e: &std::io::Error) -> bool {
@@ -148,6 +151,7 @@ impl Held {
                     if reopened < PRE_SEND_TRIES && dropped(&e) =>
                 {
                     reopened += 1;
+                    tokio::time::sleep(PRE_SEND_PAUSE * reopened).await;
                 }
                 other => break other?,
             }

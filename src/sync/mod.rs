@@ -26,7 +26,10 @@
 pub mod delivery;
 pub mod h2;
 pub mod http1;
+pub mod stats;
 pub mod tls;
+
+pub use stats::HttpStats;
 
 use std::time::Duration;
 

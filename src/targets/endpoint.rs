@@ -20,7 +20,8 @@ use crate::domain::Outcome;
 use crate::error::BookingError;
 use crate::http::wire;
 use crate::race::RaceSettings;
-use crate::run::{Attempt, HttpStats, Target, TargetStats, Turn};
+use crate::run::{Attempt, Target, TargetStats, Turn};
+use crate::sync::HttpStats;
 use crate::sync::delivery::{Addressed, Delivery, Origin, Wire};
 use crate::sync::h2::Prepared;
 
@@ -157,11 +158,11 @@ impl Target for EndpointTarget {
     fn stats(&self) -> TargetStats {
         TargetStats {
             strategy: Default::default(),
-            http: Some(HttpStats {
+            remote: Some(Box::new(HttpStats {
                 releases_us: self.delivery.releases_us(),
                 reopened: self.delivery.reopened(),
                 ..self.stats().clone()
-            }),
+            })),
         }
     }
 }

@@ -25,7 +25,8 @@ use crate::domain::{Outcome, RoomId, Stay};
 use crate::error::{BookingError, InputError};
 use crate::http::wire;
 use crate::repo::Repo;
-use crate::run::{Attempt, HttpStats, StressConfig, Target, TargetStats, Turn};
+use crate::run::{Attempt, StressConfig, Target, TargetStats, Turn};
+use crate::sync::HttpStats;
 use crate::sync::delivery::{Addressed, Delivery, Origin, Wire};
 use crate::sync::h2::Prepared;
 use crate::sync::tls::Tls;
@@ -445,7 +446,7 @@ impl Target for ServeTarget {
     fn stats(&self) -> TargetStats {
         TargetStats {
             strategy: Default::default(),
-            http: Some(HttpStats {
+            remote: Some(Box::new(HttpStats {
                 sync: self.delivery.as_ref().map(Delivery::sync),
                 releases_us: self
                     .delivery
@@ -457,7 +458,7 @@ impl Target for ServeTarget {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .clone()
-            }),
+            })),
         }
     }
 }

@@ -62,7 +62,7 @@ impl Target for StrategyTarget {
     fn stats(&self) -> TargetStats {
         TargetStats {
             strategy: self.strategy.stats(),
-            http: None,
+            remote: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! figures, the latency, the verdict line.
 
 use super::*;
+use crate::sync::HttpStats;
 
 /// The outcome table, the final state read from the database, the figures, the verdict line.
 pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<()> {
@@ -20,7 +21,7 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
         ),
         None => processes,
     };
-    let http = report.stats.http.as_ref();
+    let http = report.stats.remote::<HttpStats>();
     let hold = if c.servers > 0 {
         // The hold is the servers' own (`serve --hold-ms`).
         let sync = http
@@ -47,7 +48,7 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
     )?;
 
     let t = &report.tally;
-    if let Some(http) = &report.stats.http {
+    if let Some(http) = report.stats.remote::<HttpStats>() {
         write_status_codes(out, http, t)?;
     } else {
         write_outcomes(out, c, t)?;
@@ -59,7 +60,7 @@ pub fn write_stress(out: &mut impl Write, report: &StressReport) -> io::Result<(
 /// then the messages of the users that failed.
 pub(super) fn write_status_codes(
     out: &mut impl Write,
-    http: &crate::run::HttpStats,
+    http: &HttpStats,
     t: &Tally,
 ) -> io::Result<()> {
     let mut codes = table(vec!["HTTP status (as the server answered)", "Responses"]);
@@ -351,7 +352,7 @@ pub(super) fn write_after_outcomes(out: &mut impl Write, report: &StressReport) 
     if let Some(why) = report.unaccounted() {
         writeln!(out, "Unaccounted: {why}")?;
     }
-    if let Some(http) = report.stats.http.as_ref()
+    if let Some(http) = report.stats.remote::<HttpStats>()
         && let Some(sync) = http.sync
     {
         let release = crate::sync::Spread::of(http.releases_us.clone());
