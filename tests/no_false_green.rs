@@ -230,6 +230,26 @@ async fn every_request_a_500_is_not_met_says_why_and_is_counted_once() {
         ),
         "{stdout}"
     );
+    // Nor is a burst that only failed the race reproduced: UNTESTED under --expect violated
+    // is not met.
+    let out = race(
+        &server.base,
+        &[
+            "--users",
+            "5",
+            "--max-successes",
+            "5",
+            "--expect",
+            "violated",
+        ],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("Verdict: UNTESTED") && stdout.contains("expected violated: NOT met"),
+        "{stdout}"
+    );
     let mut allowed = flags.to_vec();
     allowed.extend(["--allow-errors", "5"]);
     let out = race(&server.base, &allowed).await;
