@@ -664,7 +664,9 @@ fn across_three_replicas_mutex_overbooks_and_locked_holds() {
 fn sigterm_with_ten_bookings_in_flight_answers_them_all_and_exits_0() {
     let cli = Cli::new();
     cli.reset();
-    let server = ServeProcess::start(&cli, &["--mode", "locked", "--hold-ms", "500"]);
+    // The hold outlasts the wait below by far: on a loaded machine (the whole suite at once, a
+    // debug build) a client thread can take a few hundred milliseconds to connect.
+    let server = ServeProcess::start(&cli, &["--mode", "locked", "--hold-ms", "1500"]);
     let base = server.base.clone();
     let clients: Vec<_> = (0..10)
         .map(|i| {
@@ -681,7 +683,7 @@ fn sigterm_with_ten_bookings_in_flight_answers_them_all_and_exits_0() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(250));
+    std::thread::sleep(Duration::from_millis(700));
     let (status, stderr) = server.terminate();
     let answers: Vec<_> = clients
         .into_iter()
