@@ -14,7 +14,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Completions { shell } => return cmd::docs::completions(*shell),
         Command::Man => return cmd::docs::man(),
         // `race` reaches someone else's service and database, never booking-cli's own.
-        Command::Race(args) => return cmd::race::run(args).await,
+        Command::Race(args) => return cmd::race::run(args, cli.verbose).await,
         _ => {}
     }
     let connection = Connection::from_args(&cli.connection).map_err(anyhow::Error::new)?;

@@ -15,8 +15,12 @@ Examples:
       --check \"select sku, sold, capacity from stock where sold > capacity\"
       --count \"select count(*) from orders where sku = 42\"        (one command)
   booking-cli race --url http://127.0.0.1:8000/book -H 'Authorization: Bearer {{env:TOKEN}}' ...
+  booking-cli race --config shop.toml --success 302 --success-header 'Location: ^/orders/' -v
 
-Placeholders in --url, -H and -d: {{uuid}} {{user}} {{run}} {{env:NAME}} (env values are masked).
+Placeholders in --url, -H, -d and --form: {{uuid}} {{user}} {{run}} {{env:NAME}} (env values are
+masked), a --users-file column, a value a [[prepare]] step extracted. Settings: a flag, else
+--config, else the environment. -v prints each answer (status, Location, the body's start);
+-vv the [[prepare]] steps' too.
 Verdicts: VIOLATED (a --check returned rows, or successes > --max-successes), UNACCOUNTED (--count
 disagrees with the successes acknowledged), UNTESTED (nothing broke, but fewer than
 --min-successes requests succeeded), HELD (the checks found nothing). Held is met only with at
@@ -44,15 +48,39 @@ pub struct RaceArgs {
     pub data: Option<String>,
 
     /// The request body, read from FILE (placeholders allowed)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "form")]
     pub data_file: Option<std::path::PathBuf>,
+
+    /// A form field, 'name=value' (repeatable; placeholders allowed in the value): the body is
+    /// sent url-encoded, as application/x-www-form-urlencoded
+    #[arg(long, value_name = "NAME=VALUE", conflicts_with = "data")]
+    pub form: Vec<String>,
 
     /// Statuses that count as an acknowledged success, e.g. 201,200 [default: any 2xx]
     #[arg(long, value_name = "CODES", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(100..=599), help_heading = "Burst")]
     pub success: Vec<u16>,
 
-    /// Attempts in the burst, each on a connection of its own opened before the start
-    /// [default: 20]
+    /// A success must also carry this header matching REGEX, 'Name: REGEX' (repeatable), e.g.
+    /// 'Location: ^/orders/' when a sale and a sell-out are both 302s. Redirects are never
+    /// followed
+    #[arg(long, value_name = "HEADER", help_heading = "Burst")]
+    pub success_header: Vec<String>,
+
+    /// A success's body must also match REGEX (its first 64 KiB)
+    #[arg(long, value_name = "REGEX", help_heading = "Burst")]
+    pub success_body: Option<String>,
+
+    /// Each user's row of placeholders: a CSV file with a header row ({{username}},
+    /// {{password}}); user i gets row i
+    #[arg(long, value_name = "FILE", help_heading = "Burst")]
+    pub users_file: Option<std::path::PathBuf>,
+
+    /// Deadline of every user's [[prepare]] steps together [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Burst")]
+    pub prepare_timeout: Option<std::time::Duration>,
+
+    /// Users in the burst, each sending its request on a connection of its own opened before
+    /// the start (with [[request]] entries in --config: each sends theirs) [default: 20]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000), help_heading = "Burst")]
     pub users: Option<u32>,
 
@@ -86,14 +114,9 @@ pub struct RaceArgs {
     #[arg(long, value_name = "FILE", help_heading = "Burst")]
     pub cacert: Option<std::path::PathBuf>,
 
-    /// The service's own PostgreSQL, read only through the checks
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "CHECK_DATABASE_URL",
-        hide_env_values = true,
-        help_heading = "Invariant"
-    )]
+    /// The service's own PostgreSQL, read only through the checks; else check-db in --config,
+    /// else $CHECK_DATABASE_URL
+    #[arg(long, value_name = "URL", help_heading = "Invariant")]
     pub check_db: Option<String>,
 
     /// A query whose every row is a violation (repeatable); runs in a READ ONLY transaction
@@ -133,9 +156,14 @@ pub struct RaceArgs {
     #[arg(long, value_enum, help_heading = "Invariant")]
     pub expect: Option<RaceExpect>,
 
-    /// A TOML file holding any of these settings (flags override it)
+    /// A TOML file holding any of these settings, and [[prepare]] steps and [[request]]
+    /// entries (flags override it; it overrides the environment)
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub config: Option<std::path::PathBuf>,
+
+    /// The JUnit suite's name [default: the --config file's stem]
+    #[arg(long, value_name = "NAME", help_heading = "Output")]
+    pub name: Option<String>,
 
     /// Print one JSON document instead of the tables
     #[arg(long, help_heading = "Output")]

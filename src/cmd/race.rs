@@ -26,8 +26,8 @@ use crate::targets::EndpointTarget;
 use super::finish_output;
 use crate::stop::Stop;
 
-pub async fn run(args: &RaceArgs) -> anyhow::Result<Exit> {
-    let mut settings = RaceSettings::from_args(args)?;
+pub async fn run(args: &RaceArgs, verbose: u8) -> anyhow::Result<Exit> {
+    let mut settings = RaceSettings::from_args(args, verbose)?;
     if settings.sync == Sync::SinglePacket {
         settings.sync = single_packet_or_fallback(&settings).await?;
     }
@@ -131,18 +131,30 @@ fn stop_on_signals() -> Stop {
     stop
 }
 
-/// Single-packet where the server speaks HTTP/2 ([`crate::sync::settle_single_packet`]).
+/// Single-packet where every server of the burst speaks HTTP/2
+/// ([`crate::sync::settle_single_packet`]); under `auto`, one that does not makes the whole
+/// burst last-byte (one release, one mode).
 async fn single_packet_or_fallback(settings: &RaceSettings) -> anyhow::Result<Sync> {
-    let origin = &settings.request.url.origin;
     let tls = settings.tls.as_ref().map(|t| &t.h2);
-    let (sync, note) =
-        crate::sync::settle_single_packet(origin, tls, settings.timeout, settings.sync_asked)
-            .await
-            .map_err(crate::sync::SettleError::surface)?;
-    if let Some(note) = note {
-        eprintln!("{note}");
+    let mut origins: Vec<&crate::sync::delivery::Origin> = Vec::new();
+    for request in &settings.requests {
+        if !origins.contains(&&request.template.url.origin) {
+            origins.push(&request.template.url.origin);
+        }
     }
-    Ok(sync)
+    for origin in origins {
+        let (sync, note) =
+            crate::sync::settle_single_packet(origin, tls, settings.timeout, settings.sync_asked)
+                .await
+                .map_err(crate::sync::SettleError::surface)?;
+        if let Some(note) = note {
+            eprintln!("{note}");
+        }
+        if sync != Sync::SinglePacket {
+            return Ok(sync);
+        }
+    }
+    Ok(Sync::SinglePacket)
 }
 
 /// Every run: setup, count before, connections, burst, judgement.
@@ -171,11 +183,11 @@ async fn races(
             .map_err(check_db_error)?;
         let target = Arc::new(EndpointTarget::new(Arc::clone(settings), run));
         target
-            .warm_up(settings.users)
+            .warm_up(settings.burst_size())
             .await
-            .with_context(|| format!("run {run}: nothing was sent"))?;
+            .with_context(|| format!("run {run}: the burst was not sent"))?;
         let burst = Burst {
-            users: settings.users,
+            users: settings.burst_size(),
             first_user: 0,
             record: false,
         };

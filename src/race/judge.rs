@@ -60,6 +60,11 @@ impl RaceRun {
         verdict::join(&self.verdicts, Kind::Sql)
     }
 
+    /// Answers that were neither a success nor a failure of the server's.
+    pub fn refused(&self) -> u64 {
+        self.http.by_request.iter().map(|r| r.refused).sum()
+    }
+
     /// Requests that got no answer, or a 5xx: each may or may not have written.
     pub fn indeterminate(&self) -> u32 {
         self.tally.error_count()
@@ -84,7 +89,7 @@ impl RaceRun {
             why.push(format!(
                 "{} of {} request(s) succeeded, fewer than --min-successes {} ({}): nothing was tested",
                 self.successes,
-                settings.users,
+                settings.burst_size(),
                 settings.min_successes,
                 self.statuses()
             ));

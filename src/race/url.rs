@@ -2,7 +2,7 @@
 //! and the authority, fixed — and its path and query, a template expanded per user. Placeholders
 //! belong in the path and the query: a burst goes to one server.
 
-use super::template::Template;
+use super::template::{Parsing, Scope, Template};
 use crate::error::InputError;
 use crate::sync::delivery::Origin;
 
@@ -23,41 +23,39 @@ impl EndpointUrl {
     /// `http://` or `https://` URL with a host, without credentials (they belong in a header,
     /// from the environment: a URL is printed, and sits on command lines), and without
     /// placeholders in its authority.
-    pub fn parse(
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-        secrets: &mut Vec<String>,
-    ) -> Result<Self, InputError> {
+    pub fn parse(text: &str, flag: &str, parsing: &mut Parsing<'_>) -> Result<Self, InputError> {
         let bad = |why: String| InputError::Invalid(why);
-        let whole = Template::parse(text, "--url", env, secrets)?;
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| bad("--url is not a URL: no scheme (http:// or https://)".to_owned()))?;
+        let whole = Template::parse(text, flag, parsing)?;
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            bad(format!(
+                "{flag} is not a URL: no scheme (http:// or https://)"
+            ))
+        })?;
         let https = match scheme.to_ascii_lowercase().as_str() {
             "http" => false,
             "https" => true,
             other => {
                 return Err(bad(format!(
-                    "--url must be http:// or https://, not {other}://"
+                    "{flag} must be http:// or https://, not {other}://"
                 )));
             }
         };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(end);
         if authority.contains("{{") {
-            return Err(bad(
-                "--url: placeholders go in the path and the query, not in the host: a burst goes to one server".to_owned(),
-            ));
+            return Err(bad(format!(
+                "{flag}: placeholders go in the path and the query, not in the host: a burst goes to one server"
+            )));
         }
         let base = url::Url::parse(&format!("{scheme}://{authority}/"))
-            .map_err(|e| bad(format!("--url is not a URL: {e}")))?;
+            .map_err(|e| bad(format!("{flag} is not a URL: {e}")))?;
         if base.host_str().is_none_or(str::is_empty) {
-            return Err(bad("--url has no host".to_owned()));
+            return Err(bad(format!("{flag} has no host")));
         }
         if !base.username().is_empty() || base.password().is_some() {
-            return Err(bad(
-                "--url must not carry credentials: send them in a header from the environment, e.g. -H 'Authorization: Bearer {{env:TOKEN}}'".to_owned(),
-            ));
+            return Err(bad(format!(
+                "{flag} must not carry credentials: send them in a header from the environment, e.g. -H 'Authorization: Bearer {{{{env:TOKEN}}}}'"
+            )));
         }
         let path = path.split('#').next().unwrap_or_default();
         let path = if path.is_empty() || path.starts_with('?') {
@@ -65,13 +63,13 @@ impl EndpointUrl {
         } else {
             path.to_owned()
         };
-        let path = Template::parse(&path, "--url", env, &mut Vec::new())?;
+        let path = Template::parse(&path, flag, parsing)?;
         // A request line carries the path as written: what a URL parser would rewrite
         // (a space, a non-ASCII character) must be percent-encoded by the user.
-        let sample = path.expand(0, 1);
+        let sample = path.expand(&Scope::bare(0, 1));
         let parsed = base
             .join(&sample)
-            .map_err(|e| bad(format!("--url is not a URL: {e}")))?;
+            .map_err(|e| bad(format!("{flag} is not a URL: {e}")))?;
         let mut normal = parsed.path().to_owned();
         if let Some(query) = parsed.query() {
             normal.push('?');
@@ -79,7 +77,7 @@ impl EndpointUrl {
         }
         if normal != sample {
             return Err(bad(format!(
-                "--url: the path and query must be written as they are sent, percent-encoded ('{normal}')"
+                "{flag}: the path and query must be written as they are sent, percent-encoded ('{normal}')"
             )));
         }
         Ok(Self {
@@ -100,9 +98,9 @@ impl EndpointUrl {
         self.whole.display()
     }
 
-    /// The whole URL for `user` in run `run`.
-    pub fn expand(&self, user: u32, run: u32) -> String {
-        self.whole.expand(user, run)
+    /// The whole URL for `scope`.
+    pub fn expand(&self, scope: &Scope<'_>) -> String {
+        self.whole.expand(scope)
     }
 }
 
@@ -111,7 +109,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<EndpointUrl, InputError> {
-        EndpointUrl::parse(text, &|_| None, &mut Vec::new())
+        EndpointUrl::parse(text, "--url", &mut Parsing::new(&|_| None))
     }
 
     #[test]
@@ -120,9 +118,10 @@ mod tests {
         assert!(url.https);
         assert_eq!(url.origin.authority, "shop.test:8443");
         assert_eq!(url.origin.port, 8443);
-        assert_eq!(url.path.expand(3, 2), "/v1/orders/3?run=2");
-        assert_eq!(parse("http://h").unwrap().path.expand(0, 1), "/");
-        assert_eq!(parse("http://h?x=1").unwrap().path.expand(0, 1), "/?x=1");
+        let expand = |url: EndpointUrl, user, run| url.path.expand(&Scope::bare(user, run));
+        assert_eq!(expand(url, 3, 2), "/v1/orders/3?run=2");
+        assert_eq!(expand(parse("http://h").unwrap(), 0, 1), "/");
+        assert_eq!(expand(parse("http://h?x=1").unwrap(), 0, 1), "/?x=1");
     }
 
     #[test]

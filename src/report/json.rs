@@ -333,9 +333,14 @@ pub struct RaceJson<'a> {
     pub verdict: String,
     pub expected: &'static str,
     pub expectation_met: bool,
+    /// The race's name (`--name`, the config file's stem).
+    pub name: &'a str,
     pub users: u32,
-    /// Acknowledged successes (statuses in `--success`).
+    /// Acknowledged successes (as each request's `success` says).
     pub successes: u32,
+    /// Per request of the burst (`[[request]]` names; `request` for the one-request form):
+    /// `{name, sent, successes, refused, errors, status_codes, latency_ms: {p50, max}}`.
+    pub requests: Vec<RequestJson>,
     /// Responses by status code.
     pub status_codes: BTreeMap<String, u64>,
     /// Requests that got no response (refused, reset, timed out).
@@ -353,6 +358,9 @@ pub struct RaceJson<'a> {
     pub caveat: Option<String>,
     /// Connections the server closed before the release, reopened before the burst.
     pub reopened: u32,
+    /// Requests the server answered before their last byte was sent (it does not wait for
+    /// the body): the release did not hold them back.
+    pub answered_early: u64,
     /// Ctrl-C or SIGTERM ended the runs early: the run in progress was not judged.
     pub interrupted: bool,
     /// Runs finished and judged (with `interrupted`, fewer than `--repeat`).
@@ -379,14 +387,50 @@ pub struct RaceJson<'a> {
     pub verdict_counts: Option<BTreeMap<String, u32>>,
 }
 
+/// One request of a burst, in `race --json`.
+#[derive(Debug, Serialize)]
+pub struct RequestJson {
+    pub name: String,
+    pub sent: u64,
+    pub successes: u64,
+    pub refused: u64,
+    /// No answer, or a 5xx.
+    pub errors: u64,
+    pub status_codes: BTreeMap<String, u64>,
+    /// `{p50, max}` from the release to the answer; `null` when none was sent.
+    pub latency_ms: Option<BTreeMap<&'static str, f64>>,
+}
+
+impl RequestJson {
+    fn of(counts: &crate::sync::stats::RequestCounts) -> Self {
+        Self {
+            name: counts.name.clone(),
+            sent: counts.sent,
+            successes: counts.successes,
+            refused: counts.refused,
+            errors: counts.errors,
+            status_codes: counts
+                .status_codes
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
+            latency_ms: counts
+                .latency_ms()
+                .map(|(p50, max)| BTreeMap::from([("p50", p50), ("max", max)])),
+        }
+    }
+}
+
 impl<'a> RaceJson<'a> {
-    fn of_run(settings: &RaceSettings, run: &'a RaceRun) -> Self {
+    fn of_run(settings: &'a RaceSettings, run: &'a RaceRun) -> Self {
         Self {
             verdict: run.verdict(),
             expected: expect_word(settings.expect),
             expectation_met: run.expectation_met(settings),
+            name: &settings.name,
             users: settings.users,
             successes: run.successes,
+            requests: run.http.by_request.iter().map(RequestJson::of).collect(),
             status_codes: run
                 .http
                 .status_codes
@@ -400,6 +444,7 @@ impl<'a> RaceJson<'a> {
             allow_errors: settings.allow_errors,
             caveat: run.caveat(settings),
             reopened: run.reopened,
+            answered_early: run.http.answered_early,
             interrupted: false,
             runs_judged: 1,
             violations: &run.violations,
@@ -441,13 +486,15 @@ impl<'a> RaceJson<'a> {
     }
 
     /// No run finished: nothing to show but that.
-    fn nothing(settings: &RaceSettings) -> Self {
+    fn nothing(settings: &'a RaceSettings) -> Self {
         Self {
             verdict: "INTERRUPTED".to_owned(),
             expected: expect_word(settings.expect),
             expectation_met: false,
+            name: &settings.name,
             users: settings.users,
             successes: 0,
+            requests: Vec::new(),
             status_codes: BTreeMap::new(),
             transport_errors: 0,
             errors: 0,
@@ -456,6 +503,7 @@ impl<'a> RaceJson<'a> {
             allow_errors: settings.allow_errors,
             caveat: Some("interrupted before any run finished".to_owned()),
             reopened: 0,
+            answered_early: 0,
             interrupted: true,
             runs_judged: 0,
             violations: &[],

@@ -27,6 +27,8 @@ pub struct Case {
     pub name: String,
     pub seconds: f64,
     pub outcome: CaseOutcome,
+    /// The case's figures, shown whatever its outcome (`<system-out>`).
+    pub output: Option<String>,
 }
 
 /// How a case ended.
@@ -73,12 +75,17 @@ pub fn write(out: &mut impl Write, suite: &Suite) -> io::Result<()> {
             xml(&case.name),
             case.seconds
         );
+        if matches!(case.outcome, CaseOutcome::Passed) && case.output.is_none() {
+            doc.push_str("/>\n");
+            continue;
+        }
+        doc.push_str(">\n");
         match &case.outcome {
-            CaseOutcome::Passed => doc.push_str("/>\n"),
+            CaseOutcome::Passed => {}
             CaseOutcome::Failed { message, details } => {
                 let _ = writeln!(
                     doc,
-                    ">\n      <failure type=\"expectation\" message=\"{}\">{}</failure>\n    </testcase>",
+                    "      <failure type=\"expectation\" message=\"{}\">{}</failure>",
                     xml(message),
                     xml(details)
                 );
@@ -90,13 +97,17 @@ pub fn write(out: &mut impl Write, suite: &Suite) -> io::Result<()> {
             } => {
                 let _ = writeln!(
                     doc,
-                    ">\n      <error type=\"{}\" message=\"{}\">{}</error>\n    </testcase>",
+                    "      <error type=\"{}\" message=\"{}\">{}</error>",
                     xml(kind),
                     xml(message),
                     xml(details)
                 );
             }
         }
+        if let Some(output) = &case.output {
+            let _ = writeln!(doc, "      <system-out>{}</system-out>", xml(output));
+        }
+        doc.push_str("    </testcase>\n");
     }
     doc.push_str("  </testsuite>\n</testsuites>\n");
     out.write_all(doc.as_bytes())
@@ -148,6 +159,7 @@ pub fn write_stress(out: &mut impl Write, reports: &[StressReport], repeat: u32)
                     details: figures(r),
                 }
             },
+            output: None,
         })
         .collect();
     write(
@@ -185,6 +197,7 @@ pub fn write_race(out: &mut impl Write, race: &Race<'_>) -> io::Result<()> {
                     details: race_figures(settings, run),
                 }
             },
+            output: Some(race_figures(settings, run)),
         })
         .collect();
     if interrupted {
@@ -196,12 +209,13 @@ pub fn write_race(out: &mut impl Write, race: &Race<'_>) -> io::Result<()> {
                 message: "interrupted (Ctrl-C or SIGTERM)".to_owned(),
                 details: interrupted_line(settings, runs),
             },
+            output: None,
         });
     }
     write(
         out,
         &Suite {
-            name: "booking-cli race".to_owned(),
+            name: settings.name.clone(),
             classname: "booking-cli.race".to_owned(),
             cases,
         },
@@ -219,6 +233,16 @@ fn race_figures(settings: &RaceSettings, run: &RaceRun) -> String {
     if let Some(why) = run.caveat(settings) {
         figures.push_str(": ");
         figures.push_str(&why);
+    }
+    // Per request of a burst with several: which of them got through.
+    if settings.several() {
+        for request in &run.http.by_request {
+            let _ = write!(
+                figures,
+                "; {}: {} sent, {} succeeded, {} refused, {} without an answer or with a 5xx",
+                request.name, request.sent, request.successes, request.refused, request.errors
+            );
+        }
     }
     figures
 }

@@ -81,6 +81,21 @@ pub fn write_race(out: &mut impl Write, race: &Race<'_>) -> io::Result<()> {
             run.verdict()
         );
     }
+    if settings.several() {
+        let mut all = crate::sync::HttpStats::default();
+        for run in runs {
+            all.merge(&run.http);
+        }
+        doc.push_str("\n| request | sent | successes | refused | no answer / 5xx | p50 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        for request in &all.by_request {
+            let (p50, max) = request.latency_ms().unwrap_or_default();
+            let _ = writeln!(
+                doc,
+                "| `{}` | {} | {} | {} | {} | {p50:.1} | {max:.1} |",
+                request.name, request.sent, request.successes, request.refused, request.errors
+            );
+        }
+    }
     let _ = writeln!(
         doc,
         "\nExpected {}: {}",

@@ -116,6 +116,8 @@ pub struct Delivery {
     released: OnceCell<(tokio::time::Instant, Vec<Option<String>>)>,
     /// Connections reopened because the server closed them before the release.
     reopened: std::sync::atomic::AtomicU64,
+    /// Requests the server answered before their held bytes were sent.
+    answered_early: std::sync::atomic::AtomicU64,
     /// When each held part was written, in µs from `origin`.
     releases_us: Mutex<Vec<u64>>,
     origin: Instant,
@@ -129,6 +131,7 @@ impl Delivery {
             packets: AsyncMutex::new(Vec::new()),
             released: OnceCell::new(),
             reopened: std::sync::atomic::AtomicU64::new(0),
+            answered_early: std::sync::atomic::AtomicU64::new(0),
             releases_us: Mutex::default(),
             origin: Instant::now(),
         }
@@ -182,18 +185,21 @@ impl Delivery {
             }
         }
         self.reopen_closed().await;
-        let mut reopened = 0;
+        let (mut reopened, mut early) = (0, 0);
         for slot in &self.ready {
             if let Some(Ready::Http1(held)) = slot.lock().await.as_ref() {
                 reopened += u64::from(held.reopened());
+                early += u64::from(held.answered_early());
             }
         }
         self.reopened
             .store(reopened, std::sync::atomic::Ordering::Relaxed);
+        self.answered_early
+            .store(early, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
-    /// Reopens the connections the server closed (or reset, or answered early) before the
+    /// Reopens the connections the server closed (or reset) before the
     /// release — a server with a small accept backlog resets some of twenty connections
     /// opened at once — so that the burst goes out whole. Bounded: [`REOPEN_ROUNDS`] rounds;
     /// a connection still closed then fails at the release, and is said as a failure.
@@ -222,6 +228,13 @@ impl Delivery {
     /// How many connections were reopened before the release.
     pub fn reopened(&self) -> u64 {
         self.reopened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many requests the server answered before the release: it acts before a request is
+    /// complete (a handler that never reads the body), so holding a byte back held nothing.
+    pub fn answered_early(&self) -> u64 {
+        self.answered_early
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A request on a connection of its own, sent up to what the sync mode holds back.

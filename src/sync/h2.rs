@@ -385,11 +385,13 @@ impl Stream {
         // h2 hands over the final response only: interim 1xx HEADERS are not a response.
         let response = self.response.await?;
         let status = response.status().as_u16();
-        let server_timing = response
+        let headers = response
             .headers()
-            .get("server-timing")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
         let mut body = response.into_body();
         let mut kept = Vec::new();
         while let Some(chunk) = body.data().await {
@@ -400,7 +402,7 @@ impl Stream {
         }
         Ok(Answer {
             status,
-            server_timing,
+            headers,
             body: kept,
         })
     }

@@ -26,10 +26,34 @@ pub const MAX_ANSWER: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
-    /// The `Server-Timing` header, when the server sent one.
-    pub server_timing: Option<String>,
+    /// Every header of the final answer, in order, names lower-cased (values that are not
+    /// UTF-8 are left out).
+    pub headers: Vec<(String, String)>,
     /// The body, or as much of it as came within [`MAX_ANSWER`] bytes of the answer.
     pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name` (any case), in order: `Set-Cookie` comes several times.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `Server-Timing`, when the server sent one.
+    pub fn server_timing(&self) -> Option<&str> {
+        self.header("server-timing")
+    }
 }
 
 /// The bytes of one request.
@@ -171,13 +195,20 @@ impl Held {
         self.reopened
     }
 
-    /// Whether the server closed (or reset, or answered) this connection before its request
-    /// was complete — a read that does not wait; a live connection that sent nothing is
-    /// pending — or never took it: bytes pre-sent that its TCP has not acknowledged. A
-    /// listener whose accept queue was full when the handshake ended drops the connection's
-    /// segments (it is not established on the server's side) and resets it later, when the
-    /// burst comes; on loopback, a taken connection acknowledges within microseconds.
+    /// Whether the server closed (or reset) this connection before its request was complete
+    /// — a read that does not wait; a live connection that sent nothing is pending — or never
+    /// took it: bytes pre-sent that its TCP has not acknowledged. A listener whose accept
+    /// queue was full when the handshake ended drops the connection's segments (it is not
+    /// established on the server's side) and resets it later, when the burst comes; on
+    /// loopback, a taken connection acknowledges within microseconds.
+    ///
+    /// A server that *answered* already is not closed: it acted on the request without
+    /// waiting for its body (a handler that never reads it), so the request was processed —
+    /// sending it again would process it twice. Its answer is kept ([`Held::answered_early`]).
     pub fn closed_early(&mut self) -> bool {
+        if !self.early.is_empty() {
+            return false;
+        }
         if unacknowledged(self.fd).is_some_and(|queued| queued > 0) {
             return true;
         }
@@ -187,9 +218,15 @@ impl Held {
             Some(Ok(0) | Err(_)) => true,
             Some(Ok(n)) => {
                 self.early.extend_from_slice(&chunk[..n]);
-                true
+                false
             }
         }
+    }
+
+    /// Whether the server answered before the held bytes were sent: it did not wait for the
+    /// request to be complete, so the release could not hold it back.
+    pub fn answered_early(&self) -> bool {
+        !self.early.is_empty()
     }
 
     /// Opens the connection again and pre-sends the same bytes, held back as before.
@@ -203,15 +240,23 @@ impl Held {
         Ok(())
     }
 
-    /// Writes what was held back (once); returns when it was written.
+    /// Writes what was held back (once); returns when it was written. A connection already
+    /// answered takes the bytes or not: its answer is in, and the server may have closed.
     pub async fn release(&mut self) -> std::io::Result<Instant> {
         let rest = std::mem::take(&mut self.rest);
-        if !rest.is_empty() {
-            self.stream.write_all(&rest).await?;
+        let written = async {
+            if !rest.is_empty() {
+                self.stream.write_all(&rest).await?;
+            }
+            let released = Instant::now();
+            self.stream.flush().await?;
+            Ok(released)
         }
-        let released = Instant::now();
-        self.stream.flush().await?;
-        Ok(released)
+        .await;
+        match written {
+            Err(_) if !self.early.is_empty() => Ok(Instant::now()),
+            other => other,
+        }
     }
 
     /// Reads the final answer: interim (1xx) answers skipped, the body read as its framing
@@ -240,7 +285,7 @@ impl Held {
             };
             return Ok(Answer {
                 status: head.status,
-                server_timing: head.server_timing,
+                headers: head.headers,
                 body,
             });
         }
@@ -285,7 +330,7 @@ enum Framing {
 #[derive(Debug)]
 struct Head {
     status: u16,
-    server_timing: Option<String>,
+    headers: Vec<(String, String)>,
     framing: Framing,
 }
 
@@ -500,9 +545,17 @@ fn parse_head(bytes: &[u8]) -> Result<Head, TransportError> {
             None => Framing::UntilClose,
         }
     };
+    let headers = response
+        .headers
+        .iter()
+        .filter_map(|h| {
+            let value = std::str::from_utf8(h.value).ok()?;
+            Some((h.name.to_ascii_lowercase(), value.trim().to_owned()))
+        })
+        .collect();
     Ok(Head {
         status,
-        server_timing: find("server-timing").first().map(|v| (*v).to_owned()),
+        headers,
         framing,
     })
 }
@@ -533,7 +586,11 @@ mod tests {
         let head = parse_head(b"HTTP/1.1 409 Conflict\r\ncontent-length: 4\r\nServer-Timing: arrival;desc=\"9\"\r\n\r\n").unwrap();
         assert_eq!(head.status, 409);
         assert_eq!(head.framing, Framing::Length(4));
-        assert_eq!(head.server_timing.as_deref(), Some("arrival;desc=\"9\""));
+        let server_timing = head.headers.iter().find(|(n, _)| n == "server-timing");
+        assert_eq!(
+            server_timing.map(|(_, v)| v.as_str()),
+            Some("arrival;desc=\"9\"")
+        );
         let chunked =
             parse_head(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
         assert_eq!(chunked.framing, Framing::Chunked);

@@ -24,6 +24,7 @@
 //! the release over the scheduler's wake-ups, which is what the gate is there to avoid.
 
 pub mod delivery;
+pub mod exchange;
 pub mod h2;
 pub mod http1;
 pub mod stats;

@@ -22,6 +22,10 @@ pub struct HttpStats {
     /// again so that the burst went out whole (`race`).
     #[serde(default)]
     pub reopened: u64,
+    /// Requests answered before their held bytes were sent: the server did not wait for the
+    /// request to be complete, so the release did not hold them back (`race`).
+    #[serde(default)]
+    pub answered_early: u64,
     /// When each request's last byte was written, in µs on the client's clock (`race`).
     #[serde(skip)]
     pub releases_us: Vec<u64>,
@@ -29,6 +33,56 @@ pub struct HttpStats {
     /// `Server-Timing: arrival` said (servers that send it: `serve`).
     #[serde(skip)]
     pub arrivals_us: Vec<u64>,
+    /// Per request of a `race` burst, in the order of its `[[request]]` entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_request: Vec<RequestCounts>,
+}
+
+/// What one request of a burst came to: how many were sent, their successes (as its
+/// `success` says), refusals and failures, its statuses and its latencies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub name: String,
+    pub sent: u64,
+    pub successes: u64,
+    pub refused: u64,
+    /// No answer, or a 5xx.
+    pub errors: u64,
+    pub status_codes: BTreeMap<u16, u64>,
+    /// From the barrier to the answer read, in µs.
+    #[serde(skip)]
+    pub latencies_us: Vec<u64>,
+}
+
+impl RequestCounts {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    fn merge(&mut self, other: &RequestCounts) {
+        self.sent += other.sent;
+        self.successes += other.successes;
+        self.refused += other.refused;
+        self.errors += other.errors;
+        for (status, count) in &other.status_codes {
+            *self.status_codes.entry(*status).or_default() += count;
+        }
+        self.latencies_us.extend(&other.latencies_us);
+    }
+
+    /// The median and the slowest latency, in ms.
+    pub fn latency_ms(&self) -> Option<(f64, f64)> {
+        let mut all = self.latencies_us.clone();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_unstable();
+        let ms = |us: u64| us as f64 / 1000.0;
+        Some((ms(all[all.len() / 2]), ms(all[all.len() - 1])))
+    }
 }
 
 impl HttpStats {
@@ -38,8 +92,40 @@ impl HttpStats {
         }
         self.transport_errors += other.transport_errors;
         self.reopened += other.reopened;
+        self.answered_early += other.answered_early;
         self.releases_us.extend(&other.releases_us);
         self.arrivals_us.extend(&other.arrivals_us);
+        for theirs in &other.by_request {
+            match self.by_request.iter_mut().find(|r| r.name == theirs.name) {
+                Some(ours) => ours.merge(theirs),
+                None => self.by_request.push(theirs.clone()),
+            }
+        }
+    }
+
+    /// An answer (or none) to request `index` of a `race` burst, after `took`.
+    pub fn count_request(
+        &mut self,
+        index: usize,
+        status: Option<u16>,
+        success: bool,
+        took: std::time::Duration,
+    ) {
+        self.count(status);
+        if let Some(counts) = self.by_request.get_mut(index) {
+            counts.sent += 1;
+            match status {
+                _ if success => counts.successes += 1,
+                Some(status) if status < 500 => counts.refused += 1,
+                _ => counts.errors += 1,
+            }
+            if let Some(status) = status {
+                *counts.status_codes.entry(status).or_default() += 1;
+            }
+            counts
+                .latencies_us
+                .push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        }
     }
 
     pub fn count(&mut self, status: Option<u16>) {

@@ -7,145 +7,200 @@
 //! there, before any request is complete. At the barrier only the held bytes are left to
 //! write. Every request, connecting included, has its deadline (`--timeout`).
 //!
-//! A status in `--success` is an acknowledged success ([`Outcome::Acknowledged`]), which the
-//! invariant must find written; a 5xx or no answer at all is a failure that may or may not
-//! have written (indeterminate); any other status is a refusal ([`Outcome::Declined`]).
+//! With `[[request]]` entries a burst holds several requests — different users sending
+//! different ones, or one user several at once on their own session: each is a lane of the
+//! runner and a connection (or stream) of its own, all released together. Each user's
+//! `[[prepare]]` steps run first, in warm-up, outside the burst's timings.
+//!
+//! An answer its request's `success` accepts (status, headers, body) is an acknowledged
+//! success ([`Outcome::Acknowledged`]), which the invariant must find written; a 5xx or no
+//! answer at all is a failure that may or may not have written (indeterminate); any other
+//! answer is a refusal ([`Outcome::Declined`]).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use hyper::header::HeaderValue;
 
 use crate::domain::Outcome;
 use crate::error::BookingError;
 use crate::http::wire;
 use crate::race::RaceSettings;
+use crate::race::prepare::{self, Preparation, Session};
+use crate::race::template::Scope;
 use crate::run::{Attempt, Target, TargetStats, Turn};
 use crate::sync::HttpStats;
-use crate::sync::delivery::{Addressed, Delivery, Origin, Wire};
-use crate::sync::h2::Prepared;
+use crate::sync::delivery::{Addressed, Delivery, PrepareError, Wire};
 
 /// One run of a `race`.
 pub struct EndpointTarget {
     settings: Arc<RaceSettings>,
     /// `{{run}}`: this run's number, from 1.
     run: u32,
+    wire: Arc<Wire>,
     delivery: Delivery,
+    /// Each user's values and cookies, once prepared ([`Target::warm_up`]).
+    sessions: OnceLock<Vec<Session>>,
     stats: Mutex<HttpStats>,
 }
 
 impl EndpointTarget {
     pub fn new(settings: Arc<RaceSettings>, run: u32) -> Self {
-        let wire = Wire {
+        let wire = Arc::new(Wire {
             sync: settings.sync,
             tls: settings.tls.clone(),
             timeout: settings.timeout,
+        });
+        let delivery = Delivery::new(Arc::clone(&wire), settings.burst_size());
+        let stats = HttpStats {
+            by_request: settings
+                .requests
+                .iter()
+                .map(|r| crate::sync::stats::RequestCounts::named(&r.template.name))
+                .collect(),
+            ..HttpStats::default()
         };
-        let delivery = Delivery::new(Arc::new(wire), settings.users);
         Self {
             settings,
             run,
+            wire,
             delivery,
-            stats: Mutex::default(),
+            sessions: OnceLock::new(),
+            stats: Mutex::new(stats),
         }
     }
 
-    /// User `user`'s request, expanded: where it goes and what it is.
-    fn request(&self, user: u32) -> Result<Addressed, String> {
-        let template = &self.settings.request;
-        let Origin {
-            host,
-            port,
-            authority,
-        } = template.url.origin.clone();
-        let path = template.url.path.expand(user, self.run);
-        let mut headers = Vec::with_capacity(template.headers.len() + 1);
-        for (name, value) in &template.headers {
-            let value = value.expand(user, self.run);
-            HeaderValue::from_str(&value)
-                .map_err(|_| format!("-H {name}: the value cannot be sent"))?;
-            headers.push((name.clone(), value));
-        }
-        let body = template
-            .body
-            .as_ref()
-            .map(|b| b.expand(user, self.run))
-            .unwrap_or_default();
-        if !body.is_empty()
-            && !headers
-                .iter()
-                .any(|(n, _)| n == hyper::header::CONTENT_TYPE)
-        {
-            headers.push((hyper::header::CONTENT_TYPE, "application/json".to_owned()));
-        }
-        let prepared = Prepared {
-            method: template.method.clone(),
-            uri: format!("{}://{authority}{path}", template.url.scheme()),
-            headers,
-            body: body.into_bytes(),
+    /// Request `slot` of the burst, expanded for its user: where it goes and what it is.
+    fn request(&self, slot: u32) -> Result<Addressed, String> {
+        let slot = *self
+            .settings
+            .slots
+            .get(slot as usize)
+            .ok_or_else(|| format!("no request {slot} in the burst"))?;
+        let session = self.session(slot.user);
+        let scope = Scope {
+            user: slot.user,
+            run: self.run,
+            vars: session.map(|s| &s.vars),
         };
-        Ok(Addressed {
-            host,
-            port,
-            authority,
-            path,
-            request: prepared,
-        })
+        let request = &self.settings.requests[slot.request].template;
+        request
+            .address(&scope, session.map(|s| &s.jar))
+            .map(|(addressed, _)| addressed)
+    }
+
+    fn session(&self, user: u32) -> Option<&Session> {
+        self.sessions.get().and_then(|all| all.get(user as usize))
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, HttpStats> {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// User `user`'s request delivered, and its answer read as `--success` says.
-    async fn send(&self, user: u32) -> Result<Outcome, BookingError> {
-        let answer = match self.delivery.deliver(user).await {
+    /// Request `slot` delivered, and its answer read as its `success` says.
+    async fn send(&self, slot: u32) -> Result<Outcome, BookingError> {
+        let Some(&crate::race::Slot { user, request }) = self.settings.slots.get(slot as usize)
+        else {
+            return Err(BookingError::Target(format!(
+                "no request {slot} in the burst"
+            )));
+        };
+        let race_request = &self.settings.requests[request];
+        let started = Instant::now();
+        let delivered = self.delivery.deliver(slot).await;
+        let took = started.elapsed();
+        let answer = match delivered {
             Ok(answer) => answer,
             Err(error) => {
-                self.stats().count(None);
-                return Err(BookingError::Target(error.no_answer()));
+                let line = error.no_answer();
+                self.show(user, request, &line);
+                self.stats().count_request(request, None, false, took);
+                return Err(BookingError::Target(line));
             }
         };
+        self.show(user, request, &prepare::glance(&answer));
         let status = answer.status;
+        let success = race_request.success.matches(&answer);
         {
             let mut stats = self.stats();
-            stats.count(Some(status));
+            stats.count_request(request, Some(status), success, took);
             stats
                 .arrivals_us
-                .extend(answer.server_timing.as_deref().and_then(wire::arrival_of));
+                .extend(answer.server_timing().and_then(wire::arrival_of));
         }
-        if self.settings.success.contains(status) {
+        if success {
             return Ok(Outcome::Acknowledged);
         }
         if status >= 500 {
             // A failure of the server's: it may have written before it failed.
-            let reason = hyper::StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("");
-            return Err(BookingError::Target(format!("{status} {reason}")));
+            return Err(BookingError::Target(prepare::status_line(status)));
         }
         Ok(Outcome::Declined)
+    }
+
+    /// `-v`: what user `user`'s request came back with, on stderr, secrets masked.
+    fn show(&self, user: u32, request: usize, what: &str) {
+        if self.settings.verbose == 0 {
+            return;
+        }
+        let mut secrets = self.settings.secrets.clone();
+        if let Some(session) = self.session(user) {
+            secrets.extend(session.secrets.iter().cloned());
+        }
+        let name = &self.settings.requests[request].template.name;
+        eprintln!(
+            "{}",
+            crate::config::scrub(
+                &format!("run {} · user {user} · {name}: {what}", self.run),
+                &secrets
+            )
+        );
     }
 }
 
 #[async_trait]
 impl Target for EndpointTarget {
-    /// Expands every user's request, opens its connection and sends what `--sync` allows; the
-    /// first that fails ends the warm-up, before any request is complete.
+    /// Prepares every user (the `[[prepare]]` steps, each with their own jar), then expands
+    /// every request of the burst, opens its connection and sends what `--sync` allows; the
+    /// first that fails ends the warm-up, before any request of the burst is complete.
     async fn warm_up(&self, _lanes: u32) -> Result<(), BookingError> {
+        let settings = &self.settings;
+        let sessions = if settings.prepare.is_empty() {
+            // No steps: each user's values are their row, and nothing is sent.
+            (0..settings.users)
+                .map(|user| Session {
+                    vars: settings
+                        .rows
+                        .get(user as usize)
+                        .cloned()
+                        .unwrap_or_default(),
+                    ..Session::default()
+                })
+                .collect()
+        } else {
+            Preparation {
+                steps: &settings.prepare,
+                wire: &self.wire,
+                run: self.run,
+                deadline: settings.prepare_timeout,
+                show: settings.verbose >= 2,
+                secrets: &settings.secrets,
+            }
+            .all(settings.users, &settings.rows)
+            .await
+            .map_err(|e| BookingError::Target(e.to_string()))?
+        };
+        // Set once per run: this target is made for one run.
+        let _ = self.sessions.set(sessions);
         self.delivery
-            .prepare(|user| {
-                self.request(user)
-                    .map_err(crate::sync::delivery::PrepareError::Request)
-            })
+            .prepare(|slot| self.request(slot).map_err(PrepareError::Request))
             .await
             .map_err(|e| BookingError::Target(format!("{e} (--url)")))
     }
 
-    /// One lane per user: each has its connection.
+    /// One lane per request of the burst: each has its connection (or stream).
     fn lanes(&self) -> u32 {
-        self.settings.users
+        self.settings.burst_size()
     }
 
     async fn attempt(&self, turn: Turn) -> Attempt {
@@ -161,6 +216,7 @@ impl Target for EndpointTarget {
             remote: Some(Box::new(HttpStats {
                 releases_us: self.delivery.releases_us(),
                 reopened: self.delivery.reopened(),
+                answered_early: self.delivery.answered_early(),
                 ..self.stats().clone()
             })),
         }

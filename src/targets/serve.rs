@@ -317,7 +317,7 @@ impl ServeTarget {
             stats.count(Some(answer.status));
             stats
                 .arrivals_us
-                .extend(answer.server_timing.as_deref().and_then(wire::arrival_of));
+                .extend(answer.server_timing().and_then(wire::arrival_of));
         }
         let text = String::from_utf8_lossy(&answer.body);
         outcome_of(&url, answer.status, &text, &request)

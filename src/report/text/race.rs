@@ -24,14 +24,98 @@ pub fn headline(settings: &RaceSettings) -> String {
         }
         _ => "a connection each, released together",
     };
+    let what = match settings.requests.as_slice() {
+        [one] => format!(
+            "{} {} — {} users",
+            one.template.method,
+            one.template.url.display(),
+            settings.users
+        ),
+        several => format!(
+            "{} requests in one burst ({}) — {} users",
+            settings.burst_size(),
+            several
+                .iter()
+                .map(|r| format!(
+                    "{} × {} {} {}",
+                    r.senders.len(),
+                    r.template.name,
+                    r.template.method,
+                    r.template.url.display()
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            settings.users
+        ),
+    };
+    let success = match settings.requests.as_slice() {
+        [one] => one.success.display(),
+        several => several
+            .iter()
+            .map(|r| format!("{}: {}", r.template.name, r.success.display()))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    let prepared = if settings.prepare.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", each logged in by {} [[prepare]] step(s) with a cookie jar of their own",
+            settings.prepare.len()
+        )
+    };
+    let source = settings
+        .check_db_source
+        .as_ref()
+        .map(|source| format!("; check-db from {source}"))
+        .unwrap_or_default();
     format!(
-        "race: {} {} — {} users, {how} (--sync {}); success: {}",
-        settings.request.method,
-        settings.request.url.display(),
-        settings.users,
+        "race: {what}{prepared}, {how} (--sync {}); success: {success}{source}",
         settings.sync.name(),
-        settings.success.display()
     )
+}
+
+/// Per request of a burst with several (`[[request]]`): what each came to.
+pub(super) fn write_requests(
+    out: &mut impl Write,
+    http: &crate::sync::HttpStats,
+) -> io::Result<()> {
+    if http.by_request.len() < 2 {
+        return Ok(());
+    }
+    let mut t = table(vec![
+        "Request",
+        "Sent",
+        "Successes",
+        "Refused",
+        "No answer / 5xx",
+        "Statuses",
+        "Latency p50 ms",
+        "max ms",
+    ]);
+    for request in &http.by_request {
+        let (p50, max) = request
+            .latency_ms()
+            .map_or(("-".to_owned(), "-".to_owned()), |(p50, max)| {
+                (format!("{p50:.1}"), format!("{max:.1}"))
+            });
+        t.add_row(vec![
+            request.name.clone(),
+            request.sent.to_string(),
+            request.successes.to_string(),
+            request.refused.to_string(),
+            request.errors.to_string(),
+            request
+                .status_codes
+                .iter()
+                .map(|(status, n)| format!("{status} × {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            p50,
+            max,
+        ]);
+    }
+    writeln!(out, "{t}")
 }
 
 /// How close together the burst left and arrived: the server's word when it sent one.
@@ -125,10 +209,17 @@ pub(super) fn write_one(
 ) -> io::Result<()> {
     writeln!(out, "Status code distribution:")?;
     for (status, count) in &run.http.status_codes {
-        let success = if settings.success.contains(*status) {
-            "  (success)"
-        } else {
-            ""
+        // Marked only where the status alone says it: a success told by a header or the body
+        // is in the successes line.
+        let success = match settings.requests.as_slice() {
+            [one]
+                if one.success.headers.is_empty()
+                    && one.success.body.is_none()
+                    && one.success.status_may(*status) =>
+            {
+                "  (success)"
+            }
+            _ => "",
         };
         writeln!(
             out,
@@ -147,10 +238,21 @@ pub(super) fn write_one(
     for (message, count) in &run.tally.errors {
         writeln!(out, "  {count} × {message}")?;
     }
+    writeln!(
+        out,
+        "Successes: {} acknowledged of {} request(s), {} refused",
+        run.successes,
+        settings.burst_size(),
+        run.refused()
+    )?;
+    write_requests(out, &run.http)?;
     writeln!(out, "Latency (ms): {}", percentiles(&run.latency))?;
     writeln!(out, "{}", delivery_line(settings, run))?;
     if run.reopened > 0 {
         writeln!(out, "{}", reopened_line(run.reopened))?;
+    }
+    if run.http.answered_early > 0 {
+        writeln!(out, "{}", early_line(run.http.answered_early))?;
     }
     write_checks(out, settings, run)?;
     write_count(out, settings, run)?;
@@ -171,6 +273,13 @@ pub(super) fn write_one(
 pub(super) fn reopened_line(reopened: u32) -> String {
     format!(
         "Reopened: {reopened} connection(s) the server closed or reset before the release (a small accept backlog?) were opened again and pre-sent before the burst"
+    )
+}
+
+/// Requests the server answered before their last byte: the release did not hold them back.
+pub(super) fn early_line(early: u64) -> String {
+    format!(
+        "Answered early: {early} request(s) were answered before their last byte was sent — the server acts before a request is complete (a handler that never reads the body), so last-byte held nothing back for them; --sync single-packet --http2 does"
     )
 }
 
@@ -296,17 +405,10 @@ pub(super) fn write_repeated(
     ]);
     for run in runs {
         // Each outcome in one column: a 5xx is a failure (it may have written), not a refusal.
-        let others: u64 = run
-            .http
-            .status_codes
-            .iter()
-            .filter(|(status, _)| !settings.success.contains(**status) && **status < 500)
-            .map(|(_, n)| n)
-            .sum();
         t.add_row(vec![
             run.run.to_string(),
             run.successes.to_string(),
-            others.to_string(),
+            run.refused().to_string(),
             run.indeterminate().to_string(),
             run.counted.map_or("-".to_owned(), |c| c.to_string()),
             run.check_rows.iter().sum::<usize>().to_string(),
@@ -317,6 +419,14 @@ pub(super) fn write_repeated(
         ]);
     }
     writeln!(out, "{t}")?;
+    if settings.several() {
+        let mut all = crate::sync::HttpStats::default();
+        for run in runs {
+            all.merge(&run.http);
+        }
+        writeln!(out, "Per request, over {} runs:", runs.len())?;
+        write_requests(out, &all)?;
+    }
     if let Some(line) = spread_over_runs(runs) {
         writeln!(out, "{line}")?;
     }
@@ -336,6 +446,10 @@ pub(super) fn write_repeated(
     let reopened: u32 = runs.iter().map(|r| r.reopened).sum();
     if reopened > 0 {
         writeln!(out, "{} (over all runs)", reopened_line(reopened))?;
+    }
+    let early: u64 = runs.iter().map(|r| r.http.answered_early).sum();
+    if early > 0 {
+        writeln!(out, "{} (over all runs)", early_line(early))?;
     }
     let counts: Vec<String> = judge::verdict_counts(runs)
         .iter()
