@@ -845,3 +845,234 @@ async fn a_value_leaves_no_trace_in_the_output() {
     }
     assert!(!stderr.contains("pw-"), "{stderr}");
 }
+
+/// A wallet with no database at all: alice holds 100 in memory, each transfer takes 60.
+#[derive(Clone)]
+struct Wallet {
+    balance: Arc<tokio::sync::Mutex<i64>>,
+    /// The fixed wallet holds its lock from the read to the write; the naive one reads, waits
+    /// at the gate, then writes.
+    fixed: bool,
+    gate: Arc<Gate>,
+}
+
+async fn wallet_transfer(State(wallet): State<Wallet>, _body: axum::body::Bytes) -> Response {
+    let refused = (StatusCode::CONFLICT, "insufficient funds").into_response();
+    if wallet.fixed {
+        let mut balance = wallet.balance.lock().await;
+        if *balance < 60 {
+            return refused;
+        }
+        *balance -= 60;
+    } else {
+        let seen = *wallet.balance.lock().await;
+        wallet.gate.wait().await;
+        if seen < 60 {
+            return refused;
+        }
+        *wallet.balance.lock().await -= 60;
+    }
+    (StatusCode::OK, Json(json!({"sent": 60}))).into_response()
+}
+
+async fn wallet_account(State(wallet): State<Wallet>) -> Response {
+    Json(json!({"name": "alice", "balance": *wallet.balance.lock().await})).into_response()
+}
+
+async fn wallet_reset(State(wallet): State<Wallet>) -> Response {
+    *wallet.balance.lock().await = 100;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The wallet on a free port; its base URL and its port.
+async fn start_wallet(fixed: bool, users: usize) -> (String, u16) {
+    let wallet = Wallet {
+        balance: Arc::new(tokio::sync::Mutex::new(100)),
+        fixed,
+        gate: Gate::new(users, Duration::from_millis(100)),
+    };
+    let app = axum::Router::new()
+        .route("/api/transfer", post(wallet_transfer))
+        .route("/api/reset", post(wallet_reset))
+        .route("/api/accounts/alice", get(wallet_account))
+        .with_state(wallet);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://127.0.0.1:{port}"), port)
+}
+
+async fn run_binary(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_booking-cli"))
+            .args(&args)
+            .env_remove("CHECK_DATABASE_URL")
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `race` of five transfers at the wallet on `port`, reset before each run through its own
+/// endpoint (from sh: no curl needed, bash's /dev/tcp will do), ten runs, `--json`, expecting
+/// what the wallet should show; `judges` follow.
+async fn wallet_race(
+    port: u16,
+    fixed: bool,
+    judges: &[&str],
+) -> (std::process::Output, serde_json::Value) {
+    let base = format!("http://127.0.0.1:{port}");
+    let reset = format!(
+        r#"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && printf "POST /api/reset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" >&3 && grep -q "204" <&3'"#
+    );
+    let mut args: Vec<String> = [
+        "race",
+        "--url",
+        &format!("{base}/api/transfer"),
+        "-d",
+        r#"{"from": "alice", "amount": 60}"#,
+        "--users",
+        "5",
+        "--success",
+        "200",
+        "--setup-cmd",
+        &reset,
+        "--repeat",
+        "10",
+        "--expect",
+        if fixed { "held" } else { "violated" },
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(judges.iter().map(|s| s.to_string()));
+    let out = run_binary(args).await;
+    let body = json(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "fixed {fixed}: {body}\n{}",
+        text(&out.stderr)
+    );
+    (out, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wallet_without_a_database_is_judged_against_its_own_requests_one_by_one() {
+    for fixed in [false, true] {
+        let (_, port) = start_wallet(fixed, 5).await;
+        let (_, body) = wallet_race(port, fixed, &["--baseline", "sequential"]).await;
+        assert_eq!(
+            body["judged_by"],
+            json!(["the same requests one by one (--baseline sequential)"]),
+            "no database is claimed: {body}"
+        );
+        let runs = body["runs"].as_array().unwrap();
+        for run in runs {
+            assert_eq!(
+                run["baseline"]["successes"], 1,
+                "one by one, one transfer: {run}"
+            );
+        }
+        if fixed {
+            assert_eq!(body["verdict_counts"], json!({"HELD": 10}), "{body}");
+        } else {
+            assert!(
+                body["verdict_counts"]["VIOLATED"].as_u64().unwrap_or(0) >= 1,
+                "{body}"
+            );
+            let violated = runs.iter().find(|r| r["verdict"] == "VIOLATED").unwrap();
+            assert!(violated["successes"].as_u64().unwrap() > 1, "{violated}");
+        }
+    }
+    // Without a way back to the start, a baseline is bad input: nothing is sent.
+    let (base, _) = start_wallet(false, 5).await;
+    refused(
+        &base,
+        &["--baseline", "sequential"],
+        "--baseline sequential needs a way back to the start",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wallet_is_judged_through_its_own_api() {
+    for fixed in [false, true] {
+        let (base, port) = start_wallet(fixed, 5).await;
+        let account = format!("{base}/api/accounts/alice");
+        let (_, body) = wallet_race(
+            port,
+            fixed,
+            &[
+                "--check-url",
+                &account,
+                "--check-jq",
+                ".balance >= 0",
+                "--check-url",
+                &account,
+                "--check-jq",
+                ".balance == $before.balance - 60 * $successes",
+            ],
+        )
+        .await;
+        assert_eq!(
+            body["judged_by"][0],
+            format!("the service's API: GET {account} | jq .balance >= 0"),
+            "{body}"
+        );
+        if fixed {
+            assert_eq!(body["verdict_counts"], json!({"HELD": 10}), "{body}");
+        } else {
+            assert!(
+                body["verdict_counts"]["VIOLATED"].as_u64().unwrap_or(0) >= 1,
+                "{body}"
+            );
+            let violated = body["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["verdict"] == "VIOLATED")
+                .unwrap()
+                .clone();
+            let shown = violated["violations"][0]["row"]["read"]
+                .as_str()
+                .unwrap_or("");
+            assert!(
+                shown.contains("\"balance\":-"),
+                "shown with the JSON it read: {violated}"
+            );
+        }
+    }
+    // A jq program that cannot run is bad input, before anything is sent.
+    let (base, _) = start_wallet(false, 5).await;
+    let account = format!("{base}/api/accounts/alice");
+    refused(
+        &base,
+        &["--check-url", &account, "--check-jq", ".balance >="],
+        "--check-jq '.balance >=' is not a jq program",
+    )
+    .await;
+}
+
+/// A race at the wallet with `judges` is bad input: exit 2, one line that `says` why.
+async fn refused(base: &str, judges: &[&str], says: &str) {
+    let mut args = vec![
+        "race".to_owned(),
+        "--url".to_owned(),
+        format!("{base}/api/transfer"),
+        "-d".to_owned(),
+        "{}".to_owned(),
+    ];
+    args.extend(judges.iter().map(|s| s.to_string()));
+    let out = run_binary(args).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

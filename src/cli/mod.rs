@@ -28,7 +28,7 @@ pub use book::BookArgs;
 pub use db::{DbCommand, DropArgs, ResetArgs};
 pub use groups::{LockArgs, RetryArgs, StayArgs, StressMode, WorkArgs};
 pub use interleave::InterleaveArgs;
-pub use race::{RaceArgs, RaceExpect};
+pub use race::{Baseline, RaceArgs, RaceExpect};
 pub use serve::ServeArgs;
 pub use strategies::StrategiesArgs;
 pub use stress::StressArgs;

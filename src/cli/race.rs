@@ -21,10 +21,11 @@ Placeholders in --url, -H, -d and --form: {{uuid}} {{user}} {{run}} {{env:NAME}}
 masked), a --users-file column, a value a [[prepare]] step extracted. Settings: a flag, else
 --config, else the environment. -v prints each answer (status, Location, the body's start);
 -vv the [[prepare]] steps' too.
-Verdicts: VIOLATED (a --check returned rows, or successes > --max-successes), UNACCOUNTED (--count
-disagrees with the successes acknowledged), UNTESTED (nothing broke, but fewer than
---min-successes requests succeeded), HELD (the checks found nothing). Held is met only with at
-most --allow-errors requests unanswered or answered 5xx.
+Verdicts: VIOLATED (a --check returned rows, successes > --max-successes, or more successes at
+once than one by one under --baseline sequential), UNACCOUNTED (--count disagrees with the
+successes acknowledged), UNTESTED (nothing broke, but fewer than --min-successes requests
+succeeded), HELD (the checks found nothing). Held is met only with at most --allow-errors
+requests unanswered or answered 5xx.
 Exit status: 0 the expectation (--expect, default held) was met, 3 it was not, 1 runtime error
 (the endpoint or the database unreachable), 2 bad input (nothing sent), 130 interrupted (Ctrl-C
 or SIGTERM: the run in progress is not judged).")]
@@ -123,6 +124,16 @@ pub struct RaceArgs {
     #[arg(long = "check", value_name = "SQL", help_heading = "Invariant")]
     pub checks: Vec<String>,
 
+    /// Read the state back through the service's own API after each run: GET URL (the burst's
+    /// headers; user 0's session), judged by the --check-jq at the same position (repeatable)
+    #[arg(long = "check-url", value_name = "URL", help_heading = "Invariant")]
+    pub check_url: Vec<String>,
+
+    /// A jq expression on the --check-url's JSON that must be true ($before: the same URL read
+    /// before the burst; $successes: the run's acknowledged successes), e.g. '.balance >= 0'
+    #[arg(long = "check-jq", value_name = "EXPR", help_heading = "Invariant")]
+    pub check_jq: Vec<String>,
+
     /// More acknowledged successes than N is a violation
     #[arg(long, value_name = "N", help_heading = "Invariant")]
     pub max_successes: Option<u64>,
@@ -146,6 +157,17 @@ pub struct RaceArgs {
     /// SQL run before each run, e.g. resetting the stock (repeatable; the only SQL that writes)
     #[arg(long = "setup", value_name = "SQL", help_heading = "Invariant")]
     pub setup: Vec<String>,
+
+    /// A shell command run before each run, after --setup (repeatable; sh -c), to reset a
+    /// store that speaks no SQL: a file, an API, a queue. Non-zero stops the race (exit 1)
+    #[arg(long = "setup-cmd", value_name = "CMD", help_heading = "Invariant")]
+    pub setup_cmd: Vec<String>,
+
+    /// Judge each run against the same requests sent one after another from the same start:
+    /// more successes at once than one by one is a violation (no database needed; needs
+    /// --setup or --setup-cmd to go back to the start)
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Invariant")]
+    pub baseline: Option<Baseline>,
 
     /// Statement time-out of every check, count and setup [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Invariant")]
@@ -190,4 +212,14 @@ pub enum RaceExpect {
     Violated,
     /// Nothing in particular: a measurement
     Any,
+}
+
+/// `race --baseline`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Baseline {
+    /// The same requests, one after another, from the same start
+    Sequential,
 }

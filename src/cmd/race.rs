@@ -175,9 +175,21 @@ async fn races(
         if stop.is_stopped() {
             break;
         }
-        if let Some(db) = db {
-            db.setup(&settings.setup).await.map_err(check_db_error)?;
-        }
+        back_to_start(db, settings).await?;
+        // The baseline first: the same requests one by one, then back to the same start.
+        let baseline = match settings.baseline {
+            Some(_) => {
+                let one_by_one = EndpointTarget::new(Arc::clone(settings), run)
+                    .one_by_one()
+                    .await
+                    .with_context(|| {
+                        format!("run {run}: the sequence (--baseline) was not sent")
+                    })?;
+                back_to_start(db, settings).await?;
+                Some(one_by_one)
+            }
+            None => None,
+        };
         let before = judge::count_before(db, settings)
             .await
             .map_err(check_db_error)?;
@@ -186,6 +198,17 @@ async fn races(
             .warm_up(settings.burst_size())
             .await
             .with_context(|| format!("run {run}: the burst was not sent"))?;
+        // The state through the service's API, before the burst: `$before`.
+        let mut api_before = Vec::with_capacity(settings.api_checks.len());
+        for check in &settings.api_checks {
+            api_before.push(
+                target
+                    .read_state(check)
+                    .await
+                    .with_context(|| format!("run {run}: before the burst"))?,
+            );
+        }
+        let reader = Arc::clone(&target);
         let burst = Burst {
             users: settings.burst_size(),
             first_user: 0,
@@ -205,7 +228,15 @@ async fn races(
             // what was asked for; judging it would say something it did not test.
             break;
         }
-        let judged = judge::judge(db, settings, run, race, before)
+        let mut api = Vec::with_capacity(settings.api_checks.len());
+        for (check, before) in settings.api_checks.iter().zip(api_before) {
+            let after = reader
+                .read_state(check)
+                .await
+                .with_context(|| format!("run {run}: after the burst"))?;
+            api.push(judge::ApiState { before, after });
+        }
+        let judged = judge::judge(db, settings, run, race, before, baseline, &api)
             .await
             .map_err(check_db_error)
             .with_context(|| format!("run {run}: the invariant could not be read"))?;
@@ -213,6 +244,16 @@ async fn races(
     }
     progress.finish_and_clear();
     Ok(runs)
+}
+
+/// `--setup` on the check database, then every `--setup-cmd`: the start every run (and, with
+/// a baseline, every sequence) begins from.
+async fn back_to_start(db: Option<&CheckDb>, settings: &RaceSettings) -> anyhow::Result<()> {
+    if let Some(db) = db {
+        db.setup(&settings.setup).await.map_err(check_db_error)?;
+    }
+    crate::race::setup_cmd::run_all(&settings.setup_cmds, settings.check_timeout).await?;
+    Ok(())
 }
 
 /// A bar over the runs of `--repeat`, on a terminal only.

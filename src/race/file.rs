@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::request::{RequestSpec, SuccessSpec};
-use crate::cli::RaceExpect;
+use crate::cli::{Baseline, RaceExpect};
 use crate::error::InputError;
 use crate::sync::Sync;
 
@@ -44,12 +44,18 @@ pub struct RaceFile {
     pub check_db: Option<String>,
     #[serde(default)]
     pub check: Vec<String>,
+    /// `[[check-url]]`: the state read through the service's API, judged by jq.
+    #[serde(default)]
+    pub check_url: Vec<super::api_check::CheckUrlSpec>,
     pub max_successes: Option<u64>,
     pub min_successes: Option<u32>,
     pub allow_errors: Option<u32>,
     pub count: Option<String>,
     #[serde(default)]
     pub setup: Vec<String>,
+    #[serde(default)]
+    pub setup_cmd: Vec<String>,
+    pub baseline: Option<Baseline>,
     pub check_timeout: Option<String>,
     pub expect: Option<RaceExpect>,
     pub sync: Option<Sync>,

@@ -25,6 +25,23 @@ pub struct Race<'a> {
     pub interrupted: bool,
 }
 
+/// What the burst's requests came to when sent one after another from the same start
+/// (`--baseline sequential`): the most the service lets succeed when nothing is concurrent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OneByOne {
+    pub sent: u32,
+    pub successes: u32,
+    /// No answer, or a 5xx.
+    pub errors: u32,
+}
+
+/// A `--check-url` read before and after the burst: the bodies of its answers.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub before: Vec<u8>,
+    pub after: Vec<u8>,
+}
+
 /// A finished run of `race`.
 #[derive(Debug, Clone)]
 pub struct RaceRun {
@@ -43,6 +60,8 @@ pub struct RaceRun {
     pub check_rows: Vec<usize>,
     /// What `--count` says the run wrote (after minus before).
     pub counted: Option<i64>,
+    /// `--baseline sequential`: the same requests, one by one, before the burst.
+    pub baseline: Option<OneByOne>,
     pub verdicts: Vec<Verdict>,
     /// How close together the requests' final bytes were written (the client's clock).
     pub release: Option<Spread>,
@@ -130,6 +149,45 @@ impl RaceRun {
     }
 }
 
+/// What the verdicts are read from, in words, as every output says it: the check database
+/// (its engine, host and name, and where the URL came from — never its user or password),
+/// `--max-successes`, the sequential baseline. Nothing claims a database was read when none
+/// was.
+pub fn judged_by(settings: &RaceSettings) -> Vec<String> {
+    let mut by = Vec::new();
+    if let Some(url) = &settings.check_db
+        && (!settings.checks.is_empty() || settings.count.is_some())
+    {
+        let place = ::url::Url::parse(url)
+            .ok()
+            .map(|u| {
+                format!(
+                    "{}{}{}",
+                    u.host_str().unwrap_or("localhost"),
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                    u.path()
+                )
+            })
+            .unwrap_or_else(|| "?".to_owned());
+        let source = settings
+            .check_db_source
+            .as_ref()
+            .map(|s| format!(", check-db from {s}"))
+            .unwrap_or_default();
+        by.push(format!("PostgreSQL {place} (read-only{source})"));
+    }
+    for check in &settings.api_checks {
+        by.push(format!("the service's API: {}", check.display()));
+    }
+    if let Some(max) = settings.max_successes {
+        by.push(format!("--max-successes {max}"));
+    }
+    if settings.baseline.is_some() {
+        by.push("the same requests one by one (--baseline sequential)".to_owned());
+    }
+    by
+}
+
 /// What the count said before a run (after its `--setup`): the zero its writes are counted
 /// from.
 pub async fn count_before(
@@ -196,6 +254,8 @@ pub async fn judge(
     run: u32,
     race: RaceResult,
     before: Option<i64>,
+    baseline: Option<OneByOne>,
+    api: &[ApiState],
 ) -> Result<RaceRun, CheckDbError> {
     let successes = race.tally.successes();
     let mut violations = Vec::new();
@@ -218,6 +278,35 @@ pub async fn judge(
             row: Row(vec![
                 ("successes".to_owned(), Value::from(successes)),
                 ("max_successes".to_owned(), Value::from(max)),
+            ]),
+        });
+    }
+    // The state read through the service's API: the expression must hold on what it read.
+    for (check, state) in settings.api_checks.iter().zip(api) {
+        if let super::jq::Judged::Broken(why) =
+            super::jq::judge(&check.jq, &state.after, Some(&state.before), successes)
+        {
+            let text = String::from_utf8_lossy(&state.after);
+            let read = serde_json::from_slice::<Value>(&state.after)
+                .unwrap_or_else(|_| Value::from(text.chars().take(500).collect::<String>()));
+            violations.push(Violation {
+                check: check.display(),
+                row: Row(vec![
+                    ("why".to_owned(), Value::from(why)),
+                    ("read".to_owned(), Value::from(read.to_string())),
+                ]),
+            });
+        }
+    }
+    // More successes at once than one by one: what concurrency added is what it broke.
+    if let Some(one_by_one) = baseline
+        && successes > one_by_one.successes
+    {
+        violations.push(Violation {
+            check: "--baseline sequential".to_owned(),
+            row: Row(vec![
+                ("one_by_one".to_owned(), Value::from(one_by_one.successes)),
+                ("at_once".to_owned(), Value::from(successes)),
             ]),
         });
     }
@@ -257,6 +346,7 @@ pub async fn judge(
         violations,
         check_rows,
         counted,
+        baseline,
         verdicts,
     })
 }

@@ -15,11 +15,14 @@
 //! environment (`CHECK_DATABASE_URL`) — a file written for this service beats a variable left
 //! in the shell.
 
+pub mod api_check;
 pub mod burst;
 pub mod file;
+pub mod jq;
 pub mod judge;
 pub mod prepare;
 pub mod request;
+pub mod setup_cmd;
 pub mod template;
 pub mod url;
 pub mod users;
@@ -28,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cli::{RaceArgs, RaceExpect};
+use crate::cli::{Baseline, RaceArgs, RaceExpect};
 use crate::error::InputError;
 use crate::strategy::Expectation;
 use crate::sync::Sync;
@@ -75,6 +78,8 @@ pub struct RaceSettings {
     /// The service's database; required by `--check`, `--count` and `--setup`.
     pub check_db: Option<String>,
     pub checks: Vec<String>,
+    /// `--check-url` / `--check-jq`: the state read back through the service's API.
+    pub api_checks: Vec<api_check::ApiCheck>,
     pub max_successes: Option<u64>,
     /// Fewer acknowledged successes than this is `UNTESTED` (`--min-successes`, default 1).
     pub min_successes: u32,
@@ -83,6 +88,10 @@ pub struct RaceSettings {
     pub allow_errors: u32,
     pub count: Option<String>,
     pub setup: Vec<String>,
+    /// `--setup-cmd`: shell commands run before each run, after `setup`.
+    pub setup_cmds: Vec<String>,
+    /// `--baseline sequential`: each run also sent one by one, from the same start.
+    pub baseline: Option<Baseline>,
     pub check_timeout: Duration,
     pub expect: Expectation,
     /// Values that must never be printed: `{{env:…}}` values, the check database's password.
@@ -160,7 +169,15 @@ impl RaceSettings {
         let (requests, cacert_https) =
             burst::requests(args, &file, dir.as_deref(), users, &mut parsing)?;
         let slots = burst::slots(&requests)?;
-        let https = cacert_https || prepare.iter().any(|s| s.request.url.https);
+        let headers = if args.headers.is_empty() {
+            &file.header
+        } else {
+            &args.headers
+        };
+        let api_checks = api_check::parse(args, &file.check_url, headers, &mut parsing)?;
+        let https = cacert_https
+            || prepare.iter().any(|s| s.request.url.https)
+            || api_checks.iter().any(|c| c.request.url.https);
         let cacert = args.cacert.clone().or(file.cacert);
         let tls = if https {
             Some(Tls::new(cacert.as_deref())?)
@@ -201,6 +218,17 @@ impl RaceSettings {
         } else {
             args.setup.clone()
         };
+        let setup_cmds = if args.setup_cmd.is_empty() {
+            file.setup_cmd
+        } else {
+            args.setup_cmd.clone()
+        };
+        let baseline = args.baseline.or(file.baseline);
+        if baseline.is_some() && setup.is_empty() && setup_cmds.is_empty() {
+            return Err(InputError::Invalid(
+                "--baseline sequential needs a way back to the start between the sequence and the burst: --setup SQL or --setup-cmd CMD".to_owned(),
+            ));
+        }
         let count = args.count.clone().or(file.count);
         let max_successes = args.max_successes.or(file.max_successes);
         let min_successes = args.min_successes.or(file.min_successes).unwrap_or(1);
@@ -236,9 +264,14 @@ impl RaceSettings {
                 "{flag} needs --check-db URL (or check-db in --config, or CHECK_DATABASE_URL): the service's own PostgreSQL"
             )));
         }
-        if checks.is_empty() && count.is_none() && max_successes.is_none() {
+        if checks.is_empty()
+            && count.is_none()
+            && max_successes.is_none()
+            && baseline.is_none()
+            && api_checks.is_empty()
+        {
             return Err(InputError::Invalid(
-                "race needs an invariant to judge by: --check SQL, --count SQL or --max-successes N"
+                "race needs an invariant to judge by: --check SQL, --count SQL, --max-successes N, --check-url with --check-jq, or --baseline sequential"
                     .to_owned(),
             ));
         }
@@ -296,11 +329,14 @@ impl RaceSettings {
             repeat,
             check_db,
             checks,
+            api_checks,
             max_successes,
             min_successes,
             allow_errors,
             count,
             setup,
+            setup_cmds,
+            baseline,
             check_timeout,
             expect,
             secrets,
@@ -432,6 +468,20 @@ mod tests {
                     ..args()
                 },
                 "'Name: value'",
+            ),
+            (
+                RaceArgs {
+                    check_url: vec!["http://127.0.0.1:9/state".to_owned()],
+                    ..args()
+                },
+                "--check-url and --check-jq go in pairs: 1 URL(s), 0 expression(s)",
+            ),
+            (
+                RaceArgs {
+                    baseline: Some(Baseline::Sequential),
+                    ..args()
+                },
+                "--baseline sequential needs a way back to the start",
             ),
         ];
         for (args, says) in cases {

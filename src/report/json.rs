@@ -369,6 +369,11 @@ pub struct RaceJson<'a> {
     pub violations: &'a [Violation],
     /// What `--count` says the run wrote; `null` without `--count`.
     pub counted: Option<i64>,
+    /// `--baseline sequential`: `{sent, successes, errors}` of the same requests one by one;
+    /// `null` without it.
+    pub baseline: Option<crate::race::judge::OneByOne>,
+    /// What the verdict was read from: the check database, `--max-successes`, the baseline.
+    pub judged_by: Vec<String>,
     pub latency_ms: crate::metrics::Percentiles,
     pub elapsed_ms: u128,
     /// `none` or `last-byte`.
@@ -449,6 +454,8 @@ impl<'a> RaceJson<'a> {
             runs_judged: 1,
             violations: &run.violations,
             counted: run.counted,
+            baseline: run.baseline,
+            judged_by: judge::judged_by(settings),
             latency_ms: run.latency.summary(),
             elapsed_ms: run.elapsed.as_millis(),
             sync: settings.sync.name(),
@@ -508,6 +515,8 @@ impl<'a> RaceJson<'a> {
             runs_judged: 0,
             violations: &[],
             counted: None,
+            baseline: None,
+            judged_by: judge::judged_by(settings),
             latency_ms: crate::metrics::Latencies::default().summary(),
             elapsed_ms: 0,
             sync: settings.sync.name(),

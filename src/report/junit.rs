@@ -234,6 +234,18 @@ fn race_figures(settings: &RaceSettings, run: &RaceRun) -> String {
         figures.push_str(": ");
         figures.push_str(&why);
     }
+    if let Some(one_by_one) = run.baseline {
+        let _ = write!(
+            figures,
+            "; {} succeeded one by one (--baseline sequential)",
+            one_by_one.successes
+        );
+    }
+    let _ = write!(
+        figures,
+        "; judged by {}",
+        crate::race::judge::judged_by(settings).join("; ")
+    );
     // Per request of a burst with several: which of them got through.
     if settings.several() {
         for request in &run.http.by_request {

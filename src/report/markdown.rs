@@ -65,8 +65,9 @@ pub fn write_stress(out: &mut impl Write, reports: &[StressReport]) -> io::Resul
 pub fn write_race(out: &mut impl Write, race: &Race<'_>) -> io::Result<()> {
     let (settings, runs, interrupted) = (race.settings, race.runs, race.interrupted);
     let mut doc = format!(
-        "**booking-cli {}** — verdicts read from the service's database\n\n",
-        headline(settings).trim_start_matches("race: ")
+        "**booking-cli {}** — judged by {}\n\n",
+        headline(settings).trim_start_matches("race: "),
+        judge::judged_by(settings).join("; ")
     );
     doc.push_str("| run | successes | no answer / 5xx | written | violating rows | verdict |\n|---:|---:|---:|---:|---:|---|\n");
     for run in runs {

@@ -26,11 +26,14 @@ use crate::domain::Outcome;
 use crate::error::BookingError;
 use crate::http::wire;
 use crate::race::RaceSettings;
+use crate::race::api_check::ApiCheck;
+use crate::race::judge::OneByOne;
 use crate::race::prepare::{self, Preparation, Session};
 use crate::race::template::Scope;
 use crate::run::{Attempt, Target, TargetStats, Turn};
 use crate::sync::HttpStats;
 use crate::sync::delivery::{Addressed, Delivery, PrepareError, Wire};
+use crate::sync::exchange;
 
 /// One run of a `race`.
 pub struct EndpointTarget {
@@ -138,32 +141,9 @@ impl EndpointTarget {
         Ok(Outcome::Declined)
     }
 
-    /// `-v`: what user `user`'s request came back with, on stderr, secrets masked.
-    fn show(&self, user: u32, request: usize, what: &str) {
-        if self.settings.verbose == 0 {
-            return;
-        }
-        let mut secrets = self.settings.secrets.clone();
-        if let Some(session) = self.session(user) {
-            secrets.extend(session.secrets.iter().cloned());
-        }
-        let name = &self.settings.requests[request].template.name;
-        eprintln!(
-            "{}",
-            crate::config::scrub(
-                &format!("run {} · user {user} · {name}: {what}", self.run),
-                &secrets
-            )
-        );
-    }
-}
-
-#[async_trait]
-impl Target for EndpointTarget {
-    /// Prepares every user (the `[[prepare]]` steps, each with their own jar), then expands
-    /// every request of the burst, opens its connection and sends what `--sync` allows; the
-    /// first that fails ends the warm-up, before any request of the burst is complete.
-    async fn warm_up(&self, _lanes: u32) -> Result<(), BookingError> {
+    /// Every user's values and cookies: their `users-file` row, then what their `[[prepare]]`
+    /// steps set (each user with a jar of their own). Once per target: a target is one run.
+    async fn prepare_users(&self) -> Result<(), BookingError> {
         let settings = &self.settings;
         let sessions = if settings.prepare.is_empty() {
             // No steps: each user's values are their row, and nothing is sent.
@@ -190,8 +170,103 @@ impl Target for EndpointTarget {
             .await
             .map_err(|e| BookingError::Target(e.to_string()))?
         };
-        // Set once per run: this target is made for one run.
         let _ = self.sessions.set(sessions);
+        Ok(())
+    }
+
+    /// `--baseline sequential`: the burst's requests sent one after another, each whole and
+    /// answered before the next leaves, by users prepared for it — what the service does when
+    /// nothing is concurrent.
+    pub async fn one_by_one(&self) -> Result<OneByOne, BookingError> {
+        self.prepare_users().await?;
+        let mut done = OneByOne::default();
+        for (index, slot) in self.settings.slots.iter().enumerate() {
+            let addressed = self
+                .request(u32::try_from(index).unwrap_or(u32::MAX))
+                .map_err(BookingError::Target)?;
+            done.sent += 1;
+            match exchange::one(&self.wire, addressed).await {
+                Ok(answer) => {
+                    self.show(
+                        slot.user,
+                        slot.request,
+                        &format!("one by one: {}", prepare::glance(&answer)),
+                    );
+                    if self.settings.requests[slot.request]
+                        .success
+                        .matches(&answer)
+                    {
+                        done.successes += 1;
+                    } else if answer.status >= 500 {
+                        done.errors += 1;
+                    }
+                }
+                Err(error) => {
+                    self.show(
+                        slot.user,
+                        slot.request,
+                        &format!("one by one: {}", error.no_answer()),
+                    );
+                    done.errors += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// A `--check-url`, read as user 0 (with their session when there is one): the body of
+    /// its answer, which must be a 2xx — a state that cannot be read judges nothing.
+    pub async fn read_state(&self, check: &ApiCheck) -> Result<Vec<u8>, BookingError> {
+        let session = self.session(0);
+        let scope = Scope {
+            user: 0,
+            run: self.run,
+            vars: session.map(|s| &s.vars),
+        };
+        let (addressed, _) = check
+            .request
+            .address(&scope, session.map(|s| &s.jar))
+            .map_err(BookingError::Target)?;
+        let shown = format!("--check-url {}", check.request.url.display());
+        let answer = exchange::one(&self.wire, addressed)
+            .await
+            .map_err(|e| BookingError::Target(format!("{shown}: {}", e.no_answer())))?;
+        if !(200..300).contains(&answer.status) {
+            return Err(BookingError::Target(format!(
+                "{shown} answered {}: the state could not be read",
+                prepare::status_line(answer.status)
+            )));
+        }
+        Ok(answer.body)
+    }
+
+    /// `-v`: what user `user`'s request came back with, on stderr, secrets masked.
+    fn show(&self, user: u32, request: usize, what: &str) {
+        if self.settings.verbose == 0 {
+            return;
+        }
+        let mut secrets = self.settings.secrets.clone();
+        if let Some(session) = self.session(user) {
+            secrets.extend(session.secrets.iter().cloned());
+        }
+        let name = &self.settings.requests[request].template.name;
+        eprintln!(
+            "{}",
+            crate::config::scrub(
+                &format!("run {} · user {user} · {name}: {what}", self.run),
+                &secrets
+            )
+        );
+    }
+}
+
+#[async_trait]
+impl Target for EndpointTarget {
+    /// Prepares every user (the `[[prepare]]` steps, each with their own jar), then expands
+    /// every request of the burst, opens its connection and sends what `--sync` allows; the
+    /// first that fails ends the warm-up, before any request of the burst is complete.
+    async fn warm_up(&self, _lanes: u32) -> Result<(), BookingError> {
+        self.prepare_users().await?;
         self.delivery
             .prepare(|slot| self.request(slot).map_err(PrepareError::Request))
             .await

@@ -181,6 +181,7 @@ pub(super) fn reason(status: u16) -> &'static str {
 pub fn write(out: &mut impl Write, race: &Race<'_>) -> io::Result<()> {
     let (settings, runs, interrupted) = (race.settings, race.runs, race.interrupted);
     writeln!(out, "{}", headline(settings))?;
+    writeln!(out, "Judged by: {}", judge::judged_by(settings).join("; "))?;
     match runs {
         [] => {}
         [one] => write_one(out, settings, one, interrupted)?,
@@ -310,6 +311,43 @@ pub(super) fn write_checks(
         if total > rows.len() {
             writeln!(out, "  … {} more row(s)", total - rows.len())?;
         }
+    }
+    for check in &settings.api_checks {
+        let shown = check.display();
+        let broken: Vec<&Violation> = run.violations.iter().filter(|v| v.check == shown).collect();
+        writeln!(
+            out,
+            "API check: {shown} → {}",
+            if broken.is_empty() {
+                "true"
+            } else {
+                "VIOLATED"
+            }
+        )?;
+        for violation in broken {
+            for (name, value) in &violation.row.0 {
+                writeln!(out, "  {name}: {}", cell(value))?;
+            }
+        }
+    }
+    if let Some(one_by_one) = run.baseline {
+        writeln!(
+            out,
+            "Baseline (one by one): {} of {} succeeded one after another{}, {} at once{}",
+            one_by_one.successes,
+            one_by_one.sent,
+            if one_by_one.errors > 0 {
+                format!(" ({} without an answer or with a 5xx)", one_by_one.errors)
+            } else {
+                String::new()
+            },
+            run.successes,
+            if run.successes > one_by_one.successes {
+                " — VIOLATED"
+            } else {
+                ""
+            }
+        )?;
     }
     if let Some(max) = settings.max_successes {
         writeln!(
