@@ -199,15 +199,9 @@ async fn races(
             .await
             .with_context(|| format!("run {run}: the burst was not sent"))?;
         // The state through the service's API, before the burst: `$before`.
-        let mut api_before = Vec::with_capacity(settings.api_checks.len());
-        for check in &settings.api_checks {
-            api_before.push(
-                target
-                    .read_state(check)
-                    .await
-                    .with_context(|| format!("run {run}: before the burst"))?,
-            );
-        }
+        let api_before = read_states(&target, settings)
+            .await
+            .with_context(|| format!("run {run}: before the burst"))?;
         let reader = Arc::clone(&target);
         let burst = Burst {
             users: settings.burst_size(),
@@ -228,14 +222,14 @@ async fn races(
             // what was asked for; judging it would say something it did not test.
             break;
         }
-        let mut api = Vec::with_capacity(settings.api_checks.len());
-        for (check, before) in settings.api_checks.iter().zip(api_before) {
-            let after = reader
-                .read_state(check)
-                .await
-                .with_context(|| format!("run {run}: after the burst"))?;
-            api.push(judge::ApiState { before, after });
-        }
+        let api_after = read_states(&reader, settings)
+            .await
+            .with_context(|| format!("run {run}: after the burst"))?;
+        let api: Vec<judge::ApiState> = api_before
+            .into_iter()
+            .zip(api_after)
+            .map(|(before, after)| judge::ApiState { before, after })
+            .collect();
         let judged = judge::judge(db, settings, run, race, before, baseline, &api)
             .await
             .map_err(check_db_error)
@@ -254,6 +248,18 @@ async fn back_to_start(db: Option<&CheckDb>, settings: &RaceSettings) -> anyhow:
     }
     crate::race::setup_cmd::run_all(&settings.setup_cmds, settings.check_timeout).await?;
     Ok(())
+}
+
+/// Every `--check-url`'s body, read now.
+async fn read_states(
+    target: &EndpointTarget,
+    settings: &RaceSettings,
+) -> Result<Vec<Vec<u8>>, crate::error::BookingError> {
+    let mut states = Vec::with_capacity(settings.api_checks.len());
+    for check in &settings.api_checks {
+        states.push(target.read_state(check).await?);
+    }
+    Ok(states)
 }
 
 /// A bar over the runs of `--repeat`, on a terminal only.

@@ -117,17 +117,7 @@ impl Extract {
             )));
         }
         if let Some(pattern) = &spec.regex {
-            let regex = Regex::new(pattern).map_err(|e| {
-                let text = e.to_string();
-                let last = text
-                    .lines()
-                    .last()
-                    .unwrap_or("not a regex")
-                    .trim()
-                    .to_owned();
-                InputError::Invalid(format!("{label}: '{pattern}' is not a regex: {last}"))
-            })?;
-            return Ok(Extract::Regex(regex));
+            return Ok(Extract::Regex(super::request::regex(pattern, label)?));
         }
         if let Some(pointer) = &spec.json {
             if !pointer.is_empty() && !pointer.starts_with('/') {

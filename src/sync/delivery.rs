@@ -75,6 +75,19 @@ pub struct Addressed {
     pub request: Prepared,
 }
 
+impl Addressed {
+    /// The bytes of its HTTP/1.1 request.
+    pub fn http1_bytes(&self) -> Vec<u8> {
+        http1::encode(
+            &self.request.method,
+            &self.path,
+            &self.authority,
+            &self.request.headers,
+            &self.request.body,
+        )
+    }
+}
+
 /// Why the burst could not be prepared: nothing was released.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -239,20 +252,13 @@ impl Delivery {
 
     /// A request on a connection of its own, sent up to what the sync mode holds back.
     async fn prepare_http1(&self, addressed: Addressed) -> Result<Held, PrepareError> {
+        let bytes = addressed.http1_bytes();
         let Addressed {
             host,
             port,
             authority,
-            path,
-            request,
+            ..
         } = addressed;
-        let bytes = http1::encode(
-            &request.method,
-            &path,
-            &authority,
-            &request.headers,
-            &request.body,
-        );
         let hold = match self.wire.sync {
             Sync::LastByte => 1,
             // Nothing of it before the barrier: the connection only.
