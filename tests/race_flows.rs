@@ -1058,6 +1058,31 @@ async fn a_wallet_is_judged_through_its_own_api() {
         "--check-jq '.balance >=' is not a jq program",
     )
     .await;
+    // A state that cannot be read judges nothing: exit 1, never a verdict.
+    let out = run_binary(
+        [
+            "race",
+            "--url",
+            &format!("{base}/api/transfer"),
+            "-d",
+            "{}",
+            "--check-url",
+            &format!("{base}/api/accounts/nobody"),
+            "--check-jq",
+            ".balance >= 0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("answered 404 Not Found: the state could not be read"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }
 
 /// A race at the wallet with `judges` is bad input: exit 2, one line that `says` why.
@@ -1075,4 +1100,60 @@ async fn refused(base: &str, judges: &[&str], says: &str) {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(says), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_never_got_through_is_untested_when_its_entry_says_so() {
+    // `book` goes to a path the API does not have (404 × 10): the other request's ten
+    // successes make the burst look tested — unless `book` says how many of its own must get
+    // through.
+    let shop = ShopServer::start(true, 20).await;
+    let base = &shop.base;
+    let config = |min: &str| {
+        format!(
+            r#"
+users = 20
+setup = ["UPDATE shop.events SET sold = 0, capacity = 5"]
+check = ["SELECT id, sold, capacity FROM shop.events WHERE sold > capacity"]
+
+[[request]]
+name = "book"
+url = "{base}/api/events/7/no-such-book"
+data = '{{}}'
+users = 10
+success = [201]
+{min}
+
+[[request]]
+name = "waitlist"
+url = "{base}/api/events/7/waitlist"
+data = '{{}}'
+users = 10
+success = [202]
+"#
+        )
+    };
+    let loose = shop.file("loose.toml", &config(""));
+    let out = shop
+        .race(&["race", "--config", path(&loose), "--json"])
+        .await;
+    let body = json(&out);
+    assert_eq!(body["verdict"], "HELD", "without the key: {body}");
+    let strict = shop.file("strict.toml", &config("min-successes = 1"));
+    let out = shop
+        .race(&["race", "--config", path(&strict), "--json"])
+        .await;
+    let body = json(&out);
+    assert_eq!(out.status.code(), Some(3), "{body}");
+    assert_eq!(body["verdict"], "UNTESTED", "{body}");
+    let caveat = body["caveat"].as_str().unwrap_or_default();
+    assert!(
+        caveat.contains("request book: 0 succeeded, fewer than its min-successes 1"),
+        "{caveat}"
+    );
+    assert_eq!(
+        body["requests"][0]["status_codes"],
+        json!({"404": 10}),
+        "{body}"
+    );
 }

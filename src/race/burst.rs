@@ -21,6 +21,9 @@ pub struct RaceRequest {
     pub success: Success,
     /// The users who send it.
     pub senders: Vec<u32>,
+    /// Fewer of its successes in a run is `UNTESTED` (`min-successes` of its entry; 0: only
+    /// the burst's `--min-successes`, over every request, applies).
+    pub min_successes: u32,
 }
 
 /// One request of the burst: user `user` sending `requests[request]`.
@@ -118,6 +121,7 @@ pub(super) fn requests(
                 template,
                 success: default_success()?,
                 senders: (0..users).collect(),
+                min_successes: 0,
             }],
             https,
         ));
@@ -192,16 +196,24 @@ pub(super) fn requests(
                 )));
             }
             Some(n) => {
-                let senders = (0..n).map(|k| (next + k) % users).collect();
+                let senders: Vec<u32> = (0..n).map(|k| (next + k) % users).collect();
                 next = (next + n) % users;
                 senders
             }
             None => (0..users).collect(),
         };
+        let min_successes = entry.min_successes.unwrap_or(0);
+        if min_successes as usize > senders.len() {
+            return Err(InputError::Invalid(format!(
+                "{table} min-successes: {min_successes} is more than the {} user(s) who send it: no run could be tested",
+                senders.len()
+            )));
+        }
         out.push(RaceRequest {
             template,
             success,
             senders,
+            min_successes,
         });
     }
     Ok((out, https))

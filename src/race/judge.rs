@@ -105,13 +105,20 @@ impl RaceRun {
     pub fn caveat(&self, settings: &RaceSettings) -> Option<String> {
         let mut why = Vec::new();
         if self.verdicts.contains(&Verdict::Untested) {
-            why.push(format!(
-                "{} of {} request(s) succeeded, fewer than --min-successes {} ({}): nothing was tested",
-                self.successes,
-                settings.burst_size(),
-                settings.min_successes,
-                self.statuses()
-            ));
+            if self.successes < settings.min_successes {
+                why.push(format!(
+                    "{} of {} request(s) succeeded, fewer than --min-successes {} ({}): nothing was tested",
+                    self.successes,
+                    settings.burst_size(),
+                    settings.min_successes,
+                    self.statuses()
+                ));
+            }
+            for (name, got, min) in self.short_requests(settings) {
+                why.push(format!(
+                    "request {name}: {got} succeeded, fewer than its min-successes {min}: it was not tested"
+                ));
+            }
         }
         let failed = self.indeterminate();
         if failed > settings.allow_errors {
@@ -128,6 +135,24 @@ impl RaceRun {
             ));
         }
         (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// The `[[request]]` entries that got fewer successes than their own `min-successes`:
+    /// `(name, successes, min)`.
+    pub fn short_requests<'a>(&'a self, settings: &'a RaceSettings) -> Vec<(&'a str, u64, u32)> {
+        settings
+            .requests
+            .iter()
+            .zip(&self.http.by_request)
+            .filter(|(request, counts)| counts.successes < u64::from(request.min_successes))
+            .map(|(request, counts)| {
+                (
+                    request.template.name.as_str(),
+                    counts.successes,
+                    request.min_successes,
+                )
+            })
+            .collect()
     }
 
     /// What came back, e.g. `403 × 20` or `no status`.
@@ -323,15 +348,21 @@ pub async fn judge(
         race.tally.error_count(),
         counted,
     ));
-    // Nothing broke — but a burst in which too few got through tested nothing.
-    if verdicts.is_empty() && successes < settings.min_successes {
-        verdicts.push(Verdict::Untested);
-    }
     let http = race
         .stats
         .remote::<HttpStats>()
         .cloned()
         .unwrap_or_default();
+    // Nothing broke — but a burst in which too few got through tested nothing: too few in
+    // all, or too few of a request that says how many of its own must get through.
+    let short = settings
+        .requests
+        .iter()
+        .zip(&http.by_request)
+        .any(|(request, counts)| counts.successes < u64::from(request.min_successes));
+    if verdicts.is_empty() && (successes < settings.min_successes || short) {
+        verdicts.push(Verdict::Untested);
+    }
     Ok(RaceRun {
         run,
         successes,

@@ -599,6 +599,10 @@ mod tests {
                 "[[prepare]] 1 (step 1): success belongs to the requests of the burst",
             ),
             (
+                "url = 'http://h/x'\n[[prepare]]\nurl = 'http://h/p'\nmin-successes = 1",
+                "min-successes belongs to the requests of the burst",
+            ),
+            (
                 "[[request]]\nurl = 'http://h/x'\nexpect = [200]",
                 "[[request]] 1 (request 1): expect belongs to a [[prepare]] step",
             ),

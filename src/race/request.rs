@@ -37,6 +37,9 @@ pub struct RequestSpec {
     pub success: Option<SuccessSpec>,
     /// How many users send it (`[[request]]`): the next that many, in order.
     pub users: Option<u32>,
+    /// Fewer successes of this request in a run is `UNTESTED` (`[[request]]`; default 0: the
+    /// burst's `--min-successes` counts every request together).
+    pub min_successes: Option<u32>,
     /// The statuses that let a user go on (`[[prepare]]`; default: any below 400).
     #[serde(default)]
     pub expect: Vec<u16>,
@@ -60,13 +63,14 @@ impl RequestSpec {
     /// Refuses the keys that do not belong to `table`: a step has no `success` or `users`, a
     /// request of the burst no `expect` or `extract`.
     pub fn only(&self, table: &str, step: bool) -> Result<(), InputError> {
-        let wrong = if step {
-            [
+        let wrong: &[(bool, &str)] = if step {
+            &[
                 (self.success.is_some(), "success"),
                 (self.users.is_some(), "users"),
+                (self.min_successes.is_some(), "min-successes"),
             ]
         } else {
-            [
+            &[
                 (!self.expect.is_empty(), "expect"),
                 (!self.extract.is_empty(), "extract"),
             ]
